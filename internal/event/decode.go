@@ -1,0 +1,700 @@
+package event
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// FieldError says which field of an event is wrong and why.
+type FieldError struct {
+	// Field is the dotted path of the field, or "event" for the whole value.
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Limits bound what a producer may send.
+type Limits struct {
+	// MaxDetailsBytes bounds the canonical size of details; zero means 16 KiB.
+	MaxDetailsBytes int
+	// MaxDetailsDepth bounds nesting inside details; zero means 8.
+	MaxDetailsDepth int
+	// FutureSkew is how far past Now an occurred_at may lie; zero means 5 minutes.
+	FutureSkew time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// AllowOriginal lets the decoded value carry "original" (importers only).
+	AllowOriginal bool
+}
+
+func (l *Limits) maxDetails() int {
+	if l.MaxDetailsBytes > 0 {
+		return l.MaxDetailsBytes
+	}
+	return 16 << 10
+}
+
+func (l *Limits) maxDepth() int {
+	if l.MaxDetailsDepth > 0 {
+		return l.MaxDetailsDepth
+	}
+	return 8
+}
+
+func (l *Limits) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+func (l *Limits) skew() time.Duration {
+	if l.FutureSkew > 0 {
+		return l.FutureSkew
+	}
+	return 5 * time.Minute
+}
+
+// earliest is the oldest occurred_at accepted: nothing audited here predates it.
+var earliest = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Leaf holds what a stored leaf carries beyond the event itself.
+type Leaf struct {
+	Version int
+	// Personal maps each personal path present in the event to the base64url
+	// commitment of its value.
+	Personal map[string]string
+}
+
+var decoderPool = sync.Pool{New: func() any { return new(decoder) }}
+
+type decoder struct {
+	dec  jsontext.Decoder
+	rd   bytes.Reader
+	leaf bool
+	lim  *Limits
+	ev   *Event
+	lf   *Leaf
+}
+
+// DecodeProducer decodes one event as a producer sent it. Unknown fields,
+// duplicate fields, wrong types, oversize values and impossible times are
+// rejected with a *FieldError naming the field.
+func DecodeProducer(raw []byte, lim *Limits) (*Event, error) {
+	if lim == nil {
+		lim = &Limits{}
+	}
+	d := decoderPool.Get().(*decoder)
+	defer decoderPool.Put(d)
+	d.leaf, d.lim = false, lim
+	ev, err := d.decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := Validate(ev, lim); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// DecodeLeaf decodes a stored leaf. It accepts the fields attest sets and the
+// personal commitments, and rejects anything else it does not know.
+func DecodeLeaf(raw []byte) (*Event, *Leaf, error) {
+	d := decoderPool.Get().(*decoder)
+	defer decoderPool.Put(d)
+	d.leaf, d.lim = true, &Limits{MaxDetailsBytes: math.MaxInt32, MaxDetailsDepth: 64}
+	d.lf = &Leaf{}
+	ev, err := d.decode(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ev, d.lf, nil
+}
+
+func (d *decoder) decode(raw []byte) (ev *Event, err error) {
+	d.rd.Reset(raw)
+	d.dec.Reset(&d.rd)
+	d.ev = New()
+	defer func() { d.ev = nil }()
+	if err := d.object("", d.top); err != nil {
+		return nil, err
+	}
+	if _, err := d.dec.ReadToken(); err != io.EOF {
+		return nil, fieldErr("event", "unexpected data after the event object")
+	}
+	return d.ev, nil
+}
+
+// syntax turns a decoder error into a FieldError.
+func (d *decoder) syntax(path string, err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return err
+	}
+	if path == "" {
+		path = "event"
+	}
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fieldErr(path, "unexpected end of JSON")
+	}
+	msg := err.Error()
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		msg = se.Err.Error()
+	}
+	return fieldErr(path, "invalid JSON: %s", msg)
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// object reads a JSON object, calling member for each member name with the
+// decoder positioned at the member's value.
+func (d *decoder) object(path string, member func(path, name string) error) error {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return d.syntax(path, err)
+	}
+	if tok.Kind() != '{' {
+		return d.typeErr(path, "an object", tok.Kind())
+	}
+	for d.dec.PeekKind() != '}' {
+		tok, err := d.dec.ReadToken()
+		if err != nil {
+			return d.syntax(path, err)
+		}
+		name := tok.String()
+		if err := member(join(path, name), name); err != nil {
+			return err
+		}
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return d.syntax(path, err)
+	}
+	return nil
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "invalid JSON"
+}
+
+func (d *decoder) typeErr(path, want string, got jsontext.Kind) error {
+	if path == "" {
+		path = "event"
+	}
+	return fieldErr(path, "must be %s, not %s", want, kindName(got))
+}
+
+func unknown(path string) error {
+	return fieldErr(path, "unknown field")
+}
+
+// str reads a string value of at most max bytes with no control characters.
+func (d *decoder) str(path string, max int) (string, error) {
+	if k := d.dec.PeekKind(); k != '"' {
+		if k == 0 {
+			_, err := d.dec.ReadToken()
+			return "", d.syntax(path, err)
+		}
+		return "", d.typeErr(path, "a string", k)
+	}
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return "", d.syntax(path, err)
+	}
+	s := tok.String()
+	if len(s) > max {
+		return "", fieldErr(path, "longer than %d bytes", max)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return "", fieldErr(path, "contains a control character")
+		}
+	}
+	return s, nil
+}
+
+func (d *decoder) integer(path string, min, max int64) (int64, error) {
+	if k := d.dec.PeekKind(); k != '0' {
+		if k == 0 {
+			_, err := d.dec.ReadToken()
+			return 0, d.syntax(path, err)
+		}
+		return 0, d.typeErr(path, "a number", k)
+	}
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return 0, d.syntax(path, err)
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return 0, fieldErr(path, "must be a whole number")
+	}
+	if n < min || n > max {
+		return 0, fieldErr(path, "must be between %d and %d", min, max)
+	}
+	return n, nil
+}
+
+func (d *decoder) boolean(path string) (bool, error) {
+	k := d.dec.PeekKind()
+	if k != 't' && k != 'f' {
+		if k == 0 {
+			_, err := d.dec.ReadToken()
+			return false, d.syntax(path, err)
+		}
+		return false, d.typeErr(path, "a boolean", k)
+	}
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return false, d.syntax(path, err)
+	}
+	return tok.Bool(), nil
+}
+
+func (d *decoder) timestamp(path string) (time.Time, error) {
+	s, err := d.str(path, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fieldErr(path, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+	}
+	return t.UTC(), nil
+}
+
+func (d *decoder) top(path, name string) error {
+	ev := d.ev
+	var err error
+	switch name {
+	case "id":
+		ev.ID, err = d.str(path, 128)
+	case "tenant":
+		ev.Tenant, err = d.str(path, 64)
+	case "occurred_at":
+		ev.OccurredAt, err = d.timestamp(path)
+	case "source":
+		err = d.source(path)
+	case "actor":
+		err = d.object(path, d.actor)
+	case "action":
+		ev.Action, err = d.str(path, 128)
+	case "category":
+		ev.Category, err = d.str(path, 32)
+	case "target":
+		err = d.object(path, d.target)
+	case "outcome":
+		err = d.object(path, d.outcome)
+	case "request":
+		err = d.object(path, d.request)
+	case "data":
+		err = d.object(path, d.data)
+	case "details":
+		ev.Details, err = d.details(path)
+	case "original":
+		if !d.leaf && !d.lim.AllowOriginal {
+			return fieldErr(path, "is set only by attest's importers")
+		}
+		ev.Original, err = d.freeform(path, 1<<20, 64)
+	case "received_at", "sequence":
+		if !d.leaf {
+			return fieldErr(path, "is set by attest and must not be sent")
+		}
+		if name == "sequence" {
+			ev.Sequence, err = d.integer(path, 0, math.MaxInt64)
+		} else {
+			ev.ReceivedAt, err = d.timestamp(path)
+		}
+	case "personal":
+		if !d.leaf {
+			return fieldErr(path, "is set by attest and must not be sent")
+		}
+		err = d.personal(path)
+	case "v":
+		if !d.leaf {
+			return unknown(path)
+		}
+		var v int64
+		v, err = d.integer(path, 1, 1000)
+		d.lf.Version = int(v)
+	default:
+		return unknown(path)
+	}
+	return err
+}
+
+// source accepts either a name string or an object.
+func (d *decoder) source(path string) error {
+	if d.dec.PeekKind() == '"' {
+		s, err := d.str(path, 128)
+		d.ev.Source.Name = s
+		return err
+	}
+	return d.object(path, func(p, name string) error {
+		var err error
+		switch name {
+		case "name":
+			d.ev.Source.Name, err = d.str(p, 128)
+		case "host":
+			d.ev.Source.Host, err = d.str(p, 255)
+		case "version":
+			d.ev.Source.Version, err = d.str(p, 64)
+		default:
+			return unknown(p)
+		}
+		return err
+	})
+}
+
+func (d *decoder) actor(p, name string) error {
+	a := &d.ev.Actor
+	var err error
+	switch name {
+	case "type":
+		a.Type, err = d.str(p, 32)
+	case "id":
+		a.ID, err = d.str(p, 256)
+	case "name":
+		a.Name, err = d.str(p, 256)
+	case "email":
+		a.Email, err = d.str(p, 320)
+	case "ip":
+		a.IP, err = d.str(p, 64)
+	case "user_agent":
+		a.UserAgent, err = d.str(p, 1024)
+	case "session_id":
+		a.SessionID, err = d.str(p, 256)
+	case "auth":
+		err = d.object(p, func(p, name string) error {
+			switch name {
+			case "method":
+				var err error
+				a.Auth.Method, err = d.str(p, 64)
+				return err
+			case "mfa":
+				b, err := d.boolean(p)
+				a.Auth.MFA = &b
+				return err
+			}
+			return unknown(p)
+		})
+	default:
+		return unknown(p)
+	}
+	return err
+}
+
+func (d *decoder) target(p, name string) error {
+	t := &d.ev.Target
+	var err error
+	switch name {
+	case "type":
+		t.Type, err = d.str(p, 64)
+	case "id":
+		t.ID, err = d.str(p, 256)
+	case "name":
+		t.Name, err = d.str(p, 512)
+	default:
+		return unknown(p)
+	}
+	return err
+}
+
+func (d *decoder) outcome(p, name string) error {
+	o := &d.ev.Outcome
+	var err error
+	switch name {
+	case "result":
+		o.Result, err = d.str(p, 16)
+	case "reason":
+		o.Reason, err = d.str(p, 1024)
+	case "status":
+		var n int64
+		n, err = d.integer(p, 0, 999999)
+		o.Status = int(n)
+	default:
+		return unknown(p)
+	}
+	return err
+}
+
+func (d *decoder) request(p, name string) error {
+	r := &d.ev.Request
+	var err error
+	switch name {
+	case "id":
+		r.ID, err = d.str(p, 128)
+	case "method":
+		r.Method, err = d.str(p, 16)
+	case "path":
+		r.Path, err = d.str(p, 2048)
+	case "status":
+		var n int64
+		n, err = d.integer(p, 100, 599)
+		r.Status = int(n)
+	case "duration_ms":
+		r.DurationMicros, err = d.millis(p)
+	default:
+		return unknown(p)
+	}
+	return err
+}
+
+// millis reads a non-negative duration in milliseconds, kept to the microsecond.
+func (d *decoder) millis(path string) (int64, error) {
+	if k := d.dec.PeekKind(); k != '0' {
+		return 0, d.typeErr(path, "a number", k)
+	}
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return 0, d.syntax(path, err)
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || f < 0 || f > 1e12 {
+		return 0, fieldErr(path, "must be a number of milliseconds between 0 and 1e12")
+	}
+	return int64(math.Round(f * 1000)), nil
+}
+
+func (d *decoder) data(p, name string) error {
+	dt := &d.ev.Data
+	var err error
+	switch name {
+	case "classification":
+		dt.Classification, err = d.str(p, 64)
+	case "record_count":
+		dt.RecordCount, err = d.integer(p, 0, 1<<53)
+	case "fields":
+		tok, err := d.dec.ReadToken()
+		if err != nil {
+			return d.syntax(p, err)
+		}
+		if tok.Kind() != '[' {
+			return d.typeErr(p, "an array of strings", tok.Kind())
+		}
+		dt.Fields = []string{}
+		for d.dec.PeekKind() != ']' {
+			if len(dt.Fields) == 256 {
+				return fieldErr(p, "has more than 256 entries")
+			}
+			s, err := d.str(p+"["+strconv.Itoa(len(dt.Fields))+"]", 128)
+			if err != nil {
+				return err
+			}
+			dt.Fields = append(dt.Fields, s)
+		}
+		if _, err := d.dec.ReadToken(); err != nil {
+			return d.syntax(p, err)
+		}
+		return nil
+	default:
+		return unknown(p)
+	}
+	return err
+}
+
+func (d *decoder) personal(path string) error {
+	d.lf.Personal = map[string]string{}
+	return d.object(path, func(p, name string) error {
+		if !slices.Contains(ConfigurablePersonal, name) && name != PathOriginal {
+			return fieldErr(p, "is not a personal field")
+		}
+		s, err := d.str(p, 64)
+		d.lf.Personal[name] = s
+		return err
+	})
+}
+
+// details reads a JSON object bounded in size and depth, and returns it in
+// canonical form.
+func (d *decoder) details(path string) (jsontext.Value, error) {
+	if k := d.dec.PeekKind(); k != '{' {
+		if k == 0 {
+			_, err := d.dec.ReadToken()
+			return nil, d.syntax(path, err)
+		}
+		return nil, d.typeErr(path, "an object", k)
+	}
+	return d.freeform(path, d.lim.maxDetails(), d.lim.maxDepth())
+}
+
+func (d *decoder) freeform(path string, maxBytes, maxDepth int) (jsontext.Value, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, d.syntax(path, err)
+	}
+	if len(v) > 4*maxBytes {
+		return nil, fieldErr(path, "larger than %d bytes", maxBytes)
+	}
+	if err := checkFreeform(path, v, maxDepth); err != nil {
+		return nil, err
+	}
+	out := slices.Clone([]byte(v))
+	cv := jsontext.Value(out)
+	if err := cv.Canonicalize(); err != nil {
+		return nil, fieldErr(path, "cannot be put in canonical form: %v", err)
+	}
+	if len(cv) > maxBytes {
+		return nil, fieldErr(path, "larger than %d bytes", maxBytes)
+	}
+	return cv, nil
+}
+
+// checkFreeform rejects values whose canonical form would change their
+// meaning: numbers too large for a double, integers past 2^53, and nesting
+// deeper than maxDepth.
+func checkFreeform(path string, v []byte, maxDepth int) error {
+	var dec jsontext.Decoder
+	dec.Reset(bytes.NewReader(v))
+	for {
+		tok, err := dec.ReadToken()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fieldErr(path, "invalid JSON: %v", err)
+		}
+		if dec.StackDepth() > maxDepth {
+			return fieldErr(path, "nested deeper than %d levels", maxDepth)
+		}
+		if tok.Kind() != '0' {
+			continue
+		}
+		if err := checkNumber(tok.String()); err != nil {
+			return fieldErr(path+string(dec.StackPointer()), "%v", err)
+		}
+	}
+}
+
+func checkNumber(lit string) error {
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return errors.New("number out of range for a double")
+	}
+	if !strings.ContainsAny(lit, ".eE") && math.Abs(f) > 1<<53 {
+		return errors.New("integer larger than 2^53 cannot be kept exactly; send it as a string")
+	}
+	return nil
+}
+
+// Validate checks an event's values against the schema: required fields,
+// closed sets, formats and time bounds.
+func Validate(ev *Event, lim *Limits) error {
+	if ev.OccurredAt.IsZero() {
+		return fieldErr("occurred_at", "is required")
+	}
+	if ev.OccurredAt.Before(earliest) {
+		return fieldErr("occurred_at", "is before 1990-01-01, which cannot be right")
+	}
+	if limit := lim.now().Add(lim.skew()); ev.OccurredAt.After(limit) {
+		return fieldErr("occurred_at", "is in the future (more than %s ahead of this server's clock)", lim.skew())
+	}
+	if ev.Action == "" {
+		return fieldErr("action", "is required")
+	}
+	if err := checkAction(ev.Action); err != nil {
+		return err
+	}
+	if ev.Category == "" {
+		return fieldErr("category", "is required")
+	}
+	if !slices.Contains(Categories, ev.Category) {
+		return fieldErr("category", "must be one of %s", strings.Join(Categories, ", "))
+	}
+	if ev.Source.Name == "" {
+		return fieldErr("source.name", "is required")
+	}
+	if ev.Actor.Type == "" {
+		return fieldErr("actor.type", "is required")
+	}
+	if !slices.Contains(ActorTypes, ev.Actor.Type) {
+		return fieldErr("actor.type", "must be one of %s", strings.Join(ActorTypes, ", "))
+	}
+	if ev.Actor.IP != "" {
+		ip, err := netip.ParseAddr(ev.Actor.IP)
+		if err != nil || ip.Zone() != "" {
+			return fieldErr("actor.ip", "must be an IPv4 or IPv6 address")
+		}
+		ev.Actor.IP = ip.Unmap().String()
+	}
+	if ev.Actor.Email != "" && !strings.Contains(ev.Actor.Email, "@") {
+		return fieldErr("actor.email", "must be an email address")
+	}
+	if ev.Outcome.Result == "" {
+		return fieldErr("outcome.result", "is required")
+	}
+	if !slices.Contains(Results, ev.Outcome.Result) {
+		return fieldErr("outcome.result", "must be one of %s", strings.Join(Results, ", "))
+	}
+	if ev.Target.ID != "" && ev.Target.Type == "" {
+		return fieldErr("target.type", "is required when target.id is set")
+	}
+	if ev.Request.Method != "" && !isToken(ev.Request.Method) {
+		return fieldErr("request.method", "must be an HTTP method token")
+	}
+	if ev.ID != "" && !utf8.ValidString(ev.ID) {
+		return fieldErr("id", "must be valid UTF-8")
+	}
+	return nil
+}
+
+// checkAction enforces the dotted-verb shape: letters, digits and . _ : / -,
+// starting with a letter or digit.
+func checkAction(a string) error {
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == ':' || c == '/' || c == '-'):
+		default:
+			return fieldErr("action", "may contain only letters, digits and . _ : / - and must start with a letter or digit")
+		}
+	}
+	return nil
+}
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

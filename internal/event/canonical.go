@@ -13,14 +13,24 @@ type Commitment struct {
 	Value string
 }
 
-// AppendLeaf appends the leaf form of ev in RFC 8785 canonical JSON: members
-// sorted by name, no insignificant whitespace, strings escaped minimally.
-// Each path in personal is left out of its place and its commitment written
-// under "personal" instead; personal must be sorted by Path.
+// LeafTemplate is an event's leaf form with its received_at and sequence
+// left open, so that the costly encoding can happen before the log writer
+// assigns them.
+type LeafTemplate struct {
+	head []byte // members before received_at, without the opening brace
+	mid  []byte // members between received_at and sequence, with a leading comma
+	tail []byte // members after sequence, with a leading comma, and the closing brace
+}
+
+// NewLeafTemplate encodes the leaf form of ev in RFC 8785 canonical JSON:
+// members sorted by name, no insignificant whitespace, strings escaped
+// minimally. Each path in personal is left out of its place and its
+// commitment written under "personal" instead; personal must be sorted by
+// Path.
 //
 // The member names below are written in sorted order by hand; a test checks
 // the output against an independent canonicaliser.
-func AppendLeaf(b []byte, ev *Event, personal []Commitment) []byte {
+func NewLeafTemplate(ev *Event, personal []Commitment) *LeafTemplate {
 	hidden := func(path string) bool {
 		for _, c := range personal {
 			if c.Path == path {
@@ -29,8 +39,7 @@ func AppendLeaf(b []byte, ev *Event, personal []Commitment) []byte {
 		}
 		return false
 	}
-	w := objWriter{b: b}
-	w.open()
+	w := objWriter{b: make([]byte, 0, 512)}
 	w.str("action", ev.Action)
 	if a := appendActor(nil, &ev.Actor, hidden); a != nil {
 		w.raw("actor", a)
@@ -55,20 +64,43 @@ func AppendLeaf(b []byte, ev *Event, personal []Commitment) []byte {
 		}
 		w.raw("personal", pw.close())
 	}
-	w.str("received_at", FormatTime(ev.ReceivedAt))
+	t := &LeafTemplate{head: w.b}
 	if r := appendRequest(nil, &ev.Request, hidden); r != nil {
-		w.raw("request", r)
+		t.mid = append([]byte(`,"request":`), r...)
 	}
-	w.int("sequence", ev.Sequence)
+	w = objWriter{b: make([]byte, 0, 128), n: 1}
 	if s := appendSource(nil, &ev.Source); s != nil {
 		w.raw("source", s)
 	}
-	if t := appendTarget(nil, &ev.Target, hidden); t != nil {
-		w.raw("target", t)
+	if tg := appendTarget(nil, &ev.Target, hidden); tg != nil {
+		w.raw("target", tg)
 	}
 	w.str("tenant", ev.Tenant)
 	w.int("v", LeafVersion)
-	return w.close()
+	t.tail = w.close()
+	return t
+}
+
+// Append appends the leaf with the given received time and sequence number.
+func (t *LeafTemplate) Append(b []byte, received time.Time, seq int64) []byte {
+	b = append(b, '{')
+	b = append(b, t.head...)
+	b = append(b, `,"received_at":"`...)
+	b = received.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = append(b, t.mid...)
+	b = append(b, `,"sequence":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, t.tail...)
+}
+
+// Len is the size of the leaf the template makes, give or take the
+// received time and sequence number.
+func (t *LeafTemplate) Len() int { return len(t.head) + len(t.mid) + len(t.tail) + 64 }
+
+// AppendLeaf appends the leaf form of ev, with its ReceivedAt and Sequence.
+func AppendLeaf(b []byte, ev *Event, personal []Commitment) []byte {
+	return NewLeafTemplate(ev, personal).Append(b, ev.ReceivedAt, ev.Sequence)
 }
 
 // FormatTime is the canonical text of a stored time: UTC, RFC 3339, with as

@@ -82,10 +82,11 @@ var migrations = []migration{
 			`CREATE TABLE subjects (
 				tenant_id ` + t.BigInt + ` NOT NULL,
 				subject TEXT NOT NULL,
+				generation ` + t.BigInt + ` NOT NULL,
 				wrapped_key ` + t.Blob + `,
 				created_at ` + t.BigInt + ` NOT NULL,
 				erased_at ` + t.BigInt + `,
-				PRIMARY KEY (tenant_id, subject))`,
+				PRIMARY KEY (tenant_id, subject, generation))`,
 		}
 	}},
 	{"the audit index: segments and their posting pages", func(t Types) []string {

@@ -1,0 +1,312 @@
+// Package access decides who may do what: API keys for machines, the roles
+// they carry, and the permission each API action needs.
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/store"
+)
+
+// Role is what an API key may do.
+type Role string
+
+// The roles of API keys.
+const (
+	// RoleOperator acts on every tenant and manages tenants.
+	RoleOperator Role = "operator"
+	// RoleAdmin manages its tenant's keys, reads and writes its log.
+	RoleAdmin Role = "admin"
+	// RoleIngest only sends events.
+	RoleIngest Role = "ingest"
+	// RoleReader reads the log: queries, events, proofs, checkpoints, tiles.
+	RoleReader Role = "reader"
+)
+
+// Roles lists every role, most powerful first.
+var Roles = []Role{RoleOperator, RoleAdmin, RoleIngest, RoleReader}
+
+// ParseRole validates a role name.
+func ParseRole(s string) (Role, error) {
+	r := Role(s)
+	if !slices.Contains(Roles, r) {
+		return "", fmt.Errorf("role must be one of operator, admin, ingest, reader, not %q", s)
+	}
+	return r, nil
+}
+
+// Permission is one kind of action on attest's API.
+type Permission string
+
+// The permissions. Every API route requires exactly one.
+const (
+	PermEventsWrite Permission = "audit.events.write"
+	PermLogRead     Permission = "audit.log.read"
+	PermKeysManage  Permission = "apikeys.manage"
+	PermKeysRead    Permission = "apikeys.read"
+	PermTenants     Permission = "tenants.manage"
+	PermTenantsRead Permission = "tenants.read"
+	// PermNone marks routes that need no credential at all.
+	PermNone Permission = ""
+)
+
+var rolePerms = map[Role][]Permission{
+	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead},
+	RoleAdmin:    {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead},
+	RoleIngest:   {PermEventsWrite},
+	RoleReader:   {PermLogRead},
+}
+
+// Allows reports whether a role holds a permission.
+func (r Role) Allows(p Permission) bool {
+	return p == PermNone || slices.Contains(rolePerms[r], p)
+}
+
+// CanGrant reports whether a key of role r may create a key of role other:
+// nobody grants a permission they do not hold.
+func (r Role) CanGrant(other Role) bool {
+	if !r.Allows(PermKeysManage) {
+		return false
+	}
+	for _, p := range rolePerms[other] {
+		if !r.Allows(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// Key is a stored API key, without its secret.
+type Key struct {
+	ID        string
+	TenantID  int64
+	Role      Role
+	Name      string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero when the key does not expire
+	RevokedAt time.Time // zero unless revoked
+}
+
+// Token is the secret form of a key, shown once. It never prints itself.
+type Token string
+
+// LogValue redacts the token to its public id.
+func (t Token) LogValue() slog.Value {
+	id, _, ok := splitToken(string(t))
+	if !ok {
+		return slog.StringValue("(malformed token)")
+	}
+	return slog.StringValue("atk_" + id + "_REDACTED")
+}
+
+// String redacts the token, so that a stray %v cannot print it.
+func (t Token) String() string { return t.LogValue().String() }
+
+// Reveal returns the token itself, for the one time it is shown.
+func (t Token) Reveal() string { return string(t) }
+
+const tokenPrefix = "atk_"
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func splitToken(tok string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok {
+		return "", "", false
+	}
+	id, secret, ok = strings.Cut(rest, "_")
+	if !ok || len(id) != 16 || len(secret) != 43 {
+		return "", "", false
+	}
+	return id, secret, true
+}
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte("attest/apikey/v1\x00" + secret))
+	return h[:]
+}
+
+// NewKeyID returns a fresh key id.
+func NewKeyID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return idEncoding.EncodeToString(b)
+}
+
+// Keys stores and checks API keys.
+type Keys struct {
+	db  *store.DB
+	now func() time.Time
+}
+
+// NewKeys returns a key store over db; now is the clock.
+func NewKeys(db *store.DB, now func() time.Time) *Keys {
+	if now == nil {
+		now = time.Now
+	}
+	return &Keys{db: db, now: now}
+}
+
+// Create stores a new key with the given id (from NewKeyID) in tx and returns
+// its token. A zero expires means the key does not expire.
+func (ks *Keys) Create(ctx context.Context, tx *sql.Tx, id string, tenantID int64, role Role, name string, expires time.Time) (Token, *Key, error) {
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	sec := base64.RawURLEncoding.EncodeToString(secret)
+	k := &Key{ID: id, TenantID: tenantID, Role: role, Name: name, CreatedAt: ks.now().UTC().Truncate(time.Microsecond),
+		ExpiresAt: expires}
+	var exp any
+	if !expires.IsZero() {
+		exp = expires.UTC().UnixMicro()
+	}
+	_, err := tx.ExecContext(ctx, ks.db.Rebind(`INSERT INTO api_keys (id, tenant_id, role, name, secret_hash, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), id, tenantID, string(role), name, hashSecret(sec), k.CreatedAt.UnixMicro(), exp)
+	if err != nil {
+		return "", nil, fmt.Errorf("access: store key: %w", err)
+	}
+	return Token(tokenPrefix + id + "_" + sec), k, nil
+}
+
+// Authentication failures. They are kept apart for the audit trail and the
+// metrics; a client is told only that it is not authenticated.
+var (
+	ErrMalformedToken = errors.New("access: malformed API key")
+	ErrUnknownKey     = errors.New("access: unknown API key")
+	ErrRevoked        = errors.New("access: API key revoked")
+	ErrExpired        = errors.New("access: API key expired")
+)
+
+// Authenticate checks a token and returns its key. It reads the database on
+// every call, so that a revocation, even by another process, takes effect on
+// the next request.
+func (ks *Keys) Authenticate(ctx context.Context, tok string) (*Key, error) {
+	id, secret, ok := splitToken(tok)
+	if !ok {
+		return nil, ErrMalformedToken
+	}
+	k, hash, err := ks.get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Spend the same work as a found key.
+		subtle.ConstantTimeCompare(hashSecret(secret), make([]byte, sha256.Size))
+		return nil, ErrUnknownKey
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(hashSecret(secret), hash) != 1 {
+		return nil, ErrUnknownKey
+	}
+	if !k.RevokedAt.IsZero() {
+		return k, ErrRevoked
+	}
+	if !k.ExpiresAt.IsZero() && !ks.now().Before(k.ExpiresAt) {
+		return k, ErrExpired
+	}
+	return k, nil
+}
+
+func (ks *Keys) get(ctx context.Context, id string) (*Key, []byte, error) {
+	rows, err := ks.query(ctx, ks.db.Read, `id = ?`, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rows) == 0 {
+		return nil, nil, store.ErrNotFound
+	}
+	return rows[0].key, rows[0].hash, nil
+}
+
+type keyRow struct {
+	key  *Key
+	hash []byte
+}
+
+func (ks *Keys) query(ctx context.Context, q store.Querier, where string, args ...any) ([]keyRow, error) {
+	rows, err := q.QueryContext(ctx, ks.db.Rebind(`SELECT id, tenant_id, role, name, secret_hash, created_at, expires_at, revoked_at
+		FROM api_keys WHERE `+where+` ORDER BY created_at, id`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("access: query keys: %w", err)
+	}
+	defer rows.Close()
+	var out []keyRow
+	for rows.Next() {
+		var r keyRow
+		k := &Key{}
+		var role string
+		var created int64
+		var expires, revoked sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.TenantID, &role, &k.Name, &r.hash, &created, &expires, &revoked); err != nil {
+			return nil, fmt.Errorf("access: read key: %w", err)
+		}
+		k.Role = Role(role)
+		k.CreatedAt = time.UnixMicro(created).UTC()
+		if expires.Valid {
+			k.ExpiresAt = time.UnixMicro(expires.Int64).UTC()
+		}
+		if revoked.Valid {
+			k.RevokedAt = time.UnixMicro(revoked.Int64).UTC()
+		}
+		r.key = k
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("access: query keys: %w", err)
+	}
+	return out, nil
+}
+
+// List returns the keys of a tenant, or of every tenant when tenantID is 0.
+func (ks *Keys) List(ctx context.Context, tenantID int64) ([]*Key, error) {
+	where, args := `1 = 1`, []any(nil)
+	if tenantID != 0 {
+		where, args = `tenant_id = ?`, []any{tenantID}
+	}
+	rows, err := ks.query(ctx, ks.db.Read, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Key, len(rows))
+	for i, r := range rows {
+		out[i] = r.key
+	}
+	return out, nil
+}
+
+// Get returns one key, in any tenant when tenantID is 0; store.ErrNotFound
+// when it does not exist in that scope.
+func (ks *Keys) Get(ctx context.Context, q store.Querier, tenantID int64, id string) (*Key, error) {
+	where, args := `id = ?`, []any{id}
+	if tenantID != 0 {
+		where, args = `id = ? AND tenant_id = ?`, []any{id, tenantID}
+	}
+	rows, err := ks.query(ctx, q, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, store.ErrNotFound
+	}
+	return rows[0].key, nil
+}
+
+// Revoke marks a key revoked in tx. Revoking a revoked key changes nothing.
+func (ks *Keys) Revoke(ctx context.Context, tx *sql.Tx, id string) error {
+	_, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
+		ks.now().UTC().UnixMicro(), id)
+	if err != nil {
+		return fmt.Errorf("access: revoke key: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,297 @@
+package auditlog
+
+import (
+	"container/list"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tree"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Entries are stored in rows that never cross a C2SP entry bundle (256
+// entries, aligned). A full bundle is one row, its leaves compressed; the
+// bundle still being filled may be spread over several uncompressed
+// fragment rows, merged into one row when it fills.
+//
+// A row's leaves column is an entry bundle in the tlog-tiles encoding: each
+// leaf preceded by its length as a big-endian uint16. Its personal column
+// holds, for each entry, the uvarint length of the sealed personal values
+// (zero when there are none) and the sealed bytes.
+
+const (
+	codecRaw  = 0
+	codecZstd = 1
+	// maxLeaf is the largest leaf the entry bundle encoding can hold.
+	maxLeaf = 1<<16 - 1
+)
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+		zstd.WithLowerEncoderMem(true))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+)
+
+// bundle is the decoded content of one or more consecutive entry rows.
+type bundle struct {
+	first    int64
+	leaves   [][]byte
+	personal [][]byte
+}
+
+func (b *bundle) end() int64 { return b.first + int64(len(b.leaves)) }
+
+func encodeLeaves(leaves [][]byte) []byte {
+	n := 0
+	for _, l := range leaves {
+		n += 2 + len(l)
+	}
+	out := make([]byte, 0, n)
+	for _, l := range leaves {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(l)))
+		out = append(out, l...)
+	}
+	return out
+}
+
+func decodeLeaves(b []byte, into [][]byte) ([][]byte, error) {
+	for len(b) > 0 {
+		if len(b) < 2 {
+			return nil, errors.New("truncated entry bundle")
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+n {
+			return nil, errors.New("truncated entry bundle")
+		}
+		into = append(into, b[2:2+n:2+n])
+		b = b[2+n:]
+	}
+	return into, nil
+}
+
+func encodePersonal(ps [][]byte) []byte {
+	var out []byte
+	for _, p := range ps {
+		out = binary.AppendUvarint(out, uint64(len(p)))
+		out = append(out, p...)
+	}
+	return out
+}
+
+func decodePersonal(b []byte, into [][]byte) ([][]byte, error) {
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, errors.New("truncated personal values")
+		}
+		var p []byte
+		if n > 0 {
+			p = b[k : k+int(n) : k+int(n)]
+		}
+		into = append(into, p)
+		b = b[k+int(n):]
+	}
+	return into, nil
+}
+
+// entryRow is one stored row of entries.
+type entryRow struct {
+	first, count int64
+	codec        int
+	leaves       []byte
+	personal     []byte
+}
+
+func (r *entryRow) decode() (*bundle, error) {
+	raw := r.leaves
+	if r.codec == codecZstd {
+		var err error
+		if raw, err = zdec.DecodeAll(r.leaves, make([]byte, 0, 4*len(r.leaves))); err != nil {
+			return nil, fmt.Errorf("decompress entries at %d: %w", r.first, err)
+		}
+	} else if r.codec != codecRaw {
+		return nil, fmt.Errorf("entries at %d: unknown codec %d", r.first, r.codec)
+	}
+	b := &bundle{first: r.first}
+	var err error
+	if b.leaves, err = decodeLeaves(raw, make([][]byte, 0, r.count)); err != nil {
+		return nil, fmt.Errorf("entries at %d: %w", r.first, err)
+	}
+	if b.personal, err = decodePersonal(r.personal, make([][]byte, 0, r.count)); err != nil {
+		return nil, fmt.Errorf("entries at %d: %w", r.first, err)
+	}
+	if int64(len(b.leaves)) != r.count || int64(len(b.personal)) != r.count {
+		return nil, fmt.Errorf("entries at %d: row says %d entries, holds %d leaves and %d personal values",
+			r.first, r.count, len(b.leaves), len(b.personal))
+	}
+	return b, nil
+}
+
+// writeEntries stores the entries [b.first, b.end()) of a tenant, given the
+// entries already stored in the open bundle (open may be nil). It returns
+// what remains open afterwards.
+func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64, open, add *bundle) (*bundle, error) {
+	ins := db.Rebind(`INSERT INTO entries (tenant_id, first_seq, count, codec, leaves, personal) VALUES (?, ?, ?, ?, ?, ?)`)
+	del := db.Rebind(`DELETE FROM entries WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ?`)
+	seq := add.first
+	for i := 0; i < len(add.leaves); {
+		bstart := seq - seq%tree.TileWidth
+		bend := bstart + tree.TileWidth
+		n := int(min(bend-seq, int64(len(add.leaves)-i)))
+		leaves, pers := add.leaves[i:i+n], add.personal[i:i+n]
+		if seq+int64(n) == bend {
+			// This bundle is now full: replace its fragments with one
+			// compressed row.
+			all, allPers := leaves, pers
+			if open != nil && open.first == bstart && open.end() == seq {
+				all = append(append([][]byte{}, open.leaves...), leaves...)
+				allPers = append(append([][]byte{}, open.personal...), pers...)
+			} else if seq != bstart {
+				return nil, fmt.Errorf("auditlog: open bundle at %d does not end at %d", bstart, seq)
+			}
+			if _, err := tx.ExecContext(ctx, del, tenantID, bstart, bend); err != nil {
+				return nil, fmt.Errorf("auditlog: replace bundle fragments: %w", err)
+			}
+			comp := zenc.EncodeAll(encodeLeaves(all), nil)
+			if _, err := tx.ExecContext(ctx, ins, tenantID, bstart, len(all), codecZstd, comp, encodePersonal(allPers)); err != nil {
+				return nil, fmt.Errorf("auditlog: store bundle: %w", err)
+			}
+			open = nil
+		} else {
+			if _, err := tx.ExecContext(ctx, ins, tenantID, seq, n, codecRaw, encodeLeaves(leaves), encodePersonal(pers)); err != nil {
+				return nil, fmt.Errorf("auditlog: store entries: %w", err)
+			}
+			if open == nil || open.first != bstart {
+				open = &bundle{first: bstart}
+				if seq != bstart {
+					return nil, fmt.Errorf("auditlog: open bundle at %d does not end at %d", bstart, seq)
+				}
+			}
+			open.leaves = append(open.leaves, leaves...)
+			open.personal = append(open.personal, pers...)
+		}
+		i += n
+		seq += int64(n)
+	}
+	return open, nil
+}
+
+// readRows reads the entry rows of a tenant that hold any of [from, to).
+func readRows(ctx context.Context, db *store.DB, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
+	start := from - from%tree.TileWidth
+	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
+		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, start, to)
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+	}
+	defer rows.Close()
+	var out []entryRow
+	for rows.Next() {
+		var r entryRow
+		if err := rows.Scan(&r.first, &r.count, &r.codec, &r.leaves, &r.personal); err != nil {
+			return nil, fmt.Errorf("auditlog: read entries: %w", err)
+		}
+		if r.first+r.count > from {
+			out = append(out, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+	}
+	return out, nil
+}
+
+// readBundle returns the entries of the bundle holding seq: all of a full
+// bundle, or every fragment stored so far of an open one.
+func readBundle(ctx context.Context, db *store.DB, q store.Querier, tenantID, seq int64) (*bundle, error) {
+	start := seq - seq%tree.TileWidth
+	rows, err := readRows(ctx, db, q, tenantID, start, start+tree.TileWidth)
+	if err != nil {
+		return nil, err
+	}
+	out := &bundle{first: start}
+	for i := range rows {
+		b, err := rows[i].decode()
+		if err != nil {
+			return nil, fmt.Errorf("auditlog: %w", err)
+		}
+		if b.first != out.end() {
+			return nil, fmt.Errorf("auditlog: entries of bundle %d are not contiguous at %d", start/tree.TileWidth, out.end())
+		}
+		out.leaves = append(out.leaves, b.leaves...)
+		out.personal = append(out.personal, b.personal...)
+	}
+	return out, nil
+}
+
+// bundleCache keeps recently read full bundles, decoded. Open bundles are
+// never cached: they still grow.
+type bundleCache struct {
+	mu    sync.Mutex
+	max   int
+	ll    *list.List
+	items map[bundleKey]*list.Element
+}
+
+type bundleKey struct {
+	tenant int64
+	first  int64
+}
+
+type cacheItem struct {
+	key bundleKey
+	b   *bundle
+}
+
+func newBundleCache(max int) *bundleCache {
+	return &bundleCache{max: max, ll: list.New(), items: map[bundleKey]*list.Element{}}
+}
+
+func (c *bundleCache) get(k bundleKey) *bundle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.ll.MoveToFront(e)
+		return e.Value.(*cacheItem).b
+	}
+	return nil
+}
+
+func (c *bundleCache) put(k bundleKey, b *bundle) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[k]; ok {
+		return
+	}
+	c.items[k] = c.ll.PushFront(&cacheItem{k, b})
+	for c.ll.Len() > c.max {
+		e := c.ll.Back()
+		c.ll.Remove(e)
+		delete(c.items, e.Value.(*cacheItem).key)
+	}
+}
+
+// entry returns the leaf and sealed personal values of seq, which must be
+// below the size of the snapshot q reads.
+func (l *Log) entry(ctx context.Context, q store.Querier, tenantID, seq int64) (leaf, sealed []byte, err error) {
+	k := bundleKey{tenantID, seq - seq%tree.TileWidth}
+	b := l.bundles.get(k)
+	if b == nil {
+		if b, err = readBundle(ctx, l.db, q, tenantID, seq); err != nil {
+			return nil, nil, err
+		}
+		if len(b.leaves) == tree.TileWidth {
+			l.bundles.put(k, b)
+		}
+	}
+	i := seq - b.first
+	if i < 0 || i >= int64(len(b.leaves)) {
+		return nil, nil, fmt.Errorf("auditlog: entry %d is not stored: %w", seq, store.ErrNotFound)
+	}
+	return b.leaves[i], b.personal[i], nil
+}

@@ -1,0 +1,105 @@
+package auditlog
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/personal"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/google/uuid"
+)
+
+// Prepared is an event ready to be sequenced: its personal values committed
+// and sealed, its index terms computed. Preparing is the part of an append
+// that needs no lock, so request goroutines do it in parallel before
+// handing events to the writer.
+type Prepared struct {
+	Event       *event.Event
+	commitments []event.Commitment
+	sealed      []byte
+	terms       []index.Term
+	idTerm      index.Term
+	leaf        *event.LeafTemplate
+}
+
+// keyer returns the term keyer of a tenant's index key.
+func (l *Log) keyer(t *tenant.Tenant) *index.Keyer {
+	if k, ok := l.keyers.Load(t.ID); ok {
+		return k.(*index.Keyer)
+	}
+	k, _ := l.keyers.LoadOrStore(t.ID, index.NewKeyer(t.IndexKey))
+	return k.(*index.Keyer)
+}
+
+// Prepare readies ev for tenant t. It sets the event's tenant, gives it an id
+// when it has none, and fetches or creates its subject's key. It must not be
+// called from inside a change function passed to Do.
+func (l *Log) Prepare(ctx context.Context, t *tenant.Tenant, ev *event.Event) (*Prepared, error) {
+	ev.Tenant = t.Name
+	if ev.ID == "" {
+		u, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("auditlog: generate event id: %w", err)
+		}
+		ev.ID = u.String()
+	}
+	p := &Prepared{Event: ev, idTerm: index.HashValue(index.FieldID, ev.ID)}
+	var vals []personalValue
+	for _, path := range sortedPersonal {
+		if !l.personal[path] {
+			continue
+		}
+		if v, ok := ev.PersonalValue(path); ok {
+			vals = append(vals, personalValue{path, v})
+		}
+	}
+	if len(vals) > 0 {
+		key, err := l.keyring.Active(ctx, t.ID, ev.Subject())
+		if err != nil {
+			return nil, fmt.Errorf("auditlog: subject key: %w", err)
+		}
+		pv := make([]personal.Value, len(vals))
+		for i, v := range vals {
+			p.commitments = append(p.commitments, event.Commitment{Path: v.path,
+				Value: key.Commit(t.Name, ev.ID, v.path, v.data)})
+			pv[i] = personal.Value{Path: v.path, Data: v.data}
+		}
+		p.sealed = key.Seal(t.Name, ev.ID, pv)
+	}
+	p.terms = index.Terms(ev, l.IsPersonal, l.keyer(t))
+	p.leaf = event.NewLeafTemplate(ev, p.commitments)
+	return p, nil
+}
+
+// PrepareAll readies a batch of events for tenant t, creating the keys of
+// all its new subjects in one transaction first.
+func (l *Log) PrepareAll(ctx context.Context, t *tenant.Tenant, evs []*event.Event) ([]*Prepared, error) {
+	subjects := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		subjects = append(subjects, ev.Subject())
+	}
+	if err := l.keyring.Prefetch(ctx, t.ID, subjects); err != nil {
+		return nil, fmt.Errorf("auditlog: subject keys: %w", err)
+	}
+	out := make([]*Prepared, len(evs))
+	for i, ev := range evs {
+		p, err := l.Prepare(ctx, t, ev)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+type personalValue struct {
+	path string
+	data []byte
+}
+
+// sortedPersonal lists every path that can be personal, in the sorted order
+// the leaf's "personal" object needs.
+var sortedPersonal = slices.Sorted(slices.Values(append([]string{event.PathOriginal}, event.ConfigurablePersonal...)))

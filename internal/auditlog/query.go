@@ -1,0 +1,327 @@
+package auditlog
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// Filter selects events from a tenant's log. Empty fields do not filter.
+type Filter struct {
+	OccurredFrom, OccurredTo time.Time
+	ReceivedFrom, ReceivedTo time.Time
+	ActorID                  string
+	Action                   string
+	ActionPrefix             string
+	Category                 string
+	TargetType               string
+	TargetID                 string
+	Outcome                  string
+	Source                   string
+	ClientIP                 string
+	// Text matches, case-insensitively, a substring of the action or of
+	// the target's name.
+	Text string
+	// Limit bounds the page; zero means 50, and at most 1000 are returned.
+	Limit int
+	// Cursor continues an earlier query; it must come with the same filter.
+	Cursor string
+	// Asc lists oldest first; the default is newest first.
+	Asc bool
+}
+
+// Page is one page of a query's results.
+type Page struct {
+	Items []*Record
+	// Next continues the query, or is empty at its end.
+	Next string
+	// TreeSize is the log size the query reads, fixed by its first page so
+	// that later pages are not disturbed by new events.
+	TreeSize int64
+}
+
+// ErrBadCursor means a cursor is malformed or belongs to another query.
+var ErrBadCursor = errors.New("cursor does not belong to this query")
+
+type cursor struct {
+	Size int64  `json:"s"`
+	Next int64  `json:"n"`
+	Hash string `json:"h"`
+}
+
+// fingerprint identifies a filter, without its paging fields.
+func (f *Filter) fingerprint() string {
+	g := *f
+	g.Cursor, g.Limit = "", 0
+	b, _ := json.Marshal(g)
+	s := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(s[:9])
+}
+
+func (f *Filter) normalize() error {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	f.Limit = min(f.Limit, 1000)
+	if f.Category != "" && !slices.Contains(event.Categories, f.Category) {
+		return &event.FieldError{Field: "category", Reason: "must be one of " + strings.Join(event.Categories, ", ")}
+	}
+	if f.Outcome != "" && !slices.Contains(event.Results, f.Outcome) {
+		return &event.FieldError{Field: "outcome", Reason: "must be one of " + strings.Join(event.Results, ", ")}
+	}
+	if f.ClientIP != "" {
+		ip, err := netip.ParseAddr(f.ClientIP)
+		if err != nil {
+			return &event.FieldError{Field: "client_ip", Reason: "must be an IPv4 or IPv6 address"}
+		}
+		f.ClientIP = ip.Unmap().String()
+	}
+	if f.TargetID != "" && f.TargetType == "" {
+		return &event.FieldError{Field: "target_type", Reason: "is required with target_id"}
+	}
+	if f.Action != "" && f.ActionPrefix != "" {
+		return &event.FieldError{Field: "action_prefix", Reason: "cannot be combined with action"}
+	}
+	for _, r := range []struct {
+		name     string
+		from, to time.Time
+	}{{"occurred", f.OccurredFrom, f.OccurredTo}, {"received", f.ReceivedFrom, f.ReceivedTo}} {
+		if !r.from.IsZero() && !r.to.IsZero() && r.to.Before(r.from) {
+			return &event.FieldError{Field: r.name + "_to", Reason: "is before " + r.name + "_from"}
+		}
+	}
+	return nil
+}
+
+// Query returns one page of the events of tenant t that match f.
+func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, error) {
+	if err := f.normalize(); err != nil {
+		return nil, err
+	}
+	var cur *cursor
+	if f.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		cur = &cursor{}
+		if err != nil || json.Unmarshal(b, cur) != nil || cur.Hash != f.fingerprint() || cur.Size < 0 || cur.Next < 0 {
+			return nil, ErrBadCursor
+		}
+	}
+	q := &index.Query{Asc: f.Asc}
+	add := func(fl index.Field, v string) {
+		if v != "" {
+			q.All = append(q.All, index.HashValue(fl, v))
+		}
+	}
+	add(index.FieldActor, f.ActorID)
+	add(index.FieldAction, f.Action)
+	add(index.FieldCategory, f.Category)
+	add(index.FieldOutcome, f.Outcome)
+	add(index.FieldSource, f.Source)
+	if f.TargetID != "" {
+		q.All = append(q.All, index.TargetTerm(f.TargetType, f.TargetID))
+	} else {
+		add(index.FieldTargetType, f.TargetType)
+	}
+	if f.ClientIP != "" {
+		q.All = append(q.All, l.keyer(t).Term(index.FieldIP, f.ClientIP))
+	}
+	if r := micros(f.OccurredFrom, f.OccurredTo); r != nil {
+		q.Occurred = r
+	}
+	if r := micros(f.ReceivedFrom, f.ReceivedTo); r != nil {
+		q.Received = r
+	}
+	v, err := l.view(ctx, t, q.All)
+	if err != nil {
+		return nil, err
+	}
+	if f.ActionPrefix != "" || f.Text != "" {
+		if f.ActionPrefix != "" {
+			group := actionAlternatives(v, func(a string) bool { return strings.HasPrefix(a, f.ActionPrefix) })
+			if len(group) == 0 {
+				return &Page{TreeSize: v.mem.Size}, nil
+			}
+			q.AnyOf = append(q.AnyOf, group)
+		}
+		// Short texts have no trigrams to look up: they are matched by
+		// reading the events alone.
+		if tt := index.TextTerms(f.Text); tt != nil {
+			lower := strings.ToLower(f.Text)
+			group := actionAlternatives(v, func(a string) bool { return strings.Contains(strings.ToLower(a), lower) })
+			q.AnyOf = append(q.AnyOf, append(group, tt))
+		}
+		// The memtable view must hold the postings of these terms too.
+		if v, err = l.view(ctx, t, q.Terms()); err != nil {
+			return nil, err
+		}
+	}
+	page := &Page{}
+	err = l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		head, err := l.Head(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		page.TreeSize = min(head.Size, v.mem.Size)
+		if cur != nil {
+			page.TreeSize = min(page.TreeSize, cur.Size)
+		}
+		q.Hi = page.TreeSize
+		if cur != nil {
+			if f.Asc {
+				q.Lo = cur.Next
+			} else {
+				q.Hi = min(q.Hi, cur.Next)
+			}
+		}
+		var ferr error
+		s := l.searcher(tx, v)
+		err = s.Run(ctx, q, func(seqs []int64) bool {
+			for _, seq := range seqs {
+				rec, err := l.Read(ctx, tx, t, seq)
+				if err != nil {
+					ferr = err
+					return false
+				}
+				if !f.matches(rec) {
+					continue
+				}
+				page.Items = append(page.Items, rec)
+				if len(page.Items) > f.Limit {
+					return false
+				}
+			}
+			return true
+		})
+		if err == nil {
+			err = ferr
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		last := page.Items[f.Limit-1].Sequence
+		next := last
+		if f.Asc {
+			next = last + 1
+		}
+		b, _ := json.Marshal(cursor{Size: page.TreeSize, Next: next, Hash: f.fingerprint()})
+		page.Next = base64.RawURLEncoding.EncodeToString(b)
+	}
+	return page, nil
+}
+
+func micros(from, to time.Time) *index.Range {
+	if from.IsZero() && to.IsZero() {
+		return nil
+	}
+	r := &index.Range{}
+	if !from.IsZero() {
+		r.From = max(from.UnixMicro(), 1)
+	}
+	if !to.IsZero() {
+		r.To = to.UnixMicro()
+	}
+	return r
+}
+
+// actionAlternatives returns, as single-term alternatives, the terms of the
+// actions in the index's dictionaries that match.
+func actionAlternatives(v *view, match func(string) bool) [][]index.Term {
+	seen := map[string]bool{}
+	var out [][]index.Term
+	add := func(actions []string) {
+		for _, a := range actions {
+			if !seen[a] && match(a) {
+				seen[a] = true
+				out = append(out, []index.Term{index.HashValue(index.FieldAction, a)})
+			}
+		}
+	}
+	for _, m := range v.segs {
+		add(m.Actions)
+	}
+	add(v.mem.Actions)
+	return out
+}
+
+// matches checks a record against every condition of the filter. The index
+// narrows the search; this decides.
+func (f *Filter) matches(r *Record) bool {
+	ev := r.Event
+	in := func(t, from, to time.Time) bool {
+		return (from.IsZero() || !t.Before(from)) && (to.IsZero() || !t.After(to))
+	}
+	eq := func(want, got string) bool { return want == "" || want == got }
+	switch {
+	case !in(ev.OccurredAt, f.OccurredFrom, f.OccurredTo), !in(ev.ReceivedAt, f.ReceivedFrom, f.ReceivedTo),
+		!eq(f.ActorID, ev.Actor.ID), !eq(f.Action, ev.Action), !strings.HasPrefix(ev.Action, f.ActionPrefix),
+		!eq(f.Category, ev.Category), !eq(f.TargetType, ev.Target.Type), !eq(f.TargetID, ev.Target.ID),
+		!eq(f.Outcome, ev.Outcome.Result), !eq(f.Source, ev.Source.Name):
+		return false
+	}
+	if f.ClientIP != "" && (slices.Contains(r.Erased, event.PathActorIP) || ev.Actor.IP != f.ClientIP) {
+		return false
+	}
+	if f.Text != "" {
+		q := strings.ToLower(f.Text)
+		if !strings.Contains(strings.ToLower(ev.Action), q) && !strings.Contains(strings.ToLower(ev.Target.Name), q) {
+			return false
+		}
+	}
+	return true
+}
+
+// view is what a reader uses of the writer's index state.
+type view struct {
+	segs []*index.Meta
+	mem  *index.MemView
+}
+
+// view captures the index state of tenant t with the memtable postings of
+// terms. It is taken before the reader's snapshot, so every segment it lists
+// is visible in that snapshot. When other processes have appended to the
+// log, it first lets the writer catch up.
+func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*view, error) {
+	for attempt := 0; ; attempt++ {
+		st := l.state(t)
+		st.mu.Lock()
+		var v *view
+		if st.mem != nil {
+			v = &view{segs: slices.Clone(st.segs), mem: st.mem.View(terms)}
+		}
+		st.mu.Unlock()
+		head, err := l.Head(ctx, l.db.Read, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil && (v.mem.Size >= head.Size || attempt > 0) {
+			return v, nil
+		}
+		if attempt > 0 {
+			return nil, errors.New("auditlog: the index could not catch up with the log")
+		}
+		if err := l.Sync(ctx, t); err != nil {
+			return nil, fmt.Errorf("auditlog: catch up with the log: %w", err)
+		}
+	}
+}
+
+func (l *Log) searcher(tx *sql.Tx, v *view) *index.Searcher {
+	return &index.Searcher{DB: l.db, Q: tx, Segments: v.segs, Mem: v.mem}
+}
+

@@ -1,0 +1,211 @@
+package auditlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/personal"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/attest/attest/internal/tree"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Record is one stored event as the read API returns it.
+type Record struct {
+	Sequence int64
+	LeafHash tree.Hash
+	// Leaf is the canonical leaf the tree commits to.
+	Leaf []byte
+	// Event is the decoded leaf with its personal values restored where
+	// the subject's key still exists.
+	Event *event.Event
+	// Erased lists the personal paths whose values were destroyed.
+	Erased []string
+	// Committed lists the personal paths the leaf commits to.
+	Committed []string
+}
+
+// Read returns the event at seq in the snapshot q reads, which must be below
+// the snapshot's log size.
+func (l *Log) Read(ctx context.Context, q store.Querier, t *tenant.Tenant, seq int64) (*Record, error) {
+	leaf, sealed, err := l.entry(ctx, q, t.ID, seq)
+	if err != nil {
+		return nil, err
+	}
+	return l.record(ctx, t, seq, leaf, sealed)
+}
+
+func (l *Log) record(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sealed []byte) (*Record, error) {
+	ev, lf, err := event.DecodeLeaf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: stored leaf %d: %w", seq, err)
+	}
+	if ev.Sequence != seq {
+		return nil, fmt.Errorf("auditlog: the entry stored at %d says it is sequence %d", seq, ev.Sequence)
+	}
+	r := &Record{Sequence: seq, LeafHash: tree.LeafHash(leaf), Leaf: leaf, Event: ev}
+	for p := range lf.Personal {
+		r.Committed = append(r.Committed, p)
+	}
+	vals, err := l.openPersonal(ctx, t, ev, lf, sealed)
+	switch {
+	case errors.Is(err, personal.ErrErased):
+		r.Erased = r.Committed
+	case err != nil:
+		return nil, fmt.Errorf("auditlog: personal values of %d: %w", seq, err)
+	}
+	for _, v := range vals {
+		ev.SetPersonalValue(v.Path, v.Data)
+	}
+	return r, nil
+}
+
+// Inclusion is an inclusion proof of one entry in a tree.
+type Inclusion struct {
+	Sequence int64
+	LeafHash tree.Hash
+	TreeSize int64
+	Root     tree.Hash
+	Hashes   []tree.Hash
+	// Checkpoint is the signed checkpoint at TreeSize, when one exists.
+	Checkpoint []byte
+}
+
+// ErrBadSize means a requested tree size is beyond the log.
+var ErrBadSize = errors.New("auditlog: tree size beyond the log")
+
+// ProveInclusion proves entry seq in the tree of the given size; size 0
+// means the latest signed checkpoint.
+func (l *Log) ProveInclusion(ctx context.Context, q store.Querier, t *tenant.Tenant, seq, size int64) (*Inclusion, error) {
+	var cpNote []byte
+	if size == 0 {
+		cp, err := l.LatestCheckpoint(ctx, q, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		size, cpNote = cp.Size, cp.Note
+	} else {
+		head, err := l.Head(ctx, q, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		if size > head.Size {
+			return nil, fmt.Errorf("%w: size %d, log has %d entries", ErrBadSize, size, head.Size)
+		}
+		if cp, err := l.CheckpointAt(ctx, q, t.ID, size); err == nil {
+			cpNote = cp.Note
+		}
+	}
+	if seq < 0 || seq >= size {
+		return nil, fmt.Errorf("%w: entry %d is not in a tree of size %d", store.ErrNotFound, seq, size)
+	}
+	r := tree.NewReader(l.db, q, t.ID)
+	hashes, err := tree.ProveInclusion(ctx, r, size, seq)
+	if err != nil {
+		return nil, err
+	}
+	root, err := tree.TreeHash(ctx, r, size)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := r.HashReader(ctx).ReadHashes([]int64{storedLeafIndex(seq)})
+	if err != nil {
+		return nil, err
+	}
+	return &Inclusion{Sequence: seq, LeafHash: leaf[0], TreeSize: size, Root: root, Hashes: hashes, Checkpoint: cpNote}, nil
+}
+
+// Consistency is a consistency proof between two tree sizes.
+type Consistency struct {
+	Old, New         int64
+	OldRoot, NewRoot tree.Hash
+	Hashes           []tree.Hash
+}
+
+// ProveConsistency proves that the tree of size newer extends the tree of
+// size older; newer 0 means the latest signed checkpoint.
+func (l *Log) ProveConsistency(ctx context.Context, q store.Querier, t *tenant.Tenant, older, newer int64) (*Consistency, error) {
+	if newer == 0 {
+		cp, err := l.LatestCheckpoint(ctx, q, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		newer = cp.Size
+	}
+	head, err := l.Head(ctx, q, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	if newer > head.Size {
+		return nil, fmt.Errorf("%w: size %d, log has %d entries", ErrBadSize, newer, head.Size)
+	}
+	if older < 0 || older > newer {
+		return nil, fmt.Errorf("auditlog: no consistency proof from size %d to size %d", older, newer)
+	}
+	r := tree.NewReader(l.db, q, t.ID)
+	c := &Consistency{Old: older, New: newer}
+	if c.Hashes, err = tree.ProveConsistency(ctx, r, newer, older); err != nil {
+		return nil, err
+	}
+	if c.OldRoot, err = tree.TreeHash(ctx, r, older); err != nil {
+		return nil, err
+	}
+	if c.NewRoot, err = tree.TreeHash(ctx, r, newer); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// storedLeafIndex is the tlog stored-hash index of leaf n.
+func storedLeafIndex(n int64) int64 {
+	return tlog.StoredHashIndex(0, n)
+}
+
+// FindLeaf returns the sequence number of the entry with the given leaf
+// hash, or store.ErrNotFound.
+func (l *Log) FindLeaf(ctx context.Context, t *tenant.Tenant, leafHash tree.Hash) (int64, error) {
+	terms := []index.Term{index.LeafTerm(leafHash[:])}
+	v, err := l.view(ctx, t, terms)
+	if err != nil {
+		return 0, err
+	}
+	found := int64(-1)
+	err = l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		head, err := l.Head(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		var ferr error
+		s := l.searcher(tx, v)
+		err = s.Run(ctx, &index.Query{All: terms, Hi: min(head.Size, v.mem.Size)}, func(seqs []int64) bool {
+			for _, seq := range seqs {
+				leaf, _, err := l.entry(ctx, tx, t.ID, seq)
+				if err != nil {
+					ferr = err
+					return false
+				}
+				if tree.LeafHash(leaf) == leafHash {
+					found = seq
+					return false
+				}
+			}
+			return true
+		})
+		if err == nil {
+			err = ferr
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if found < 0 {
+		return 0, store.ErrNotFound
+	}
+	return found, nil
+}

@@ -1,0 +1,459 @@
+package auditlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/attest/attest/internal/tree"
+)
+
+// Result is what became of one submitted event.
+type Result struct {
+	// Sequence is the event's index in its tenant's log: the new one, or
+	// for a duplicate the original's.
+	Sequence int64
+	LeafHash tree.Hash
+	// Duplicate is true when an event with the same id was already logged;
+	// nothing was stored.
+	Duplicate bool
+	// Err is set when this event alone was refused.
+	Err error
+}
+
+// ErrTooLarge refuses an event whose leaf would not fit an entry bundle.
+var ErrTooLarge = fmt.Errorf("event too large: its stored form exceeds %d bytes", maxLeaf)
+
+// op is one unit of work for the writer.
+type op struct {
+	t       *tenant.Tenant
+	events  []*Prepared
+	change  func(ctx context.Context, tx *sql.Tx) error
+	arrived int64 // unix microseconds
+	weight  int64
+	done    chan struct{} // closed when finished; nil when nobody waits
+
+	results []Result
+	err     error
+}
+
+// Append logs events for tenant t and returns once they are durably
+// committed, with one result per event in order. A client's cancellation
+// does not abandon events already handed to the writer.
+func (l *Log) Append(ctx context.Context, t *tenant.Tenant, events []*Prepared) ([]Result, error) {
+	ops := make([]*op, 0, len(events)/l.cfg.MaxBatch+1)
+	for i := 0; i < len(events) || i == 0; i += l.cfg.MaxBatch {
+		chunk := events[i:min(i+l.cfg.MaxBatch, len(events))]
+		o := &op{t: t, events: chunk, done: make(chan struct{})}
+		if err := l.submit(ctx, o); err != nil {
+			return nil, waitAll(ops, err)
+		}
+		ops = append(ops, o)
+		if len(events) == 0 {
+			break
+		}
+	}
+	if err := waitAll(ops, nil); err != nil {
+		return nil, err
+	}
+	out := make([]Result, 0, len(events))
+	for _, o := range ops {
+		out = append(out, o.results...)
+	}
+	return out, nil
+}
+
+func waitAll(ops []*op, err error) error {
+	for _, o := range ops {
+		<-o.done
+		if o.err != nil && err == nil {
+			err = o.err
+		}
+	}
+	return err
+}
+
+// Enqueue hands events to the writer without waiting for the commit. When
+// the queue is full it waits for room: events are never dropped.
+func (l *Log) Enqueue(ctx context.Context, t *tenant.Tenant, events []*Prepared) error {
+	for i := 0; i < len(events); i += l.cfg.MaxBatch {
+		o := &op{t: t, events: events[i:min(i+l.cfg.MaxBatch, len(events))]}
+		if err := l.submit(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Do runs change in the writer's transaction and, if it succeeds, appends
+// events for tenant t in the same transaction, so that the change and its
+// audit record commit together or not at all. change must use only tx:
+// it runs while the writer holds the database's write lock. Its error is
+// returned and nothing of it, or of events, is kept.
+func (l *Log) Do(ctx context.Context, t *tenant.Tenant, change func(ctx context.Context, tx *sql.Tx) error, events ...*Prepared) ([]Result, error) {
+	o := &op{t: t, events: events, change: change, done: make(chan struct{})}
+	if err := l.submit(ctx, o); err != nil {
+		return nil, err
+	}
+	<-o.done
+	return o.results, o.err
+}
+
+// Sync makes the writer catch up with whatever other processes have
+// committed to a tenant's log, so that this process's index covers it.
+func (l *Log) Sync(ctx context.Context, t *tenant.Tenant) error {
+	_, err := l.Append(ctx, t, nil)
+	return err
+}
+
+func (l *Log) submit(ctx context.Context, o *op) error {
+	o.weight = int64(max(len(o.events), 1))
+	if err := l.room.Acquire(ctx, o.weight); err != nil {
+		return err
+	}
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closed {
+		l.room.Release(o.weight)
+		return ErrClosed
+	}
+	o.arrived = l.now().UnixMicro()
+	l.queue <- o
+	return nil
+}
+
+func (l *Log) run() {
+	defer close(l.done)
+	for {
+		var first *op
+		select {
+		case first = <-l.queue:
+		case <-l.stopped:
+			for {
+				select {
+				case o := <-l.queue:
+					l.commit(l.collect(o))
+				default:
+					return
+				}
+			}
+		}
+		l.commit(l.collect(first))
+	}
+}
+
+// collect gathers what is waiting, up to MaxBatch events, behind first.
+func (l *Log) collect(first *op) []*op {
+	batch := []*op{first}
+	n := len(first.events)
+	for n < l.cfg.MaxBatch {
+		select {
+		case o := <-l.queue:
+			batch = append(batch, o)
+			n += len(o.events)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (l *Log) commit(batch []*op) {
+	start := time.Now()
+	ctx := context.Background()
+	groups := map[int64][]*op{}
+	var order []int64
+	for _, o := range batch {
+		if _, ok := groups[o.t.ID]; !ok {
+			order = append(order, o.t.ID)
+		}
+		groups[o.t.ID] = append(groups[o.t.ID], o)
+	}
+	slices.Sort(order) // a fixed order keeps PostgreSQL row locks deadlock-free
+	var touched []*tenantState
+	appended := 0
+	err := l.db.InTx(ctx, func(tx *sql.Tx) error {
+		for _, id := range order {
+			st := l.state(groups[id][0].t)
+			touched = append(touched, st)
+			n, err := l.appendTenant(ctx, tx, st, groups[id])
+			if err != nil {
+				return fmt.Errorf("tenant %s: %w", st.t.Name, err)
+			}
+			appended += n
+		}
+		return nil
+	})
+	if err != nil {
+		l.log.Error("audit log commit failed", "error", err, "events", len(batch))
+		for _, st := range touched {
+			st.reset()
+		}
+	} else {
+		for _, st := range touched {
+			st.applyPending()
+		}
+	}
+	for _, o := range batch {
+		if err != nil && o.err == nil {
+			o.err = err
+			o.results = nil
+		}
+		l.room.Release(o.weight)
+		if o.done != nil {
+			close(o.done)
+		}
+	}
+	if l.metrics != nil {
+		l.metrics.observeCommit(batch, appended, time.Since(start), err)
+		if err == nil {
+			for _, st := range touched {
+				l.metrics.logSize.WithLabelValues(st.t.Name).Set(float64(st.size))
+			}
+		}
+	}
+}
+
+// reset forgets the writer's view of a tenant after a failed transaction;
+// it is reloaded from the database on next use.
+func (st *tenantState) reset() {
+	st.loaded = false
+	st.edge, st.open = nil, nil
+	st.pendingMem, st.pendingSegs = nil, nil
+	st.mu.Lock()
+	st.mem, st.segs = nil, nil
+	st.mu.Unlock()
+}
+
+// applyPending makes segments written in the committed transaction visible.
+func (st *tenantState) applyPending() {
+	if st.pendingMem == nil {
+		return
+	}
+	st.mu.Lock()
+	st.mem = st.pendingMem
+	st.segs = append(st.segs, st.pendingSegs...)
+	st.mu.Unlock()
+	st.pendingMem, st.pendingSegs = nil, nil
+}
+
+// appendTenant appends one tenant's share of a batch in tx and returns how
+// many events it stored.
+func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops []*op) (int, error) {
+	if err := l.syncState(ctx, tx, st); err != nil {
+		return 0, err
+	}
+	add := &bundle{first: st.size}
+	var hashes []tree.Hash
+	var docs []*index.Doc
+	batchIDs := map[string]int{} // id -> position in add
+	seq := st.size
+	for _, o := range ops {
+		if o.change != nil {
+			if err := runChange(ctx, tx, o.change); err != nil {
+				o.err = err
+				continue
+			}
+		}
+		o.results = make([]Result, len(o.events))
+		recv := max(o.arrived, st.lastReceived)
+		for i, p := range o.events {
+			ev := p.Event
+			if pos, ok := batchIDs[ev.ID]; ok {
+				o.results[i] = Result{Sequence: add.first + int64(pos), LeafHash: hashes[pos], Duplicate: true}
+				continue
+			}
+			dup, err := l.findID(ctx, tx, st, p)
+			if err != nil {
+				return 0, err
+			}
+			if dup != nil {
+				o.results[i] = *dup
+				continue
+			}
+			ev.Sequence = seq
+			ev.ReceivedAt = time.UnixMicro(recv).UTC()
+			leaf := p.leaf.Append(make([]byte, 0, p.leaf.Len()), ev.ReceivedAt, seq)
+			if len(leaf) > maxLeaf {
+				o.results[i] = Result{Err: ErrTooLarge}
+				continue
+			}
+			h := tree.LeafHash(leaf)
+			batchIDs[ev.ID] = len(add.leaves)
+			add.leaves = append(add.leaves, leaf)
+			add.personal = append(add.personal, p.sealed)
+			hashes = append(hashes, h)
+			docs = append(docs, &index.Doc{Seq: seq, ID: ev.ID, IDTerm: p.idTerm.Hash, LeafTerm: index.LeafTerm(h[:]).Hash,
+				Terms: p.terms, Action: ev.Action, Occurred: ev.OccurredAt.UnixMicro(), Received: recv})
+			o.results[i] = Result{Sequence: seq, LeafHash: h}
+			seq++
+			st.lastReceived = recv
+		}
+	}
+	if len(hashes) == 0 {
+		return 0, nil
+	}
+	open, err := writeEntries(ctx, l.db, tx, st.t.ID, st.open, add)
+	if err != nil {
+		return 0, err
+	}
+	st.open = open
+	st.edge.Append(hashes)
+	if err := tree.WriteTiles(ctx, l.db, tx, st.t.ID, st.edge.DirtyTiles()); err != nil {
+		return 0, err
+	}
+	st.size, st.root = seq, st.edge.Root()
+	if _, err := tx.ExecContext(ctx, l.db.Rebind(`UPDATE log_state SET size = ?, root = ?, last_received = ?, updated_at = ?
+		WHERE tenant_id = ?`), st.size, st.root[:], st.lastReceived, l.now().UnixMicro(), st.t.ID); err != nil {
+		return 0, fmt.Errorf("auditlog: update log state: %w", err)
+	}
+	st.mu.Lock()
+	for _, d := range docs {
+		st.mem.Add(d)
+	}
+	mem := st.mem
+	st.mu.Unlock()
+	for mem.Full() {
+		sd, rest := mem.Cut()
+		meta, err := index.WriteSegment(ctx, l.db, tx, st.t.ID, sd)
+		if err != nil {
+			return 0, err
+		}
+		st.pendingSegs = append(st.pendingSegs, meta)
+		st.pendingMem = rest
+		mem = rest
+	}
+	return len(hashes), nil
+}
+
+func runChange(ctx context.Context, tx *sql.Tx, change func(context.Context, *sql.Tx) error) error {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT attest_change`); err != nil {
+		return fmt.Errorf("auditlog: savepoint: %w", err)
+	}
+	if err := change(ctx, tx); err != nil {
+		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT attest_change`); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		tx.ExecContext(ctx, `RELEASE SAVEPOINT attest_change`)
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT attest_change`); err != nil {
+		return fmt.Errorf("auditlog: release savepoint: %w", err)
+	}
+	return nil
+}
+
+// findID looks for an already logged event with p's id.
+func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepared) (*Result, error) {
+	id := p.Event.ID
+	if s, ok := st.mem.LookupID(id); ok {
+		return l.duplicate(ctx, tx, st, s)
+	}
+	for i := len(st.segs) - 1; i >= 0; i-- {
+		m := st.segs[i]
+		if !m.MightContainID(p.idTerm) {
+			continue
+		}
+		seqs, err := m.Postings(ctx, l.db, tx, p.idTerm)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range seqs {
+			leaf, _, err := l.entry(ctx, tx, st.t.ID, s)
+			if err != nil {
+				return nil, err
+			}
+			ev, _, err := event.DecodeLeaf(leaf)
+			if err != nil {
+				return nil, fmt.Errorf("auditlog: stored leaf %d: %w", s, err)
+			}
+			if ev.ID == id {
+				return &Result{Sequence: s, LeafHash: tree.LeafHash(leaf), Duplicate: true}, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, s int64) (*Result, error) {
+	if h, ok := st.edge.LeafHash(s); ok {
+		return &Result{Sequence: s, LeafHash: h, Duplicate: true}, nil
+	}
+	leaf, _, err := l.entry(ctx, tx, st.t.ID, s)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Sequence: s, LeafHash: tree.LeafHash(leaf), Duplicate: true}, nil
+}
+
+// syncState locks the tenant's log state for this transaction and reloads
+// the writer's view when it is missing or another process moved the log.
+func (l *Log) syncState(ctx context.Context, tx *sql.Tx, st *tenantState) error {
+	var size, lastRecv int64
+	var root []byte
+	err := tx.QueryRowContext(ctx, l.db.Rebind(`SELECT size, root, last_received FROM log_state WHERE tenant_id = ?`+
+		l.db.Types().ForUpdate), st.t.ID).Scan(&size, &root, &lastRecv)
+	if isNoRows(err) {
+		size, root, lastRecv = 0, tree.EmptyRoot[:], 0
+		_, err = tx.ExecContext(ctx, l.db.Rebind(`INSERT INTO log_state (tenant_id, size, root, last_received, updated_at)
+			VALUES (?, 0, ?, 0, ?)`), st.t.ID, root, l.now().UnixMicro())
+	}
+	if err != nil {
+		return fmt.Errorf("auditlog: lock log state: %w", err)
+	}
+	if st.loaded && size == st.size && tree.Hash(root) == st.root {
+		return nil
+	}
+	return l.load(ctx, tx, st, size, tree.Hash(root), lastRecv)
+}
+
+// load rebuilds the writer's view of a tenant from the database.
+func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size int64, root tree.Hash, lastRecv int64) error {
+	st.reset()
+	edge, err := tree.LoadEdge(ctx, tree.NewReader(l.db, q, st.t.ID), size)
+	if err != nil {
+		return err
+	}
+	if edge.Root() != root {
+		return fmt.Errorf("auditlog: stored tiles give root %x at size %d but the log state says %x; "+
+			"refusing to append to a log that does not verify", edge.Root(), size, root)
+	}
+	segs, err := index.LoadMetas(ctx, l.db, q, st.t.ID)
+	if err != nil {
+		return err
+	}
+	var segEnd int64
+	for _, m := range segs {
+		segEnd = max(segEnd, m.End)
+	}
+	mem := index.NewMemtable(segEnd)
+	docs, err := l.docs(ctx, q, st.t, segEnd, size)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		mem.Add(d)
+	}
+	var open *bundle
+	if size%tree.TileWidth != 0 {
+		if open, err = readBundle(ctx, l.db, q, st.t.ID, size-1); err != nil {
+			return err
+		}
+		if open.end() != size {
+			return fmt.Errorf("auditlog: log size is %d but the stored entries end at %d", size, open.end())
+		}
+	}
+	st.edge, st.open, st.size, st.root, st.lastReceived = edge, open, size, root, lastRecv
+	st.mu.Lock()
+	st.mem, st.segs = mem, segs
+	st.mu.Unlock()
+	st.loaded = true
+	return nil
+}

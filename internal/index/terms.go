@@ -1,0 +1,211 @@
+// Package index is the audit log's search index: for every filter the query
+// API offers it maps a term (a field and a value) to the sequence numbers of
+// the events that carry it.
+//
+// The index is an inverted index in immutable segments. Each segment covers
+// a fixed, aligned range of sequence numbers and is written in the same
+// transaction as the log entries that complete it; the events after the last
+// segment live in an in-memory memtable that any process can rebuild from
+// the log. Inside a segment, the terms of each field are sorted and split
+// into pages of postings stored as rows keyed by (segment, field, first
+// term), so that looking up a term costs one point read per segment, and an
+// append costs a few sequential row writes per segment instead of one index
+// update per event and field.
+//
+// The index only narrows the search: every candidate it yields is read back
+// from the log and checked against the query, so a stale or damaged index
+// can hide events but never show a wrong one, and attest verify rebuilds it
+// from the log to prove it complete.
+package index
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/attest/attest/internal/event"
+)
+
+// Field identifies what a term indexes.
+type Field uint8
+
+// Indexed fields. The numbers are stored in the database; never reuse one.
+const (
+	FieldID         Field = 1  // event id, for idempotent ingest
+	FieldLeaf       Field = 2  // first 8 bytes of the leaf hash
+	FieldActor      Field = 3  // actor.id
+	FieldAction     Field = 4  // action, exact
+	FieldCategory   Field = 5  // category
+	FieldTargetType Field = 6  // target.type
+	FieldTarget     Field = 7  // target.type and target.id
+	FieldOutcome    Field = 8  // outcome.result
+	FieldSource     Field = 9  // source.name
+	FieldIP         Field = 10 // actor.ip, keyed by the tenant's index key
+	FieldText       Field = 11 // trigrams of target.name, lowercased
+
+	// colOccurred and colReceived are per-event columns, not terms.
+	colOccurred Field = 100
+	colReceived Field = 101
+)
+
+// Term is one indexed value of one field.
+type Term struct {
+	Field Field
+	Hash  int64
+}
+
+// HashValue returns the term of a plain field value. It is not keyed: use a
+// Keyer for values that are personal data.
+func HashValue(f Field, v string) Term {
+	return Term{Field: f, Hash: fnvString(fnvByte(fnvByte(fnvOffset, byte(f)), 0), v)}
+}
+
+// FNV-1a, 64 bits: stable across processes and versions, which the stored
+// index needs, and cheap.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvByte(h uint64, b byte) uint64 { return (h ^ uint64(b)) * fnvPrime }
+
+func fnvString(h uint64, s string) int64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return int64(h)
+}
+
+// Keyer makes the terms of personal values, keyed with a tenant's index key
+// so that the index cannot be searched for guessed values without that key.
+type Keyer struct {
+	pool sync.Pool
+}
+
+// NewKeyer returns a Keyer for one tenant's index key.
+func NewKeyer(key []byte) *Keyer {
+	k := bytes.Clone(key)
+	return &Keyer{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
+}
+
+// Term returns the keyed term of a value.
+func (k *Keyer) Term(f Field, v string) Term {
+	m := k.pool.Get().(hash.Hash)
+	m.Reset()
+	var buf [80]byte
+	b := append(append(buf[:0], byte(f), 0), v...)
+	m.Write(b)
+	sum := m.Sum(buf[:0])
+	k.pool.Put(m)
+	return Term{Field: f, Hash: int64(binary.BigEndian.Uint64(sum))}
+}
+
+// LeafTerm returns the term of a leaf hash.
+func LeafTerm(leafHash []byte) Term {
+	return Term{Field: FieldLeaf, Hash: int64(binary.BigEndian.Uint64(leafHash[:8]))}
+}
+
+// TargetTerm returns the term of a target type and id.
+func TargetTerm(typ, id string) Term {
+	h := fnvByte(fnvByte(fnvOffset, byte(FieldTarget)), 0)
+	h = uint64(fnvString(h, typ))
+	return Term{Field: FieldTarget, Hash: fnvString(fnvByte(h, 0), id)}
+}
+
+// maxTextRunes bounds how much of each text is indexed as trigrams.
+const maxTextRunes = 64
+
+// appendTrigrams appends the terms of the distinct lowercase trigrams of
+// the first maxTextRunes runes of s that ts[from:] does not hold yet.
+func appendTrigrams(ts []Term, from int, s string) []Term {
+	var lower [maxTextRunes * 4]byte
+	var starts [maxTextRunes + 1]int
+	n, runes := 0, 0
+	for _, r := range s {
+		if runes == maxTextRunes {
+			break
+		}
+		if r < utf8.RuneSelf {
+			if 'A' <= r && r <= 'Z' {
+				r += 'a' - 'A'
+			}
+		} else {
+			r = unicode.ToLower(r)
+		}
+		starts[runes] = n
+		n += utf8.EncodeRune(lower[n:], r)
+		runes++
+	}
+	starts[runes] = n
+	seed := fnvByte(fnvByte(fnvOffset, byte(FieldText)), 0)
+	for i := 0; i+3 <= runes; i++ {
+		h := seed
+		for _, c := range lower[starts[i]:starts[i+3]] {
+			h = (h ^ uint64(c)) * fnvPrime
+		}
+		t := Term{Field: FieldText, Hash: int64(h)}
+		dup := false
+		for _, o := range ts[from:] {
+			if o == t {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+// TextTerms returns the trigram terms a text search for q must all match,
+// or nil when q is shorter than three characters.
+func TextTerms(q string) []Term {
+	if utf8.RuneCountInString(q) < 3 {
+		return nil
+	}
+	if utf8.RuneCountInString(q) > maxTextRunes {
+		// Longer texts are indexed only as far as their first runes.
+		q = string([]rune(q)[:maxTextRunes])
+	}
+	return appendTrigrams(nil, 0, q)
+}
+
+// Text search over actions needs no trigrams: the distinct actions of each
+// segment are few and listed in its metadata, so a search looks for the
+// text in those and adds the matching actions' terms as alternatives.
+
+// Terms returns the terms of an event other than its id and leaf hash,
+// which the log adds once it has sequenced the event. personal says which
+// paths hold personal values that are not in the leaf: a personal target
+// name is not indexed as text, and the client IP is indexed only through
+// keyer.
+func Terms(ev *event.Event, personal func(path string) bool, keyer *Keyer) []Term {
+	ts := make([]Term, 0, 48)
+	add := func(f Field, v string) {
+		if v != "" {
+			ts = append(ts, HashValue(f, v))
+		}
+	}
+	add(FieldActor, ev.Actor.ID)
+	add(FieldAction, ev.Action)
+	add(FieldCategory, ev.Category)
+	add(FieldTargetType, ev.Target.Type)
+	if ev.Target.ID != "" {
+		ts = append(ts, TargetTerm(ev.Target.Type, ev.Target.ID))
+	}
+	add(FieldOutcome, ev.Outcome.Result)
+	add(FieldSource, ev.Source.Name)
+	if ev.Actor.IP != "" {
+		ts = append(ts, keyer.Term(FieldIP, ev.Actor.IP))
+	}
+	if !personal(event.PathTargetName) {
+		ts = appendTrigrams(ts, len(ts), ev.Target.Name)
+	}
+	return ts
+}

@@ -1,0 +1,347 @@
+// Package instance opens an attest data directory and its database, creating
+// what a fresh one lacks (the database schema, the log signing key, the
+// key-encryption key, the operator and default tenants), and wires the audit
+// log to them. serve and every one-shot command start here.
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/checkpoint"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/personal"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// Options say which data directory and database to open.
+type Options struct {
+	// DataDir holds keys, the TLS certificate and, without DatabaseURL, the
+	// SQLite database. Required.
+	DataDir string
+	// DatabaseURL selects PostgreSQL.
+	DatabaseURL string
+	// Name is the instance name used in checkpoint origins when the
+	// database is created; later it is read from the database.
+	Name string
+	// Personal overrides the personal field paths.
+	Personal []string
+	// Log tunes the audit log.
+	Log auditlog.Config
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives operational messages.
+	Logger *slog.Logger
+}
+
+// Instance is an open attest data directory.
+type Instance struct {
+	DB         *store.DB
+	Name       string
+	KEK        *personal.Sealer
+	Keyring    *personal.Keyring
+	Tenants    *tenant.Registry
+	Keys       *access.Keys
+	SigningKey *checkpoint.Key
+	Log        *auditlog.Log
+	Now        func() time.Time
+
+	dataDir string
+}
+
+// Paths inside a data directory.
+const (
+	SigningKeyFile = "log-signing.key"
+	KEKFile        = "kek.key"
+)
+
+// Open opens the data directory and database, creating and migrating what
+// is missing.
+func Open(ctx context.Context, opts Options) (*Instance, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("instance: data directory is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	key, created, err := checkpoint.LoadOrCreateKey(filepath.Join(opts.DataDir, SigningKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		opts.Logger.Info("created log signing key", "key", key, "path", filepath.Join(opts.DataDir, SigningKeyFile))
+	}
+	kek, _, err := personal.LoadOrCreateKEK(filepath.Join(opts.DataDir, KEKFile))
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, store.Options{DataDir: opts.DataDir, URL: opts.DatabaseURL})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	in := &Instance{DB: db, KEK: kek, SigningKey: key, Now: opts.Now, dataDir: opts.DataDir}
+	in.Keyring = personal.NewKeyring(db, kek, opts.Now)
+	in.Tenants = tenant.NewRegistry(db, kek)
+	in.Keys = access.NewKeys(db, opts.Now)
+	if in.Name, err = instanceName(ctx, db, opts.Name); err != nil {
+		db.Close()
+		return nil, err
+	}
+	cfg := opts.Log
+	cfg.Instance = in.Name
+	cfg.Now = opts.Now
+	if cfg.Logger == nil {
+		cfg.Logger = opts.Logger
+	}
+	if opts.Personal != nil {
+		cfg.Personal = opts.Personal
+	}
+	if in.Log, err = auditlog.Open(db, cfg, in.Keyring, in.Tenants, key); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := in.Log.RegisterKey(ctx); err != nil {
+		in.Close()
+		return nil, err
+	}
+	if err := in.ensureTenants(ctx); err != nil {
+		in.Close()
+		return nil, err
+	}
+	return in, nil
+}
+
+// Close flushes the audit log and closes the database.
+func (in *Instance) Close() error {
+	in.Log.Close()
+	return in.DB.Close()
+}
+
+// DataDir is the instance's data directory.
+func (in *Instance) DataDir() string { return in.dataDir }
+
+func instanceName(ctx context.Context, db *store.DB, want string) (string, error) {
+	var name string
+	err := db.Read.QueryRowContext(ctx, `SELECT value FROM instance WHERE name = 'name'`).Scan(&name)
+	if err == nil {
+		return name, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("instance: read name: %w", err)
+	}
+	if want == "" {
+		b := make([]byte, 4)
+		rand.Read(b)
+		want = "attest-" + hex.EncodeToString(b)
+	}
+	if err := ValidateName(want); err != nil {
+		return "", err
+	}
+	if _, err := db.Write.ExecContext(ctx, db.Rebind(`INSERT INTO instance (name, value) VALUES ('name', ?)
+		ON CONFLICT (name) DO NOTHING`), want); err != nil {
+		return "", fmt.Errorf("instance: store name: %w", err)
+	}
+	err = db.Write.QueryRowContext(ctx, `SELECT value FROM instance WHERE name = 'name'`).Scan(&name)
+	if err != nil {
+		return "", fmt.Errorf("instance: read name: %w", err)
+	}
+	return name, nil
+}
+
+// ValidateName checks an instance name for use in checkpoint origins: a
+// schema-less URL path of letters, digits and . - _ / with no spaces or plus
+// signs.
+func ValidateName(name string) error {
+	if len(name) == 0 || len(name) > 200 {
+		return fmt.Errorf("instance name must have 1 to 200 characters")
+	}
+	for _, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '/'
+		if !ok {
+			return fmt.Errorf("instance name %q may contain only letters, digits and . - _ /", name)
+		}
+	}
+	return nil
+}
+
+// SystemActor is the actor of changes attest makes on its own.
+func SystemActor() event.Actor {
+	return event.Actor{Type: "system", ID: "attest"}
+}
+
+// ensureTenants creates the operator and default tenants of a fresh
+// database, each creation logged in the operator's trail.
+func (in *Instance) ensureTenants(ctx context.Context) error {
+	for _, name := range []string{tenant.Operator, tenant.Default} {
+		if _, err := in.Tenants.ByName(ctx, name); err == nil {
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := in.CreateTenant(ctx, name, name == tenant.Operator, SystemActor(), nil); err != nil &&
+			!errors.Is(err, tenant.ErrExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateTenant creates a tenant and records it in the operator's trail in
+// the same transaction. decorate, when set, completes the audit event (the
+// request, the source).
+func (in *Instance) CreateTenant(ctx context.Context, name string, system bool, actor event.Actor, decorate func(*event.Event)) error {
+	if err := tenant.ValidateName(name); err != nil {
+		return err
+	}
+	op, err := in.operatorTenant(ctx, name == tenant.Operator)
+	if err != nil {
+		return err
+	}
+	ev := in.ChangeEvent("tenant.create", "admin", actor, event.Target{Type: "tenant", ID: name, Name: name})
+	if decorate != nil {
+		decorate(ev)
+	}
+	var created *tenant.Tenant
+	change := func(ctx context.Context, tx *sql.Tx) error {
+		t, err := in.Tenants.Create(ctx, tx, name, system, in.Now())
+		created = t
+		return err
+	}
+	if op == nil {
+		// The operator tenant itself: create it first, then log into it.
+		if err := in.DB.InTx(ctx, func(tx *sql.Tx) error { return change(ctx, tx) }); err != nil {
+			return err
+		}
+		op = created
+		p, err := in.Log.Prepare(ctx, op, ev)
+		if err != nil {
+			return err
+		}
+		_, err = in.Log.Append(ctx, op, []*auditlog.Prepared{p})
+		return err
+	}
+	p, err := in.Log.Prepare(ctx, op, ev)
+	if err != nil {
+		return err
+	}
+	_, err = in.Log.Do(ctx, op, change, p)
+	return err
+}
+
+func (in *Instance) operatorTenant(ctx context.Context, creatingIt bool) (*tenant.Tenant, error) {
+	t, err := in.Tenants.ByName(ctx, tenant.Operator)
+	if errors.Is(err, store.ErrNotFound) && creatingIt {
+		return nil, nil
+	}
+	return t, err
+}
+
+// Operator returns the operator tenant.
+func (in *Instance) Operator(ctx context.Context) (*tenant.Tenant, error) {
+	return in.Tenants.ByName(ctx, tenant.Operator)
+}
+
+// ChangeEvent returns a success event of attest's own for a change.
+func (in *Instance) ChangeEvent(action, category string, actor event.Actor, target event.Target) *event.Event {
+	ev := event.New()
+	ev.OccurredAt = in.Now().UTC()
+	ev.Source = event.Source{Name: "attest"}
+	ev.Actor = actor
+	ev.Action = action
+	ev.Category = category
+	ev.Target = target
+	ev.Outcome = event.Outcome{Result: "success"}
+	return ev
+}
+
+// CreateKey creates an API key in tenant t and records it in t's trail in
+// the same transaction.
+func (in *Instance) CreateKey(ctx context.Context, t *tenant.Tenant, role access.Role, name string, expires time.Time,
+	actor event.Actor, decorate func(*event.Event)) (access.Token, *access.Key, error) {
+	id := access.NewKeyID()
+	ev := in.ChangeEvent("apikey.create", "admin", actor, event.Target{Type: "api_key", ID: id, Name: name})
+	ev.Details = detailsJSON(map[string]any{"role": string(role), "tenant": t.Name})
+	if decorate != nil {
+		decorate(ev)
+	}
+	p, err := in.Log.Prepare(ctx, t, ev)
+	if err != nil {
+		return "", nil, err
+	}
+	var tok access.Token
+	var key *access.Key
+	_, err = in.Log.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		tok, key, err = in.Keys.Create(ctx, tx, id, t.ID, role, name, expires)
+		return err
+	}, p)
+	if err != nil {
+		return "", nil, err
+	}
+	return tok, key, nil
+}
+
+// RevokeKey revokes an API key of tenant t (any tenant when t is the
+// operator) and records it in the key's tenant's trail.
+func (in *Instance) RevokeKey(ctx context.Context, scope *tenant.Tenant, id string, actor event.Actor, decorate func(*event.Event)) (*access.Key, error) {
+	var tenantID int64
+	if scope.Name != tenant.Operator {
+		tenantID = scope.ID
+	}
+	k, err := in.Keys.Get(ctx, in.DB.Read, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := in.Tenants.ByID(ctx, k.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	ev := in.ChangeEvent("apikey.revoke", "admin", actor, event.Target{Type: "api_key", ID: id, Name: k.Name})
+	if decorate != nil {
+		decorate(ev)
+	}
+	p, err := in.Log.Prepare(ctx, owner, ev)
+	if err != nil {
+		return nil, err
+	}
+	_, err = in.Log.Do(ctx, owner, func(ctx context.Context, tx *sql.Tx) error {
+		return in.Keys.Revoke(ctx, tx, id)
+	}, p)
+	if err != nil {
+		return nil, err
+	}
+	k.RevokedAt = in.Now().UTC()
+	return k, nil
+}
+
+// detailsJSON encodes a small details object in canonical form.
+func detailsJSON(v map[string]any) jsontext.Value {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	val := jsontext.Value(b)
+	if err := val.Canonicalize(); err != nil {
+		panic(err)
+	}
+	return val
+}

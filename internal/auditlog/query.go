@@ -324,4 +324,3 @@ func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*
 func (l *Log) searcher(tx *sql.Tx, v *view) *index.Searcher {
 	return &index.Searcher{DB: l.db, Q: tx, Segments: v.segs, Mem: v.mem}
 }
-

@@ -29,7 +29,7 @@ func New(seed uint64, start time.Time) *Generator {
 
 var actions = []struct {
 	action, category, target string
-	weight               int
+	weight                   int
 }{
 	{"transcript.read", "data_access", "transcript", 30},
 	{"recording.play", "data_access", "recording", 14},

@@ -209,3 +209,16 @@ func (l *Log) FindLeaf(ctx context.Context, t *tenant.Tenant, leafHash tree.Hash
 	}
 	return found, nil
 }
+
+// BundleLeaves returns the leaves stored so far in entry bundle idx of a
+// tenant's log: all 256 of a full bundle, fewer of the last one.
+func (l *Log) BundleLeaves(ctx context.Context, q store.Querier, t *tenant.Tenant, idx int64) ([][]byte, error) {
+	b, err := readBundle(ctx, l.db, q, t.ID, idx*tree.TileWidth)
+	if err != nil {
+		return nil, err
+	}
+	return b.leaves, nil
+}
+
+// EncodeBundle encodes leaves as a C2SP entry bundle.
+func EncodeBundle(leaves [][]byte) []byte { return encodeLeaves(leaves) }

@@ -345,3 +345,16 @@ func detailsJSON(v map[string]any) jsontext.Value {
 	}
 	return val
 }
+
+// ClaimBootstrap reports whether the caller is the first ever to ask, and so
+// should create the bootstrap operator key. Later calls, by any process,
+// return false.
+func (in *Instance) ClaimBootstrap(ctx context.Context) (bool, error) {
+	res, err := in.DB.Write.ExecContext(ctx, in.DB.Rebind(`INSERT INTO instance (name, value) VALUES ('bootstrap_key', ?)
+		ON CONFLICT (name) DO NOTHING`), in.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return false, fmt.Errorf("instance: claim bootstrap: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

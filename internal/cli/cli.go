@@ -1,0 +1,252 @@
+// Package cli is attest's command line: it parses flags and ATTEST_*
+// environment variables into configuration, wires the instance, the server
+// and the one-shot commands, and turns their outcome into an exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// Version is attest's version, set at build time.
+var Version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitProblem = 1 // the command ran and found a problem: a failed verification, a rejected record
+	exitUsage   = 2
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(env *env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the API server on the data directory or database", cmdServe},
+		{"tenant", "create and list tenants (tenant create NAME, tenant list)", cmdTenant},
+		{"apikey", "create, list and revoke API keys", cmdAPIKey},
+		{"import", "import CloudTrail, Kubernetes audit or NDJSON files into a tenant's log", cmdImport},
+		{"verify", "verify the audit log: every entry, the tree, the checkpoints", cmdVerify},
+		{"audit", "query the audit trail, print the public key or the latest checkpoint", cmdAudit},
+		{"bench", "measure ingest, query and verify speed on a fresh server", cmdBench},
+		{"version", "print attest's version", func(e *env, _ []string) int {
+			fmt.Fprintln(e.stdout, "attest", Version)
+			return exitOK
+		}},
+	}
+}
+
+// env is what every command gets.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// Main runs attest with the given arguments and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(e, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "attest: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "attest: the SOC 2 audit trail and control plane\n\nUsage: attest COMMAND [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery flag can also be set with an ATTEST_ variable: --data-dir is ATTEST_DATA_DIR.\n"+
+		"Run attest COMMAND -h for a command's flags.")
+}
+
+// flags wraps a flag set so that each flag can come from its ATTEST_*
+// variable, or for secrets from a file named by ATTEST_*_FILE.
+type flags struct {
+	*flag.FlagSet
+	e       *env
+	secrets map[string]bool
+}
+
+func newFlags(e *env, name string) *flags {
+	fs := flag.NewFlagSet("attest "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return &flags{FlagSet: fs, e: e, secrets: map[string]bool{}}
+}
+
+func envName(flagName string) string {
+	return "ATTEST_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// secret marks a flag whose value must never be printed.
+func (f *flags) secret(name string) { f.secrets[name] = true }
+
+// parse parses args, then fills every flag not given on the command line
+// from its environment variable.
+func (f *flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var err error
+	f.VisitAll(func(fl *flag.Flag) {
+		if set[fl.Name] || err != nil {
+			return
+		}
+		name := envName(fl.Name)
+		v, ok := f.lookup(name)
+		if f.secrets[fl.Name] {
+			if file := f.e.getenv(name + "_FILE"); file != "" && !ok {
+				b, rerr := os.ReadFile(file)
+				if rerr != nil {
+					err = fmt.Errorf("%s_FILE: %w", name, rerr)
+					return
+				}
+				v, ok = strings.TrimSpace(string(b)), true
+			}
+		}
+		if ok {
+			if serr := fl.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s: %w", name, serr)
+			}
+		}
+	})
+	return err
+}
+
+func (f *flags) lookup(name string) (string, bool) {
+	v := f.e.getenv(name)
+	return v, v != ""
+}
+
+// effective returns the effective configuration, secrets redacted.
+func (f *flags) effective() []any {
+	var out []any
+	var names []string
+	f.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		v := f.Lookup(n).Value.String()
+		switch {
+		case n == "database-url" && v != "":
+			v = store.RedactURL(v)
+		case f.secrets[n] && v != "":
+			v = "REDACTED"
+		}
+		out = append(out, slog.String(strings.ReplaceAll(n, "-", "_"), v))
+	}
+	return out
+}
+
+// storeFlags are the flags every command that opens the store takes.
+type storeFlags struct {
+	dataDir     string
+	databaseURL string
+	logFormat   string
+	logLevel    string
+}
+
+func (f *flags) store(sf *storeFlags) {
+	f.StringVar(&sf.dataDir, "data-dir", "./attest-data", "data directory: keys, TLS certificate and the SQLite database")
+	f.StringVar(&sf.databaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty means SQLite in the data directory")
+	f.secret("database-url")
+	f.StringVar(&sf.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (sf *storeFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(sf.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch sf.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", sf.logFormat)
+}
+
+func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (*instance.Instance, error) {
+	if sf.dataDir == "" {
+		return nil, errors.New("--data-dir must not be empty")
+	}
+	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log})
+}
+
+// hostActor is the actor of commands run on the host.
+func hostActor() event.Actor {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return event.Actor{Type: "user", ID: "host:" + name, Name: name, Auth: event.Auth{Method: "host_cli"}}
+}
+
+func hostDecorate(cmd string) func(*event.Event) {
+	host, _ := os.Hostname()
+	return func(ev *event.Event) {
+		ev.Source = event.Source{Name: "attest", Host: host, Version: Version}
+		ev.Request = event.Request{ID: "cli-" + fmt.Sprint(time.Now().UnixNano()), Method: "CLI", Path: "attest " + cmd,
+			DurationMicros: -1}
+	}
+}
+
+// tenantNamed returns the tenant called name, with a message naming the flag.
+func tenantNamed(ctx context.Context, in *instance.Instance, name string) (*tenant.Tenant, error) {
+	t, err := in.Tenants.ByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("--tenant: no tenant named %q (attest tenant list shows them)", name)
+	}
+	return t, err
+}
+
+func fail(e *env, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "attest: "+format+"\n", args...)
+	return exitProblem
+}
+
+func usageErr(e *env, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "attest: "+format+"\n", args...)
+	return exitUsage
+}
+
+// publish signs a checkpoint for whatever a one-shot command appended, so
+// that it is covered at once even when no server is running.
+func publish(ctx context.Context, in *instance.Instance) {
+	if _, err := in.Log.PublishCheckpoints(ctx); err != nil {
+		slog.Warn("could not sign a checkpoint; a running server will", "error", err)
+	}
+}

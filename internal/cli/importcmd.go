@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/importer"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// importStats counts what became of the records of an import.
+type importStats struct {
+	records, accepted, duplicate, rejected int
+}
+
+func cmdImport(e *env, args []string) int {
+	var sf storeFlags
+	var format, tenantName string
+	fs := newFlags(e, "import")
+	fs.store(&sf)
+	fs.StringVar(&format, "format", "", "input format: "+strings.Join(importer.Formats, ", "))
+	fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant whose log receives the events")
+	if err := fs.parse(args); err != nil {
+		return exitUsage
+	}
+	if !importer.ValidFormat(format) {
+		return usageErr(e, "--format must be one of %s", strings.Join(importer.Formats, ", "))
+	}
+	if fs.NArg() == 0 {
+		return usageErr(e, "usage: attest import --format FORMAT [--tenant T] FILE... (- reads standard input)")
+	}
+	log, err := sf.logger(e.stderr)
+	if err != nil {
+		return usageErr(e, "%v", err)
+	}
+	ctx := context.Background()
+	in, err := sf.open(ctx, log, "")
+	if err != nil {
+		return fail(e, "%v", err)
+	}
+	defer in.Close()
+	defer publish(ctx, in)
+	t, err := tenantNamed(ctx, in, tenantName)
+	if err != nil {
+		return fail(e, "%v", err)
+	}
+	imp := &fileImport{e: e, in: in, t: t, format: format, start: time.Now(), lastReport: time.Now()}
+	var total importStats
+	for _, name := range fs.Args() {
+		st, err := imp.file(ctx, name)
+		total.records += st.records
+		total.accepted += st.accepted
+		total.duplicate += st.duplicate
+		total.rejected += st.rejected
+		if err != nil {
+			return fail(e, "%s: %v", name, err)
+		}
+		fmt.Fprintf(e.stdout, "%s: %d records: %d imported, %d already present, %d rejected\n",
+			name, st.records, st.accepted, st.duplicate, st.rejected)
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintf(e.stdout, "total: %d records: %d imported, %d already present, %d rejected\n",
+			total.records, total.accepted, total.duplicate, total.rejected)
+	}
+	if total.rejected > 0 {
+		return exitProblem
+	}
+	return exitOK
+}
+
+type fileImport struct {
+	e          *env
+	in         *instance.Instance
+	t          *tenant.Tenant
+	format     string
+	start      time.Time
+	lastReport time.Time
+	done       int
+}
+
+const importChunk = 2000
+
+func (fi *fileImport) file(ctx context.Context, name string) (importStats, error) {
+	var st importStats
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return st, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var chunk []*event.Event
+	var idx []int
+	// One chunk commits while the next is read and prepared.
+	type outcome struct {
+		accepted, duplicate, rejected int
+		err                           error
+	}
+	pending := make(chan outcome, 1)
+	pending <- outcome{}
+	merge := func(o outcome) error {
+		st.accepted += o.accepted
+		st.duplicate += o.duplicate
+		st.rejected += o.rejected
+		return o.err
+	}
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		ps, err := fi.in.Log.PrepareAll(ctx, fi.t, chunk)
+		if err != nil {
+			return err
+		}
+		if err := merge(<-pending); err != nil {
+			return err
+		}
+		indexes := idx
+		chunk, idx = nil, nil
+		go func() {
+			var o outcome
+			rs, err := fi.in.Log.Append(ctx, fi.t, ps)
+			for i, r := range rs {
+				switch {
+				case r.Err != nil:
+					o.rejected++
+					fmt.Fprintf(fi.e.stderr, "%s: record %d: %v\n", name, indexes[i], r.Err)
+				case r.Duplicate:
+					o.duplicate++
+				default:
+					o.accepted++
+				}
+			}
+			o.err = err
+			fi.progress(len(rs))
+			pending <- o
+		}()
+		return nil
+	}
+	err := importer.Read(fi.format, r, &importer.Options{Limits: &event.Limits{Now: fi.in.Now}}, func(rec importer.Record) error {
+		st.records++
+		if rec.Err != nil {
+			st.rejected++
+			fmt.Fprintf(fi.e.stderr, "%s: record %d: %v\n", name, rec.Index, reason(rec.Err))
+			return nil
+		}
+		chunk = append(chunk, rec.Event)
+		idx = append(idx, rec.Index)
+		if len(chunk) >= importChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if perr := merge(<-pending); err == nil {
+		err = perr
+	}
+	return st, err
+}
+
+func reason(err error) string {
+	var fe *event.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field + ": " + fe.Reason
+	}
+	return err.Error()
+}
+
+// progress prints a line every few seconds on long imports.
+func (fi *fileImport) progress(n int) {
+	fi.done += n
+	if time.Since(fi.lastReport) < 3*time.Second {
+		return
+	}
+	fi.lastReport = time.Now()
+	el := time.Since(fi.start).Seconds()
+	fmt.Fprintf(fi.e.stderr, "imported %d events so far (%.0f/s)\n", fi.done, float64(fi.done)/el)
+}
+

@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+type serveConfig struct {
+	storeFlags
+	addr               string
+	tlsCert, tlsKey    string
+	maxBody            string
+	trustedProxies     string
+	instanceName       string
+	personal           string
+	checkpointInterval time.Duration
+	shutdownTimeout    time.Duration
+}
+
+func cmdServe(e *env, args []string) int {
+	var c serveConfig
+	fs := newFlags(e, "serve")
+	fs.store(&c.storeFlags)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8443", "listen address (TLS 1.3 only)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file; empty means a self-signed certificate for localhost")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file for --tls-cert")
+	fs.StringVar(&c.maxBody, "max-body", "32MiB", "largest request body, after decompression")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is trusted")
+	fs.StringVar(&c.instanceName, "instance-name", "", "instance name in checkpoint origins, fixed when the database is created")
+	fs.StringVar(&c.personal, "personal-fields", strings.Join(event.DefaultPersonal, ","),
+		"event fields stored as personal data (committed in the log, sealed per subject); choose from "+
+			strings.Join(event.ConfigurablePersonal, ","))
+	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", 500*time.Millisecond, "how often new entries are checkpointed")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	if err := fs.parse(args); err != nil {
+		return exitUsage
+	}
+	log, err := c.logger(e.stderr)
+	if err != nil {
+		return usageErr(e, "%v", err)
+	}
+	maxBody, err := parseSize(c.maxBody)
+	if err != nil {
+		return usageErr(e, "--max-body: %v", err)
+	}
+	proxies, err := parsePrefixes(c.trustedProxies)
+	if err != nil {
+		return usageErr(e, "--trusted-proxies: %v", err)
+	}
+	var pers []string
+	for _, p := range strings.Split(c.personal, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			pers = append(pers, p)
+		}
+	}
+	if c.checkpointInterval <= 0 || c.checkpointInterval > time.Minute {
+		return usageErr(e, "--checkpoint-interval must be between 1ms and 1m")
+	}
+	log.Info("effective configuration", fs.effective()...)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName,
+		Personal: pers, Logger: log, Log: auditlog.Config{Metrics: auditlog.NewMetrics(reg)}})
+	if err != nil {
+		return fail(e, "open: %v", err)
+	}
+	defer in.DB.Close()
+	if err := bootstrap(ctx, e, in, c); err != nil {
+		in.Log.Close()
+		return fail(e, "bootstrap: %v", err)
+	}
+	cert, created, err := server.LoadCertificate(c.tlsCert, c.tlsKey, c.dataDir, time.Now())
+	if err != nil {
+		in.Log.Close()
+		return fail(e, "%v", err)
+	}
+	if created {
+		log.Info("created a self-signed TLS certificate for localhost", "path", filepath.Join(c.dataDir, "tls", "cert.pem"))
+	}
+	srv, err := server.New(in, server.Config{Addr: c.addr, MaxBodyBytes: maxBody, TrustedProxies: proxies,
+		CheckpointInterval: c.checkpointInterval, ShutdownTimeout: c.shutdownTimeout, Version: Version, Registry: reg,
+		Logger: log})
+	if err != nil {
+		in.Log.Close()
+		return fail(e, "%v", err)
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		in.Log.Close()
+		return fail(e, "listen on %s: %v", c.addr, err)
+	}
+	if err := srv.Run(ctx, ln, cert); err != nil {
+		return fail(e, "serve: %v", err)
+	}
+	log.Info("attest stopped cleanly")
+	return exitOK
+}
+
+// bootstrap creates, the first time serve runs on a database, an operator
+// API key, and prints it once. Only its hash is stored.
+func bootstrap(ctx context.Context, e *env, in *instance.Instance, c serveConfig) error {
+	claimed, err := in.ClaimBootstrap(ctx)
+	if err != nil || !claimed {
+		return err
+	}
+	op, err := in.Operator(ctx)
+	if err != nil {
+		return err
+	}
+	tok, key, err := in.CreateKey(ctx, op, access.RoleOperator, "bootstrap", time.Time{}, instance.SystemActor(),
+		hostDecorate("serve"))
+	if err != nil {
+		return err
+	}
+	where := c.dataDir
+	if c.databaseURL != "" {
+		where = "the PostgreSQL database"
+	}
+	fmt.Fprintf(e.stdout, `
+attest initialised %s.
+
+Bootstrap operator API key, shown this once and stored only as a hash:
+
+    %s
+
+Key id %s. Keep it somewhere safe; create narrower keys with it
+(attest apikey create, or POST /api/v1/apikeys) and revoke it when done.
+
+Try:
+    curl --cacert %s -H "Authorization: Bearer $KEY" https://%s/api/v1/compliance/audit-trail
+
+`, where, tok.Reveal(), key.ID, filepath.Join(c.dataDir, "tls", "cert.pem"), displayAddr(c.addr))
+	return nil
+}
+
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || host == "127.0.0.1" || host == "0.0.0.0" || host == "::" {
+		return "localhost:" + port
+	}
+	return addr
+}
+
+// parseSize reads a byte size such as 32MiB, 512KiB, 1GiB or 1048576.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
+		return 0, errors.New("must be a positive size such as 32MiB")
+	}
+	return n * mult, nil
+}
+
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			a, err := netip.ParseAddr(p)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", p)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pf, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", p)
+		}
+		out = append(out, pf.Masked())
+	}
+	return out, nil
+}
+

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/tenant"
+)
+
+func cmdVerify(e *env, args []string) int {
+	var sf storeFlags
+	var tenantName, cpFile, pubKey string
+	var all, deep, quiet bool
+	fs := newFlags(e, "verify")
+	fs.store(&sf)
+	fs.StringVar(&tenantName, "tenant", "", "verify one tenant's log")
+	fs.BoolVar(&all, "all", false, "verify every tenant's log (the default)")
+	fs.StringVar(&cpFile, "checkpoint", "", "a checkpoint file obtained earlier: prove the log still extends it")
+	fs.StringVar(&pubKey, "public-key", "", "trusted verifier key, or a file holding it; default: the log's own key history")
+	fs.BoolVar(&deep, "deep", false, "also open every personal value against its commitment and rebuild the search index")
+	fs.BoolVar(&quiet, "quiet", false, "print only problems")
+	if err := fs.parse(args); err != nil {
+		return exitUsage
+	}
+	if all && tenantName != "" {
+		return usageErr(e, "give --tenant or --all, not both")
+	}
+	var cp []byte
+	if cpFile != "" {
+		b, err := os.ReadFile(cpFile)
+		if err != nil {
+			return usageErr(e, "--checkpoint: %v", err)
+		}
+		cp = b
+	}
+	var vkeys []string
+	if pubKey != "" {
+		k := pubKey
+		if b, err := os.ReadFile(pubKey); err == nil {
+			k = string(bytes.TrimSpace(b))
+		}
+		vkeys = []string{k}
+	}
+	log, err := sf.logger(e.stderr)
+	if err != nil {
+		return usageErr(e, "%v", err)
+	}
+	ctx := context.Background()
+	in, err := sf.open(ctx, log, "")
+	if err != nil {
+		return fail(e, "%v", err)
+	}
+	defer in.Close()
+	if cp != nil && tenantName == "" {
+		// The checkpoint's origin names its tenant.
+		origin, _, _ := strings.Cut(string(cp), "\n")
+		name, ok := strings.CutPrefix(origin, in.Name+"/")
+		if !ok {
+			return fail(e, "--checkpoint: its origin %q is not a log of this instance (%s/...)", origin, in.Name)
+		}
+		tenantName = name
+	}
+	var ts []*tenant.Tenant
+	if tenantName != "" {
+		t, err := tenantNamed(ctx, in, tenantName)
+		if err != nil {
+			return fail(e, "%v", err)
+		}
+		ts = []*tenant.Tenant{t}
+	} else if ts, err = in.Tenants.List(ctx); err != nil {
+		return fail(e, "%v", err)
+	}
+	code := exitOK
+	for _, t := range ts {
+		if c := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet); c != exitOK {
+			code = c
+		}
+	}
+	return code
+}
+
+func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.Tenant, opts auditlog.VerifyOptions, quiet bool) int {
+	last := time.Now()
+	opts.Progress = func(done, total int64) {
+		if time.Since(last) > 3*time.Second {
+			last = time.Now()
+			fmt.Fprintf(e.stderr, "%s: verified %d of %d entries\n", t.Name, done, total)
+		}
+	}
+	rep, err := in.Log.Verify(ctx, t, opts)
+	if err != nil {
+		return fail(e, "%s: verification could not finish: %v", t.Name, err)
+	}
+	if rep.Problem != nil {
+		fmt.Fprintf(e.stdout, "%s: FAILED: %v\n", t.Name, rep.Problem)
+		return exitProblem
+	}
+	if !quiet {
+		rate := float64(rep.Size) / max(rep.Elapsed.Seconds(), 1e-9)
+		fmt.Fprintf(e.stdout, "%s: intact: %d entries, root %x, %d checkpoints verified, %d full tiles, %s (%.0f entries/s)\n",
+			t.Name, rep.Size, rep.Root, rep.Checkpoints, rep.Tiles, rep.Elapsed.Round(time.Millisecond), rate)
+		if opts.Deep {
+			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments; %d entries' index terms match\n",
+				t.Name, rep.Personal, rep.Indexed)
+		}
+		if rep.ExtendsCheckpoint {
+			fmt.Fprintf(e.stdout, "%s: the log extends the given checkpoint\n", t.Name)
+		}
+	}
+	return exitOK
+}

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// decodeJSON reads a small JSON request body into v, refusing unknown
+// fields, trailing data and bodies over 64 KiB.
+func decodeJSON(rq *request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(rq.r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &ute):
+			return badRequest(ute.Field, fmt.Sprintf("%s must be a %s", ute.Field, ute.Type))
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return badRequest(f, "unknown field "+f)
+		case errors.Is(err, io.EOF):
+			return badRequest("body", "a JSON object is required")
+		}
+		return badRequest("body", "the body is not valid JSON")
+	}
+	if dec.More() {
+		return badRequest("body", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+type tenantView struct {
+	Name      string `json:"name"`
+	System    bool   `json:"system,omitempty"`
+	CreatedAt string `json:"created_at"`
+}
+
+func (s *Server) createTenant(rq *request) error {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := decodeJSON(rq, &body); err != nil {
+		return err
+	}
+	if err := tenant.ValidateName(body.Name); err != nil {
+		return badRequest("name", err.Error())
+	}
+	rq.target = event.Target{Type: "tenant", ID: body.Name, Name: body.Name}
+	err := s.in.CreateTenant(rq.r.Context(), body.Name, false, rq.actor(), func(ev *event.Event) {
+		rq.decorate(ev)
+		ev.Request.Status = http.StatusCreated
+		ev.Outcome.Status = http.StatusCreated
+	})
+	if err != nil {
+		return err
+	}
+	rq.audited = true
+	t, err := s.in.Tenants.ByName(rq.r.Context(), body.Name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(rq.w, http.StatusCreated, tenantView{Name: t.Name, CreatedAt: t.CreatedAt.Format(time.RFC3339)})
+}
+
+func (s *Server) listTenants(rq *request) error {
+	ts, err := s.in.Tenants.List(rq.r.Context())
+	if err != nil {
+		return err
+	}
+	out := []tenantView{}
+	for _, t := range ts {
+		out = append(out, tenantView{Name: t.Name, System: t.System, CreatedAt: t.CreatedAt.Format(time.RFC3339)})
+	}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"tenants": out})
+}
+
+type keyView struct {
+	ID        string `json:"id"`
+	Tenant    string `json:"tenant"`
+	Role      string `json:"role"`
+	Name      string `json:"name"`
+	CreatedAt string `json:"created_at"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+	RevokedAt string `json:"revoked_at,omitempty"`
+	// Key is the secret, present only in the answer that creates it.
+	Key string `json:"key,omitempty"`
+}
+
+func (s *Server) keyViewOf(rq *request, k *access.Key) keyView {
+	v := keyView{ID: k.ID, Role: string(k.Role), Name: k.Name, CreatedAt: k.CreatedAt.Format(time.RFC3339)}
+	if t, err := s.in.Tenants.ByID(rq.r.Context(), k.TenantID); err == nil {
+		v.Tenant = t.Name
+	}
+	if !k.ExpiresAt.IsZero() {
+		v.ExpiresAt = k.ExpiresAt.Format(time.RFC3339)
+	}
+	if !k.RevokedAt.IsZero() {
+		v.RevokedAt = k.RevokedAt.Format(time.RFC3339)
+	}
+	return v
+}
+
+// createKey creates an API key in the request's tenant. Nobody creates a key
+// that may do more than their own; operator keys belong to the operator
+// tenant.
+func (s *Server) createKey(rq *request) error {
+	var body struct {
+		Role    string `json:"role"`
+		Name    string `json:"name"`
+		Expires string `json:"expires"`
+	}
+	if err := decodeJSON(rq, &body); err != nil {
+		return err
+	}
+	role, err := access.ParseRole(body.Role)
+	if err != nil {
+		return badRequest("role", err.Error())
+	}
+	if !rq.key.Role.CanGrant(role) {
+		return forbidden(fmt.Sprintf("a key with role %s may not create a key with role %s", rq.key.Role, role))
+	}
+	if role == access.RoleOperator && rq.tenant.Name != tenant.Operator {
+		return badRequest("role", "operator keys belong to the operator tenant")
+	}
+	if len(body.Name) > 128 || strings.ContainsFunc(body.Name, func(r rune) bool { return r < 0x20 }) {
+		return badRequest("name", "name must be at most 128 printable characters")
+	}
+	var expires time.Time
+	if body.Expires != "" {
+		d, err := time.ParseDuration(body.Expires)
+		if err != nil || d <= 0 {
+			return badRequest("expires", "expires must be a positive duration such as 720h")
+		}
+		expires = s.in.Now().Add(d).UTC().Truncate(time.Second)
+	}
+	tok, key, err := s.in.CreateKey(rq.r.Context(), rq.tenant, role, body.Name, expires, rq.actor(), func(ev *event.Event) {
+		rq.decorate(ev)
+		ev.Request.Status = http.StatusCreated
+		ev.Outcome.Status = http.StatusCreated
+	})
+	if err != nil {
+		return err
+	}
+	rq.audited = true
+	rq.target = event.Target{Type: "api_key", ID: key.ID, Name: key.Name}
+	v := s.keyViewOf(rq, key)
+	v.Key = tok.Reveal()
+	return writeJSON(rq.w, http.StatusCreated, v)
+}
+
+func (s *Server) listKeys(rq *request) error {
+	var scope int64
+	if rq.tenant.Name != tenant.Operator {
+		scope = rq.tenant.ID
+	}
+	ks, err := s.in.Keys.List(rq.r.Context(), scope)
+	if err != nil {
+		return err
+	}
+	out := []keyView{}
+	for _, k := range ks {
+		out = append(out, s.keyViewOf(rq, k))
+	}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"api_keys": out})
+}
+
+func (s *Server) revokeKey(rq *request) error {
+	id := rq.r.PathValue("id")
+	rq.target = event.Target{Type: "api_key", ID: id}
+	k, err := s.in.RevokeKey(rq.r.Context(), rq.tenant, id, rq.actor(), func(ev *event.Event) {
+		rq.decorate(ev)
+		ev.Request.Status = http.StatusOK
+		ev.Outcome.Status = http.StatusOK
+	})
+	if isNotFound(err) {
+		return notFound("no such API key")
+	}
+	if err != nil {
+		return err
+	}
+	rq.audited = true
+	return writeJSON(rq.w, http.StatusOK, s.keyViewOf(rq, k))
+}

@@ -1,0 +1,329 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/importer"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// ingestChunk is how many events are prepared and handed to the writer at
+// a time; up to ingestInFlight chunks of one request are committing at once.
+const (
+	ingestChunk    = 1000
+	ingestInFlight = 4
+)
+
+type ingestResult struct {
+	Index    int           `json:"index"`
+	Status   string        `json:"status"`
+	ID       string        `json:"id,omitempty"`
+	Tenant   string        `json:"tenant,omitempty"`
+	Sequence *int64        `json:"sequence,omitempty"`
+	LeafHash string        `json:"leaf_hash,omitempty"`
+	Error    *fieldProblem `json:"error,omitempty"`
+}
+
+type fieldProblem struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+type ingestResponse struct {
+	Accepted  int            `json:"accepted"`
+	Duplicate int            `json:"duplicate"`
+	Rejected  int            `json:"rejected"`
+	Results   []ingestResult `json:"results"`
+}
+
+// readBody reads the whole request body, decompressing gzip, and refuses
+// one larger than the limit before anything of it is processed.
+func (s *Server) readBody(rq *request) ([]byte, error) {
+	limit := s.cfg.MaxBodyBytes
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large",
+		detail: fmt.Sprintf("the request body is larger than %d bytes", limit)}
+	if rq.r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	var r io.Reader = http.MaxBytesReader(rq.w, rq.r.Body, limit)
+	switch enc := strings.ToLower(rq.r.Header.Get("Content-Encoding")); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, badRequest("body", "Content-Encoding is gzip but the body is not gzip data")
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil, &apiError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type",
+			detail: fmt.Sprintf("Content-Encoding %q is not supported; send identity or gzip", enc)}
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, badRequest("body", "the body could not be read: "+err.Error())
+	case int64(len(b)) > limit:
+		tooLarge.detail = fmt.Sprintf("the request body is larger than %d bytes after decompression", limit)
+		return nil, tooLarge
+	}
+	return b, nil
+}
+
+// ingest takes one JSON event, a JSON array of events or NDJSON, or, with
+// ?format=, a file of another system's records, and answers per event once
+// the accepted ones are committed.
+func (s *Server) ingest(rq *request) error {
+	format := rq.r.URL.Query().Get("format")
+	if format != "" && !importer.ValidFormat(format) {
+		return badRequest("format", fmt.Sprintf("format must be one of %s", strings.Join(importer.Formats, ", ")))
+	}
+	body, err := s.readBody(rq)
+	if err != nil {
+		return err
+	}
+	in := &ingestion{s: s, rq: rq, ctx: context.WithoutCancel(rq.r.Context()), sem: make(chan struct{}, ingestInFlight),
+		chunks: map[*tenant.Tenant]*chunk{}}
+	lim := &event.Limits{Now: s.in.Now}
+	switch {
+	case format != "":
+		err = importer.Read(format, bytes.NewReader(body), &importer.Options{Limits: lim}, in.add)
+	case isNDJSON(rq.r.Header.Get("Content-Type")):
+		err = importer.ReadNDJSON(bytes.NewReader(body), 1<<20, func(i int, line []byte, err error) error {
+			rec := importer.Record{Index: i, Err: err}
+			if err == nil {
+				rec.Event, rec.Err = event.DecodeProducer(line, lim)
+			}
+			return in.add(rec)
+		})
+	default:
+		err = readJSONEvents(body, lim, in.add)
+	}
+	if ferr := in.finish(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	resp := in.resp
+	rq.details = map[string]any{"accepted": resp.Accepted, "duplicate": resp.Duplicate, "rejected": resp.Rejected}
+	if format != "" {
+		rq.details["format"] = format
+	}
+	status := http.StatusOK
+	if resp.Rejected > 0 && resp.Accepted+resp.Duplicate == 0 {
+		status = http.StatusBadRequest
+		rq.reason = fmt.Sprintf("all %d events rejected", resp.Rejected)
+	}
+	return writeJSON(rq.w, status, resp)
+}
+
+func isNDJSON(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl"
+}
+
+// readJSONEvents reads one event object or an array of them.
+func readJSONEvents(body []byte, lim *event.Limits, emit func(importer.Record) error) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return badRequest("body", "the body is empty: send a JSON event, a JSON array of events or NDJSON")
+	}
+	if trimmed[0] == '{' {
+		ev, err := event.DecodeProducer(trimmed, lim)
+		return emit(importer.Record{Index: 0, Event: ev, Err: err})
+	}
+	if trimmed[0] != '[' {
+		return badRequest("body", "the body must be a JSON event object, a JSON array of events, or NDJSON "+
+			"sent as application/x-ndjson")
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(trimmed))
+	if _, err := dec.ReadToken(); err != nil {
+		return badRequest("body", "invalid JSON array")
+	}
+	for i := 0; ; i++ {
+		if dec.PeekKind() == ']' {
+			return nil
+		}
+		v, err := dec.ReadValue()
+		if err != nil {
+			// Nothing after a syntax error can be located.
+			return emit(importer.Record{Index: i, Err: &event.FieldError{Field: "event",
+				Reason: "invalid JSON; the events after this one were not read: " + jsonReason(err)}})
+		}
+		ev, err := event.DecodeProducer(v, lim)
+		if err := emit(importer.Record{Index: i, Event: ev, Err: err}); err != nil {
+			return err
+		}
+	}
+}
+
+func jsonReason(err error) string {
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of JSON"
+	}
+	return err.Error()
+}
+
+// ingestion collects the events of one request into chunks per tenant and
+// hands them to the writer, a few chunks at a time.
+type ingestion struct {
+	s      *Server
+	rq     *request
+	ctx    context.Context
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	chunks map[*tenant.Tenant]*chunk // being filled
+	done   []*chunk                  // handed to the writer
+	resp   ingestResponse
+}
+
+type chunk struct {
+	t      *tenant.Tenant
+	events []*event.Event
+	slots  []int // result index of each event
+
+	// Set by the goroutine that appends the chunk.
+	prepared []*auditlog.Prepared
+	results  []auditlog.Result
+	err      error
+}
+
+func (in *ingestion) add(rec importer.Record) error {
+	slot := len(in.resp.Results)
+	in.resp.Results = append(in.resp.Results, ingestResult{Index: rec.Index})
+	if rec.Err != nil {
+		in.reject(slot, rec.Err)
+		return nil
+	}
+	t, err := in.tenantOf(rec.Event)
+	if err != nil {
+		in.reject(slot, err)
+		return nil
+	}
+	c := in.chunks[t]
+	if c == nil {
+		c = &chunk{t: t}
+		in.chunks[t] = c
+	}
+	c.events = append(c.events, rec.Event)
+	c.slots = append(c.slots, slot)
+	if len(c.events) >= ingestChunk {
+		delete(in.chunks, t)
+		return in.submit(t, c)
+	}
+	return nil
+}
+
+func (in *ingestion) reject(slot int, err error) {
+	r := &in.resp.Results[slot]
+	r.Status = "rejected"
+	var fe *event.FieldError
+	if errors.As(err, &fe) {
+		r.Error = &fieldProblem{Field: fe.Field, Reason: fe.Reason}
+	} else {
+		r.Error = &fieldProblem{Field: "event", Reason: err.Error()}
+	}
+}
+
+// tenantOf is the tenant an event goes to: the request's, unless an
+// operator key names another in the event.
+func (in *ingestion) tenantOf(ev *event.Event) (*tenant.Tenant, error) {
+	rt := in.rq.tenant
+	if ev.Tenant == "" || ev.Tenant == rt.Name {
+		return rt, nil
+	}
+	if in.rq.key.Role != access.RoleOperator {
+		return nil, &event.FieldError{Field: "tenant", Reason: "a tenant API key sends events only to its own tenant"}
+	}
+	t, err := in.s.in.Tenants.ByName(in.ctx, ev.Tenant)
+	if err != nil {
+		return nil, &event.FieldError{Field: "tenant", Reason: "no such tenant"}
+	}
+	return t, nil
+}
+
+func (in *ingestion) submit(t *tenant.Tenant, c *chunk) error {
+	ps, err := in.s.in.Log.PrepareAll(in.ctx, t, c.events)
+	if err != nil {
+		return err
+	}
+	c.prepared = ps
+	in.done = append(in.done, c)
+	in.sem <- struct{}{}
+	in.wg.Add(1)
+	go func() {
+		defer func() { <-in.sem; in.wg.Done() }()
+		c.results, c.err = in.s.in.Log.Append(in.ctx, t, ps)
+	}()
+	return nil
+}
+
+// finish submits what is left, waits for every commit and fills in and
+// counts the results.
+func (in *ingestion) finish() error {
+	var err error
+	for t, c := range in.chunks {
+		if err = in.submit(t, c); err != nil {
+			break
+		}
+	}
+	in.wg.Wait()
+	for _, c := range in.done {
+		if c.err != nil {
+			if err == nil {
+				err = c.err
+			}
+			continue
+		}
+		for i, r := range c.results {
+			res := &in.resp.Results[c.slots[i]]
+			res.ID = c.prepared[i].Event.ID
+			if c.t != in.rq.tenant {
+				res.Tenant = c.t.Name
+			}
+			if r.Err != nil {
+				res.Status, res.Error = "rejected", &fieldProblem{Field: "event", Reason: r.Err.Error()}
+				continue
+			}
+			seq := r.Sequence
+			res.Sequence, res.LeafHash = &seq, base64.StdEncoding.EncodeToString(r.LeafHash[:])
+			res.Status = "accepted"
+			if r.Duplicate {
+				res.Status = "duplicate"
+			}
+		}
+	}
+	for _, r := range in.resp.Results {
+		switch r.Status {
+		case "accepted":
+			in.resp.Accepted++
+		case "duplicate":
+			in.resp.Duplicate++
+		case "rejected":
+			in.resp.Rejected++
+		}
+	}
+	return err
+}

@@ -1,0 +1,277 @@
+package server
+
+import (
+	"database/sql"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/tree"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/transparency-dev/formats/proof"
+)
+
+// recordView is one event as the read API shows it.
+type recordView struct {
+	Sequence int64          `json:"sequence"`
+	LeafHash string         `json:"leaf_hash"`
+	Event    jsontext.Value `json:"event"`
+	Original jsontext.Value `json:"original,omitempty"`
+	// Erased lists personal fields whose values were destroyed.
+	Erased []string `json:"erased,omitempty"`
+}
+
+func viewOf(r *auditlog.Record, withOriginal bool) recordView {
+	ev := *r.Event
+	v := recordView{Sequence: r.Sequence, LeafHash: b64(r.LeafHash[:]), Event: event.AppendLeaf(nil, &ev, nil),
+		Erased: r.Erased}
+	if withOriginal && len(r.Event.Original) > 0 {
+		v.Original = r.Event.Original
+	}
+	slices.Sort(v.Erased)
+	return v
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func hashes(hs []tree.Hash) []string {
+	out := make([]string, len(hs))
+	for i := range hs {
+		out[i] = b64(hs[i][:])
+	}
+	return out
+}
+
+func intParam(q url.Values, name string, min int64) (int64, bool, error) {
+	s := q.Get(name)
+	if s == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < min {
+		return 0, false, badRequest(name, fmt.Sprintf("%s must be a whole number of at least %d", name, min))
+	}
+	return n, true, nil
+}
+
+type inclusionView struct {
+	Sequence   int64    `json:"sequence"`
+	LeafHash   string   `json:"leaf_hash"`
+	TreeSize   int64    `json:"tree_size"`
+	RootHash   string   `json:"root_hash"`
+	Hashes     []string `json:"hashes"`
+	Checkpoint string   `json:"checkpoint,omitempty"`
+}
+
+func inclusionViewOf(p *auditlog.Inclusion) inclusionView {
+	return inclusionView{Sequence: p.Sequence, LeafHash: b64(p.LeafHash[:]), TreeSize: p.TreeSize,
+		RootHash: b64(p.Root[:]), Hashes: hashes(p.Hashes), Checkpoint: string(p.Checkpoint)}
+}
+
+// readEvent answers one event with its inclusion proof in the latest
+// checkpoint, or in ?tree_size=.
+func (s *Server) readEvent(rq *request) error {
+	seq, err := strconv.ParseInt(rq.r.PathValue("sequence"), 10, 64)
+	if err != nil || seq < 0 {
+		return badRequest("sequence", "sequence must be a non-negative whole number")
+	}
+	size, _, err := intParam(rq.r.URL.Query(), "tree_size", 1)
+	if err != nil {
+		return err
+	}
+	rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
+	ctx := rq.r.Context()
+	var out struct {
+		recordView
+		Leaf  string         `json:"leaf"`
+		Proof *inclusionView `json:"proof,omitempty"`
+	}
+	err = s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		head, err := s.in.Log.Head(ctx, tx, rq.tenant.ID)
+		if err != nil {
+			return err
+		}
+		if seq >= head.Size {
+			return notFound("no event with that sequence number")
+		}
+		rec, err := s.in.Log.Read(ctx, tx, rq.tenant, seq)
+		if err != nil {
+			return err
+		}
+		out.recordView = viewOf(rec, true)
+		out.Leaf = b64(rec.Leaf)
+		p, err := s.in.Log.ProveInclusion(ctx, tx, rq.tenant, seq, size)
+		if err == nil {
+			v := inclusionViewOf(p)
+			out.Proof = &v
+		} else if !isNoProofYet(err) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(rq.w, http.StatusOK, out)
+}
+
+// isNoProofYet reports errors that mean the event is newer than the latest
+// checkpoint: the event is shown without a proof.
+func isNoProofYet(err error) bool {
+	return err == auditlog.ErrNoCheckpoint || isNotFound(err)
+}
+
+// checkpoint answers the latest signed checkpoint as text.
+func (s *Server) checkpoint(rq *request) error {
+	ctx := rq.r.Context()
+	cp, err := s.in.Log.LatestCheckpoint(ctx, s.in.DB.Read, rq.tenant.ID)
+	if err != nil {
+		return err
+	}
+	rq.target = event.Target{Type: "checkpoint", ID: strconv.FormatInt(cp.Size, 10)}
+	rq.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rq.w.Header().Set("Cache-Control", "no-cache, max-age=1")
+	rq.w.WriteHeader(http.StatusOK)
+	_, err = rq.w.Write(cp.Note)
+	return err
+}
+
+// inclusionProof proves an entry, named by ?sequence= or ?leaf_hash=, in the
+// latest checkpoint or in ?tree_size=. With ?format=tlog-proof it answers in
+// the C2SP tlog-proof text form, which carries the signed checkpoint.
+func (s *Server) inclusionProof(rq *request) error {
+	q := rq.r.URL.Query()
+	ctx := rq.r.Context()
+	size, _, err := intParam(q, "tree_size", 1)
+	if err != nil {
+		return err
+	}
+	seq, haveSeq, err := intParam(q, "sequence", 0)
+	if err != nil {
+		return err
+	}
+	if lh := q.Get("leaf_hash"); lh != "" {
+		if haveSeq {
+			return badRequest("leaf_hash", "give sequence or leaf_hash, not both")
+		}
+		b, err := decodeHash(lh)
+		if err != nil {
+			return badRequest("leaf_hash", err.Error())
+		}
+		if seq, err = s.in.Log.FindLeaf(ctx, rq.tenant, tree.Hash(b)); err != nil {
+			if isNotFound(err) {
+				return notFound("no entry has that leaf hash")
+			}
+			return err
+		}
+	} else if !haveSeq {
+		return badRequest("sequence", "give sequence or leaf_hash")
+	}
+	rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
+	var p *auditlog.Inclusion
+	err = s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		p, err = s.in.Log.ProveInclusion(ctx, tx, rq.tenant, seq, size)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if q.Get("format") == "tlog-proof" {
+		if len(p.Checkpoint) == 0 {
+			return badRequest("tree_size", "no signed checkpoint exists at that tree size; the tlog-proof form needs one")
+		}
+		tp := proof.TLogProof{Index: uint64(p.Sequence), Checkpoint: p.Checkpoint}
+		for _, h := range p.Hashes {
+			tp.Hashes = append(tp.Hashes, h)
+		}
+		rq.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rq.w.WriteHeader(http.StatusOK)
+		_, err := rq.w.Write(tp.Marshal())
+		return err
+	}
+	return writeJSON(rq.w, http.StatusOK, inclusionViewOf(p))
+}
+
+func decodeHash(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		b, err = base64.RawURLEncoding.DecodeString(s)
+	}
+	if err != nil || len(b) != tree.HashSize {
+		return nil, fmt.Errorf("leaf_hash must be a base64 SHA-256 hash")
+	}
+	return b, nil
+}
+
+// consistencyProof proves that the tree of size ?to= (default the latest
+// checkpoint) extends the tree of size ?from=.
+func (s *Server) consistencyProof(rq *request) error {
+	q := rq.r.URL.Query()
+	from, ok, err := intParam(q, "from", 0)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return badRequest("from", "from is required: the size of the older tree")
+	}
+	to, _, err := intParam(q, "to", 1)
+	if err != nil {
+		return err
+	}
+	ctx := rq.r.Context()
+	var c *auditlog.Consistency
+	err = s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = s.in.Log.ProveConsistency(ctx, tx, rq.tenant, from, to)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rq.target = event.Target{Type: "tree", ID: fmt.Sprintf("%d-%d", c.Old, c.New)}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"from": c.Old, "to": c.New, "from_root": b64(c.OldRoot[:]),
+		"to_root": b64(c.NewRoot[:]), "hashes": hashes(c.Hashes)})
+}
+
+// publicKey answers the tenant log's verifier key in signed-note form, or
+// with ?format=json also its origin and the signing key history.
+func (s *Server) publicKey(rq *request) error {
+	vk, err := s.in.Log.VerifierKey(rq.tenant.Name)
+	if err != nil {
+		return err
+	}
+	if rq.r.URL.Query().Get("format") != "json" {
+		rq.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rq.w.WriteHeader(http.StatusOK)
+		_, err = fmt.Fprintln(rq.w, vk)
+		return err
+	}
+	hist, err := s.in.Log.KeyHistory(rq.r.Context(), s.in.DB.Read)
+	if err != nil {
+		return err
+	}
+	type keyView struct {
+		ID        string `json:"id"`
+		Algorithm string `json:"algorithm"`
+		PublicKey string `json:"public_key"`
+		CreatedAt string `json:"created_at"`
+		RetiredAt string `json:"retired_at,omitempty"`
+	}
+	var hv []keyView
+	for _, k := range hist {
+		v := keyView{ID: k.ID, Algorithm: k.Algorithm, PublicKey: b64(k.PublicKey), CreatedAt: k.CreatedAt.Format(time.RFC3339)}
+		if !k.RetiredAt.IsZero() {
+			v.RetiredAt = k.RetiredAt.Format(time.RFC3339)
+		}
+		hv = append(hv, v)
+	}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"origin": s.in.Log.Origin(rq.tenant.Name), "verifier_key": vk,
+		"key_id": s.in.SigningKey.ID, "history": hv})
+}

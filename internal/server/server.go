@@ -1,0 +1,512 @@
+// Package server is attest's HTTP API: the route table, TLS 1.3 listener,
+// authentication, the permission check every route passes, and the self
+// audit that turns every API request into an event of source "attest".
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures the server. Zero values have the documented defaults.
+type Config struct {
+	// Addr is the listen address; default 127.0.0.1:8443.
+	Addr string
+	// TLSCertFile and TLSKeyFile name a certificate; both empty means the
+	// self-signed certificate for localhost in the data directory.
+	TLSCertFile, TLSKeyFile string
+	// MaxBodyBytes bounds a request body, after decompression; default 32 MiB.
+	MaxBodyBytes int64
+	// TrustedProxies are the peers whose X-Forwarded-For header is believed.
+	TrustedProxies []netip.Prefix
+	// CheckpointInterval is how often new entries are checkpointed;
+	// default 500ms, which keeps them covered within one second.
+	CheckpointInterval time.Duration
+	// ShutdownTimeout bounds the graceful shutdown; default 30s.
+	ShutdownTimeout time.Duration
+	// Version is reported in the audit events' source.
+	Version string
+	// Registry collects the Prometheus metrics; nil makes a new one.
+	Registry *prometheus.Registry
+	// Logger receives operational messages; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves attest's API for one instance.
+type Server struct {
+	in      *instance.Instance
+	cfg     Config
+	log     *slog.Logger
+	host    string
+	routes  []*route
+	handler http.Handler
+	metrics *httpMetrics
+	ready   atomic.Bool
+}
+
+// New builds the server's route table for in.
+func New(in *instance.Instance, cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8443"
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 500 * time.Millisecond
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, _ := os.Hostname()
+	s := &Server{in: in, cfg: cfg, log: cfg.Logger, host: host, metrics: newHTTPMetrics(cfg.Registry)}
+	s.routes = s.routeTable()
+	mux := http.NewServeMux()
+	for _, rt := range s.routes {
+		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	// Everything else under the API answers as an audited 404.
+	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermNone,
+		handle: func(*request) error { return notFound("no such API route") }}
+	mux.Handle("/api/", s.wrap(notFoundRoute))
+	mux.Handle("/logs/", s.wrap(notFoundRoute))
+	s.handler = securityHeaders(mux)
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes lists the method and pattern of every API route.
+func (s *Server) Routes() []string {
+	out := make([]string, len(s.routes))
+	for i, rt := range s.routes {
+		out[i] = rt.method + " " + rt.pattern
+	}
+	return out
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if !s.ready.Load() {
+		http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+		return
+	}
+	if err := s.in.DB.Read.PingContext(ctx); err != nil {
+		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ready")
+}
+
+// Run serves TLS on ln, a TCP listener, until ctx ends, then shuts down
+// gracefully: it stops accepting requests, lets those in flight finish,
+// commits every pending audit event and signs a last checkpoint.
+func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         TLSConfig(cert),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	cpCtx, stopCheckpoints := context.WithCancel(context.WithoutCancel(ctx))
+	cpDone := make(chan struct{})
+	go func() {
+		defer close(cpDone)
+		s.in.Log.RunCheckpoints(cpCtx, s.cfg.CheckpointInterval)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	s.ready.Store(true)
+	s.log.Info("attest is serving", "addr", ln.Addr().String(), "tls", "1.3 only", "http2", true)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.ready.Store(false)
+	s.log.Info("shutting down: finishing requests and flushing the audit log")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	stopCheckpoints()
+	<-cpDone
+	if err := s.in.Log.Close(); err != nil && shutErr == nil {
+		shutErr = err
+	}
+	if _, err := s.in.Log.PublishCheckpoints(sctx); err != nil && shutErr == nil {
+		shutErr = err
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return shutErr
+}
+
+// route is one API route. Every route names the permission it needs, and
+// the audit action and category its requests are recorded under.
+type route struct {
+	method, pattern string
+	name            string
+	category        string
+	perm            access.Permission
+	handle          func(*request) error
+	// selfAudited routes record their own success event in the same
+	// transaction as their change; the middleware records only failures.
+	selfAudited bool
+	// pathTenant routes name their tenant in the path (the tiled log).
+	pathTenant bool
+}
+
+// request carries one API request through its handler.
+type request struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	s      *Server
+	route  *route
+	id     string
+	start  time.Time
+	ip     string
+	key    *access.Key
+	tenant *tenant.Tenant
+
+	// What the handler says about the request, for its audit event.
+	target  event.Target
+	details map[string]any
+	audited bool
+	status  int
+	reason  string
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wrap is the middleware every API route runs in: request id, client IP,
+// authentication, tenant, permission, the handler, error mapping and the
+// self audit, in that order.
+func (s *Server) wrap(rt *route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		rq := &request{w: sw, r: r, s: s, route: rt, id: newRequestID(), start: time.Now(), ip: s.clientIP(r)}
+		sw.Header().Set("X-Request-Id", rq.id)
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic in handler", "request_id", rq.id, "route", rt.name, "panic", fmt.Sprint(p))
+				if sw.status == 0 {
+					writeProblem(sw, rq.id, classify(errors.New("panic")))
+				}
+				rq.status, rq.reason = http.StatusInternalServerError, "internal error"
+			}
+			if rq.status == 0 {
+				rq.status = sw.status
+			}
+			s.metrics.observe(rt.name, rq.status, time.Since(rq.start))
+			s.audit(rq)
+		}()
+		if err := s.authorize(rq); err != nil {
+			s.fail(rq, err)
+			return
+		}
+		if err := rt.handle(rq); err != nil {
+			s.fail(rq, err)
+		}
+	})
+}
+
+func (s *Server) fail(rq *request, err error) {
+	ae := classify(err)
+	if ae.status >= 500 {
+		s.log.Error("request failed", "request_id", rq.id, "route", rq.route.name, "error", err)
+	}
+	rq.status, rq.reason = ae.status, ae.detail
+	if sw, ok := rq.w.(*statusWriter); ok && sw.status != 0 {
+		return // the handler already answered
+	}
+	if ae.status == http.StatusUnauthorized {
+		rq.w.Header().Set("WWW-Authenticate", `Bearer realm="attest"`)
+	}
+	writeProblem(rq.w, rq.id, ae)
+}
+
+var errUnauthenticated = &apiError{status: http.StatusUnauthorized, title: "Unauthorized",
+	detail: "a valid API key is required: send it as Authorization: Bearer atk_..."}
+
+// authorize authenticates the request, settles its tenant and checks the
+// route's permission. The tenant comes from the key; only an operator key
+// may name one, in the Attest-Tenant header (or in the path of the tiled
+// log), and a tenant that is not the caller's answers 404.
+func (s *Server) authorize(rq *request) error {
+	if rq.route.perm == access.PermNone {
+		return nil
+	}
+	ctx := rq.r.Context()
+	authz := rq.r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(authz, "Bearer ")
+	if !ok || tok == "" {
+		rq.reason = "no API key"
+		return errUnauthenticated
+	}
+	key, err := s.in.Keys.Authenticate(ctx, strings.TrimSpace(tok))
+	if err != nil {
+		switch {
+		case errors.Is(err, access.ErrMalformedToken), errors.Is(err, access.ErrUnknownKey):
+			rq.reason = "unknown or malformed API key"
+		case errors.Is(err, access.ErrRevoked):
+			rq.key, rq.reason = key, "API key revoked"
+		case errors.Is(err, access.ErrExpired):
+			rq.key, rq.reason = key, "API key expired"
+		default:
+			return err
+		}
+		return errUnauthenticated
+	}
+	rq.key = key
+	own, err := s.in.Tenants.ByID(ctx, key.TenantID)
+	if err != nil {
+		return err
+	}
+	rq.tenant = own
+	named := rq.r.Header.Get("Attest-Tenant")
+	if rq.route.pathTenant {
+		named = rq.r.PathValue("tenant")
+	}
+	if named != "" && named != own.Name {
+		if key.Role != access.RoleOperator {
+			return notFound("no such tenant")
+		}
+		t, err := s.in.Tenants.ByName(ctx, named)
+		if err != nil {
+			return notFound("no such tenant")
+		}
+		rq.tenant = t
+	}
+	if !key.Role.Allows(rq.route.perm) {
+		return forbidden(fmt.Sprintf("an API key with role %s may not %s", key.Role, rq.route.perm))
+	}
+	return nil
+}
+
+// clientIP is the socket peer, unless the peer is a trusted proxy: then the
+// rightmost address in X-Forwarded-For that is not itself a trusted proxy.
+// A malformed header is ignored, so it can never widen what a caller gets.
+func (s *Server) clientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	ip := peer.Addr().Unmap()
+	if !s.trusted(ip) {
+		return ip.String()
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	var hops []string
+	for _, v := range xff {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return ip.String()
+		}
+		a = a.Unmap()
+		if !s.trusted(a) {
+			return a.String()
+		}
+	}
+	return ip.String()
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// actor is who made the request, for its audit event.
+func (rq *request) actor() event.Actor {
+	a := event.Actor{Type: "anonymous", IP: rq.ip, UserAgent: truncate(rq.r.UserAgent(), 1024)}
+	if rq.key != nil {
+		a.Type, a.ID, a.Name = "service", "apikey:"+rq.key.ID, rq.key.Name
+		a.Auth = event.Auth{Method: "api_key"}
+	}
+	return a
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// decorate completes an audit event of this request.
+func (rq *request) decorate(ev *event.Event) {
+	ev.Actor = rq.actor()
+	ev.Source = event.Source{Name: "attest", Host: rq.s.host, Version: rq.s.cfg.Version}
+	ev.Request = event.Request{ID: rq.id, Method: rq.r.Method, Path: truncate(rq.r.URL.Path, 2048),
+		DurationMicros: time.Since(rq.start).Microseconds()}
+}
+
+// audit records the request in its tenant's log, or in the operator's when
+// it has no tenant. Routes that record their own success in their
+// transaction are skipped when they did.
+func (s *Server) audit(rq *request) {
+	if rq.audited {
+		return
+	}
+	ctx := context.WithoutCancel(rq.r.Context())
+	t := rq.tenant
+	if t == nil {
+		var err error
+		if t, err = s.in.Operator(ctx); err != nil {
+			s.log.Error("self audit: no operator tenant", "request_id", rq.id, "error", err)
+			return
+		}
+	}
+	ev := event.New()
+	ev.OccurredAt = rq.start.UTC()
+	ev.Action = rq.route.name
+	ev.Category = rq.route.category
+	ev.Target = rq.target
+	rq.decorate(ev)
+	ev.Request.Status = rq.status
+	ev.Outcome = event.Outcome{Result: resultOf(rq.status), Status: rq.status, Reason: truncate(rq.reason, 1024)}
+	if len(rq.details) > 0 {
+		ev.Details = detailsValue(rq.details)
+	}
+	p, err := s.in.Log.Prepare(ctx, t, ev)
+	if err == nil {
+		err = s.in.Log.Enqueue(ctx, t, []*auditlog.Prepared{p})
+	}
+	if err != nil {
+		s.log.Error("self audit failed", "request_id", rq.id, "route", rq.route.name, "error", err)
+	}
+}
+
+func resultOf(status int) string {
+	switch {
+	case status < 400:
+		return "success"
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return "denied"
+	case status < 500:
+		return "failure"
+	}
+	return "error"
+}
+
+// securityHeaders sets the headers every response carries.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Strict-Transport-Security", "max-age=31536000")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// httpMetrics count API requests.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "attest_http_requests_total",
+			Help: "API requests, by route and status code."}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "attest_http_request_seconds",
+			Help: "API request durations, by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *httpMetrics) observe(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// detailsValue encodes a details map in canonical form.
+func detailsValue(m map[string]any) jsontext.Value {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	v := jsontext.Value(b)
+	if v.Canonicalize() != nil {
+		return nil
+	}
+	return v
+}

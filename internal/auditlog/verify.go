@@ -135,7 +135,7 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 		return nil
 	}
 	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, given: given,
-		rng: (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0),
+		rng:   (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0),
 		tiles: tree.NewReader(l.db, tx, t.ID)}
 	if err := w.walk(); err != nil {
 		return err

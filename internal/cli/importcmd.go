@@ -187,4 +187,3 @@ func (fi *fileImport) progress(n int) {
 	el := time.Since(fi.start).Seconds()
 	fmt.Fprintf(fi.e.stderr, "imported %d events so far (%.0f/s)\n", fi.done, float64(fi.done)/el)
 }
-

@@ -205,4 +205,3 @@ func parsePrefixes(s string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
-

@@ -9,7 +9,6 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"encoding/base32"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +59,9 @@ const (
 	PermTenantsRead Permission = "tenants.read"
 	// PermNone marks routes that need no credential at all.
 	PermNone Permission = ""
+	// PermAny is held by every valid key: it marks routes that only need
+	// to know who is calling.
+	PermAny Permission = "any"
 )
 
 var rolePerms = map[Role][]Permission{
@@ -71,7 +73,7 @@ var rolePerms = map[Role][]Permission{
 
 // Allows reports whether a role holds a permission.
 func (r Role) Allows(p Permission) bool {
-	return p == PermNone || slices.Contains(rolePerms[r], p)
+	return p == PermNone || p == PermAny || slices.Contains(rolePerms[r], p)
 }
 
 // CanGrant reports whether a key of role r may create a key of role other:
@@ -127,7 +129,7 @@ func splitToken(tok string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	id, secret, ok = strings.Cut(rest, "_")
-	if !ok || len(id) != 16 || len(secret) != 43 {
+	if !ok || len(id) != 16 || len(secret) != 52 {
 		return "", "", false
 	}
 	return id, secret, true
@@ -164,7 +166,7 @@ func NewKeys(db *store.DB, now func() time.Time) *Keys {
 func (ks *Keys) Create(ctx context.Context, tx *sql.Tx, id string, tenantID int64, role Role, name string, expires time.Time) (Token, *Key, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	sec := base64.RawURLEncoding.EncodeToString(secret)
+	sec := idEncoding.EncodeToString(secret)
 	k := &Key{ID: id, TenantID: tenantID, Role: role, Name: name, CreatedAt: ks.now().UTC().Truncate(time.Microsecond),
 		ExpiresAt: expires}
 	var exp any

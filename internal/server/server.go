@@ -101,7 +101,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	// Everything else under the API answers as an audited 404.
-	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermNone,
+	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny,
 		handle: func(*request) error { return notFound("no such API route") }}
 	mux.Handle("/api/", s.wrap(notFoundRoute))
 	mux.Handle("/logs/", s.wrap(notFoundRoute))

@@ -27,10 +27,10 @@ import (
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
 	"github.com/attest/attest/internal/tree"
+	"github.com/prometheus/client_golang/prometheus"
 	tlogproof "github.com/transparency-dev/formats/proof"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -451,7 +451,9 @@ func TestProofsAndTiles(t *testing.T) {
 			Sequence int64
 			Leaf     string
 			Event    map[string]any
-			Proof    struct{ TreeSize int64 `json:"tree_size"` }
+			Proof    struct {
+				TreeSize int64 `json:"tree_size"`
+			}
 		}
 		ts.do("GET", fmt.Sprintf("/api/v1/audit/events/%d", *r.Results[42].Sequence), reader, nil, "", 200, &ev)
 		lb, _ := base64.StdEncoding.DecodeString(ev.Leaf)

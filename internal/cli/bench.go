@@ -1,5 +1,55 @@
 package cli
 
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/attest/attest/internal/bench"
+)
+
 func cmdBench(e *env, args []string) int {
-	return usageErr(e, "bench is not built yet")
+	var o bench.Options
+	var asJSON bool
+	fs := newFlags(e, "bench")
+	fs.IntVar(&o.Events, "events", 1_000_000, "events to ingest and query")
+	fs.IntVar(&o.Clients, "clients", 4, "concurrent ingest connections")
+	fs.IntVar(&o.Batch, "batch", 5000, "events per ingest request")
+	fs.IntVar(&o.Queries, "queries", 100, "queries timed per filter")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "run on PostgreSQL, in a fresh schema of this database")
+	fs.secret("database-url")
+	fs.StringVar(&o.DataDir, "data-dir", "", "keep the run's data directory here; default a temporary one")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	var cpuProfile string
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.parse(args); err != nil {
+		return exitUsage
+	}
+	o.Progress = e.stderr
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return usageErr(e, "--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return fail(e, "bench: %v", err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return exitOK
+	}
+	rep.Print(e.stdout)
+	return exitOK
 }

@@ -309,3 +309,38 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// AppendProducer appends ev in the producer form the ingest API takes, in
+// canonical JSON: the event's fields without the ones attest sets.
+func AppendProducer(b []byte, ev *Event) []byte {
+	none := func(string) bool { return false }
+	w := objWriter{b: b}
+	w.open()
+	w.str("action", ev.Action)
+	if a := appendActor(nil, &ev.Actor, none); a != nil {
+		w.raw("actor", a)
+	}
+	w.str("category", ev.Category)
+	if dt := appendData(nil, &ev.Data); dt != nil {
+		w.raw("data", dt)
+	}
+	if len(ev.Details) > 0 {
+		w.raw("details", ev.Details)
+	}
+	w.str("id", ev.ID)
+	w.str("occurred_at", FormatTime(ev.OccurredAt))
+	if o := appendOutcome(nil, &ev.Outcome); o != nil {
+		w.raw("outcome", o)
+	}
+	if r := appendRequest(nil, &ev.Request, none); r != nil {
+		w.raw("request", r)
+	}
+	if s := appendSource(nil, &ev.Source); s != nil {
+		w.raw("source", s)
+	}
+	if t := appendTarget(nil, &ev.Target, none); t != nil {
+		w.raw("target", t)
+	}
+	w.str("tenant", ev.Tenant)
+	return w.close()
+}

@@ -132,3 +132,18 @@ func TestJSONStringEscaping(t *testing.T) {
 		}
 	}
 }
+
+func TestProducerRoundTrip(t *testing.T) {
+	ev, err := DecodeProducer([]byte(validEvent), &Limits{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := AppendProducer(nil, ev)
+	back, err := DecodeProducer(b, &Limits{Now: fixedNow})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if diff := cmp.Diff(ev, back); diff != "" {
+		t.Errorf("producer round trip (-want +got):\n%s", diff)
+	}
+}

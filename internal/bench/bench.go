@@ -1,0 +1,464 @@
+// Package bench measures attest on a fresh server: bulk ingest over HTTPS,
+// the query filters, and verification. attest bench prints its report.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/server"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options say what to measure.
+type Options struct {
+	// Events is how many events to ingest; default 1,000,000.
+	Events int
+	// Clients is the number of concurrent ingest connections; default 4.
+	Clients int
+	// Batch is the number of events per ingest request; default 5000.
+	Batch int
+	// Queries is the number of queries timed per filter; default 100.
+	Queries int
+	// DatabaseURL selects PostgreSQL: the run uses a fresh schema in that
+	// database and drops it afterwards. Empty means SQLite.
+	DatabaseURL string
+	// DataDir is kept after the run when set; empty means a temporary one.
+	DataDir string
+	// Progress receives progress lines; nil means none.
+	Progress io.Writer
+}
+
+// Result is one measurement.
+type Result struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+	// P50 and P95 are latencies in milliseconds, when the measure has them.
+	P50 float64 `json:"p50_ms,omitempty"`
+	P95 float64 `json:"p95_ms,omitempty"`
+	P99 float64 `json:"p99_ms,omitempty"`
+	N   int     `json:"n,omitempty"`
+}
+
+// Report is a bench run's results.
+type Report struct {
+	Engine  string    `json:"engine"`
+	Events  int       `json:"events"`
+	CPUs    int       `json:"cpus"`
+	GoOS    string    `json:"goos"`
+	CPU     string    `json:"cpu"`
+	Started time.Time `json:"started"`
+	Results []Result  `json:"results"`
+}
+
+func (o *Options) defaults() {
+	if o.Events <= 0 {
+		o.Events = 1_000_000
+	}
+	if o.Clients <= 0 {
+		o.Clients = 4
+	}
+	if o.Batch <= 0 {
+		o.Batch = 5000
+	}
+	if o.Queries <= 0 {
+		o.Queries = 100
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+type run struct {
+	opts   Options
+	rep    *Report
+	in     *instance.Instance
+	url    string
+	client *http.Client
+	ingest string
+	reader string
+	events []*event.Event
+}
+
+// Run measures attest and returns the report.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	opts.defaults()
+	r := &run{opts: opts, rep: &Report{Engine: "sqlite", Events: opts.Events, CPUs: runtime.NumCPU(),
+		GoOS: runtime.GOOS + "/" + runtime.GOARCH, CPU: cpuName(), Started: time.Now().UTC()}}
+	dir := opts.DataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "attest-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	dbURL := opts.DatabaseURL
+	if dbURL != "" {
+		r.rep.Engine = "postgres"
+		u, drop, err := freshSchema(ctx, dbURL)
+		if err != nil {
+			return nil, err
+		}
+		defer drop()
+		dbURL = u
+	}
+	stop, err := r.start(ctx, dir, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	steps := []func(context.Context) error{r.bulkIngest, r.verify, r.queries}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return r.rep, err
+		}
+	}
+	return r.rep, nil
+}
+
+func (r *run) start(ctx context.Context, dir, dbURL string) (func(), error) {
+	reg := prometheus.NewRegistry()
+	in, err := instance.Open(ctx, instance.Options{DataDir: dir, DatabaseURL: dbURL, Name: "bench.attest.local",
+		Log: auditlog.Config{Metrics: auditlog.NewMetrics(reg)}})
+	if err != nil {
+		return nil, err
+	}
+	r.in = in
+	cert, _, err := server.LoadCertificate("", "", dir, time.Now())
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	srv, err := server.New(in, server.Config{Registry: reg, MaxBodyBytes: 64 << 20})
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(rctx, ln, cert) }()
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	r.url = "https://" + ln.Addr().String()
+	r.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool},
+		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}
+	def, err := in.Tenants.ByName(ctx, tenant.Default)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	tok, _, err := in.CreateKey(ctx, def, access.RoleIngest, "bench ingest", time.Time{}, instance.SystemActor(), nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r.ingest = tok.Reveal()
+	if tok, _, err = in.CreateKey(ctx, def, access.RoleReader, "bench reader", time.Time{}, instance.SystemActor(), nil); err != nil {
+		cancel()
+		return nil, err
+	}
+	r.reader = tok.Reveal()
+	return func() {
+		cancel()
+		<-done
+		in.DB.Close()
+	}, nil
+}
+
+func (r *run) progress(format string, args ...any) {
+	fmt.Fprintf(r.opts.Progress, format+"\n", args...)
+}
+
+// bulkIngest sends every event as NDJSON batches from several connections
+// and times until the last answer, each sent only after its events commit.
+func (r *run) bulkIngest(ctx context.Context) error {
+	n := r.opts.Events
+	g := eventgen.New(42, time.Now().Add(-time.Duration(n)*3*time.Millisecond-time.Hour))
+	r.progress("generating %d events", n)
+	var bodies [][]byte
+	var raw int64
+	for i := 0; i < n; i += r.opts.Batch {
+		var b []byte
+		for j := i; j < min(i+r.opts.Batch, n); j++ {
+			ev := g.Next()
+			r.events = append(r.events, ev)
+			b = event.AppendProducer(b, ev)
+			b = append(b, '\n')
+		}
+		raw += int64(len(b))
+		bodies = append(bodies, b)
+	}
+	r.progress("ingesting %d events (%.0f MB of NDJSON) over HTTPS from %d connections", n, float64(raw)/1e6, r.opts.Clients)
+	var next atomic.Int64
+	var accepted atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < r.opts.Clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					return
+				}
+				var out struct{ Accepted, Rejected int }
+				if err := r.post(ctx, bodies[i], &out); err != nil || out.Rejected > 0 {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("ingest batch %d: %v (%d rejected)", i, err, out.Rejected)
+					}
+					mu.Unlock()
+					return
+				}
+				accepted.Add(int64(out.Accepted))
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if firstErr != nil {
+		return firstErr
+	}
+	if int(accepted.Load()) != n {
+		return fmt.Errorf("bulk ingest: %d of %d events accepted", accepted.Load(), n)
+	}
+	r.add(Result{Name: "bulk NDJSON ingest over HTTPS, durable", Value: float64(n) / el.Seconds(), Unit: "events/s", N: n})
+	r.progress("ingested in %s", el.Round(time.Millisecond))
+	return nil
+}
+
+func (r *run) post(ctx context.Context, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", r.url+"/api/v1/audit/events", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.ingest)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (r *run) verify(ctx context.Context) error {
+	def, err := r.in.Tenants.ByName(ctx, tenant.Default)
+	if err != nil {
+		return err
+	}
+	r.progress("verifying the log")
+	rep, err := r.in.Log.Verify(ctx, def, auditlog.VerifyOptions{})
+	if err != nil {
+		return err
+	}
+	if rep.Problem != nil {
+		return fmt.Errorf("verify: %v", rep.Problem)
+	}
+	r.add(Result{Name: "verify (re-hash, rebuild tree, checkpoints)", Value: float64(rep.Size) / rep.Elapsed.Seconds(),
+		Unit: "events/s", N: int(rep.Size)})
+	deep, err := r.in.Log.Verify(ctx, def, auditlog.VerifyOptions{Deep: true})
+	if err != nil {
+		return err
+	}
+	if deep.Problem != nil {
+		return fmt.Errorf("verify --deep: %v", deep.Problem)
+	}
+	r.add(Result{Name: "verify --deep (also personal values and index)", Value: float64(deep.Size) / deep.Elapsed.Seconds(),
+		Unit: "events/s", N: int(deep.Size)})
+	return nil
+}
+
+// queries times each filter of the query API over HTTPS, with values
+// drawn from the ingested events, newest first, 50 per page.
+func (r *run) queries(ctx context.Context) error {
+	rnd := mrand.New(mrand.NewPCG(7, 8))
+	pick := func() *event.Event { return r.events[rnd.IntN(len(r.events))] }
+	filters := []struct {
+		name string
+		q    func() url.Values
+	}{
+		{"no filter (latest page)", func() url.Values { return url.Values{} }},
+		{"occurred_at range (one minute)", func() url.Values {
+			t := pick().OccurredAt
+			return url.Values{"occurred_from": {t.Format(time.RFC3339Nano)}, "occurred_to": {t.Add(time.Minute).Format(time.RFC3339Nano)}}
+		}},
+		{"received_at range (one second)", func() url.Values {
+			t := time.Now().Add(-time.Duration(rnd.IntN(30)) * time.Second)
+			return url.Values{"received_from": {t.Format(time.RFC3339Nano)}, "received_to": {t.Add(time.Second).Format(time.RFC3339Nano)}}
+		}},
+		{"actor_id", func() url.Values { return url.Values{"actor_id": {pick().Actor.ID}} }},
+		{"action (exact)", func() url.Values { return url.Values{"action": {pick().Action}} }},
+		{"action (prefix)", func() url.Values {
+			a := pick().Action
+			return url.Values{"action_prefix": {a[:strings.Index(a, ".")+1]}}
+		}},
+		{"category", func() url.Values { return url.Values{"category": {pick().Category}} }},
+		{"target type and id", func() url.Values {
+			e := pick()
+			return url.Values{"target_type": {e.Target.Type}, "target_id": {e.Target.ID}}
+		}},
+		{"outcome", func() url.Values { return url.Values{"outcome": {[]string{"success", "denied", "failure", "error"}[rnd.IntN(4)]}} }},
+		{"source", func() url.Values { return url.Values{"source": {pick().Source.Name}} }},
+		{"client_ip", func() url.Values { return url.Values{"client_ip": {pick().Actor.IP}} }},
+		{"text in target name", func() url.Values {
+			f := strings.Fields(pick().Target.Name)
+			return url.Values{"q": {" " + f[1] + " Maple"}}
+		}},
+		{"text in action", func() url.Values { return url.Values{"q": {"mfa.ver"}} }},
+		{"actor and category", func() url.Values {
+			e := pick()
+			return url.Values{"actor_id": {e.Actor.ID}, "category": {e.Category}}
+		}},
+	}
+	for _, f := range filters {
+		var lat []time.Duration
+		for i := 0; i < r.opts.Queries; i++ {
+			q := f.q()
+			q.Set("limit", "50")
+			start := time.Now()
+			if err := r.get(ctx, "/api/v1/compliance/audit-trail?"+q.Encode()); err != nil {
+				return fmt.Errorf("query %s: %w", f.name, err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		p50, p95, p99 := percentiles(lat)
+		r.add(Result{Name: "query: " + f.name, Unit: "ms", Value: p95, P50: p50, P95: p95, P99: p99, N: len(lat)})
+	}
+	return nil
+}
+
+func (r *run) get(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", r.url+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.reader)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func percentiles(d []time.Duration) (p50, p95, p99 float64) {
+	slices.Sort(d)
+	at := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(d)))) - 1
+		return float64(d[max(i, 0)].Microseconds()) / 1000
+	}
+	return at(0.50), at(0.95), at(0.99)
+}
+
+func (r *run) add(res Result) {
+	r.rep.Results = append(r.rep.Results, res)
+	r.progress("  %s: %s", res.Name, formatValue(res))
+}
+
+func formatValue(res Result) string {
+	if res.Unit == "ms" {
+		return fmt.Sprintf("p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", res.P50, res.P95, res.P99)
+	}
+	return fmt.Sprintf("%.0f %s", res.Value, res.Unit)
+}
+
+// Print writes the report as a table.
+func (rep *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "attest bench: %s, %d events, %d CPUs (%s), %s\n\n", rep.Engine, rep.Events, rep.CPUs, rep.CPU, rep.GoOS)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASURE\tRESULT")
+	for _, res := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%s\n", res.Name, formatValue(res))
+	}
+	tw.Flush()
+}
+
+func cpuName() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// freshSchema creates an empty schema in the database at base and returns a
+// URL that uses it, and a function that drops it.
+func freshSchema(ctx context.Context, base string) (string, func(), error) {
+	b := make([]byte, 5)
+	rand.Read(b)
+	schema := "bench_" + hex.EncodeToString(b)
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, fmt.Errorf("bench: create schema in %s: %w", store.RedactURL(base), err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), func() {
+		if d, err := sql.Open("pgx", base); err == nil {
+			d.Exec("DROP SCHEMA " + schema + " CASCADE")
+			d.Close()
+		}
+	}, nil
+}

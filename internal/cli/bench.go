@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/attest/attest/internal/bench"
@@ -23,12 +24,16 @@ func cmdBench(e *env, args []string) int {
 	fs.secret("database-url")
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep the run's data directory here; default a temporary one")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	var cpuProfile string
+	var cpuProfile, skip string
+	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: verify, queries")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.parse(args); err != nil {
 		return exitUsage
 	}
 	o.Progress = e.stderr
+	if skip != "" {
+		o.Skip = strings.Split(skip, ",")
+	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {

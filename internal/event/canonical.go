@@ -17,10 +17,19 @@ type Commitment struct {
 // left open, so that the costly encoding can happen before the log writer
 // assigns them.
 type LeafTemplate struct {
-	head []byte // members before received_at, without the opening brace
-	mid  []byte // members between received_at and sequence, with a leading comma
-	tail []byte // members after sequence, with a leading comma, and the closing brace
+	buf  []byte
+	head int // buf[:head]: members before received_at, after the opening brace
+	mid  int // buf[head:mid]: members between received_at and sequence, each with a leading comma
+	// buf[mid:]: members after sequence, each with a leading comma, and the closing brace
 }
+
+// hidden is a set of personal paths left out of their places in a leaf.
+type hidden uint16
+
+var pathBits = map[string]hidden{PathActorName: 1, PathActorEmail: 2, PathActorIP: 4, PathActorUserAgent: 8,
+	PathActorSessionID: 16, PathTargetName: 32, PathRequestPath: 64, PathDetails: 128, PathOriginal: 256}
+
+func (h hidden) has(path string) bool { return h&pathBits[path] != 0 }
 
 // NewLeafTemplate encodes the leaf form of ev in RFC 8785 canonical JSON:
 // members sorted by name, no insignificant whitespace, strings escaped
@@ -31,76 +40,83 @@ type LeafTemplate struct {
 // The member names below are written in sorted order by hand; a test checks
 // the output against an independent canonicaliser.
 func NewLeafTemplate(ev *Event, personal []Commitment) *LeafTemplate {
-	hidden := func(path string) bool {
-		for _, c := range personal {
-			if c.Path == path {
-				return true
-			}
-		}
-		return false
+	var h hidden
+	for _, c := range personal {
+		h |= pathBits[c.Path]
 	}
-	w := objWriter{b: make([]byte, 0, 512)}
+	w := jw{b: make([]byte, 0, 768)}
+	w.push(0)
 	w.str("action", ev.Action)
-	if a := appendActor(nil, &ev.Actor, hidden); a != nil {
-		w.raw("actor", a)
-	}
+	w.actor(&ev.Actor, h)
 	w.str("category", ev.Category)
-	if dt := appendData(nil, &ev.Data); dt != nil {
-		w.raw("data", dt)
-	}
-	if len(ev.Details) > 0 && !hidden(PathDetails) {
+	w.data(&ev.Data)
+	if len(ev.Details) > 0 && !h.has(PathDetails) {
 		w.raw("details", ev.Details)
 	}
 	w.str("id", ev.ID)
-	w.str("occurred_at", FormatTime(ev.OccurredAt))
-	if o := appendOutcome(nil, &ev.Outcome); o != nil {
-		w.raw("outcome", o)
-	}
+	w.time("occurred_at", ev.OccurredAt)
+	w.outcome(&ev.Outcome)
 	if len(personal) > 0 {
-		pw := objWriter{}
-		pw.open()
+		w.open("personal")
 		for _, c := range personal {
-			pw.str(c.Path, c.Value)
+			w.str(c.Path, c.Value)
 		}
-		w.raw("personal", pw.close())
+		w.close()
 	}
-	t := &LeafTemplate{head: w.b}
-	if r := appendRequest(nil, &ev.Request, hidden); r != nil {
-		t.mid = append([]byte(`,"request":`), r...)
-	}
-	w = objWriter{b: make([]byte, 0, 128), n: 1}
-	if s := appendSource(nil, &ev.Source); s != nil {
-		w.raw("source", s)
-	}
-	if tg := appendTarget(nil, &ev.Target, hidden); tg != nil {
-		w.raw("target", tg)
-	}
+	t := &LeafTemplate{head: len(w.b)}
+	w.request(&ev.Request, h)
+	t.mid = len(w.b)
+	w.source(&ev.Source)
+	w.target(&ev.Target, h)
 	w.str("tenant", ev.Tenant)
 	w.int("v", LeafVersion)
-	t.tail = w.close()
+	w.b = append(w.b, '}')
+	t.buf = w.b
 	return t
 }
 
 // Append appends the leaf with the given received time and sequence number.
 func (t *LeafTemplate) Append(b []byte, received time.Time, seq int64) []byte {
 	b = append(b, '{')
-	b = append(b, t.head...)
+	b = append(b, t.buf[:t.head]...)
 	b = append(b, `,"received_at":"`...)
 	b = received.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	b = append(b, t.mid...)
+	b = append(b, t.buf[t.head:t.mid]...)
 	b = append(b, `,"sequence":`...)
 	b = strconv.AppendInt(b, seq, 10)
-	return append(b, t.tail...)
+	return append(b, t.buf[t.mid:]...)
 }
 
 // Len is the size of the leaf the template makes, give or take the
 // received time and sequence number.
-func (t *LeafTemplate) Len() int { return len(t.head) + len(t.mid) + len(t.tail) + 64 }
+func (t *LeafTemplate) Len() int { return len(t.buf) + 64 }
 
 // AppendLeaf appends the leaf form of ev, with its ReceivedAt and Sequence.
 func AppendLeaf(b []byte, ev *Event, personal []Commitment) []byte {
 	return NewLeafTemplate(ev, personal).Append(b, ev.ReceivedAt, ev.Sequence)
+}
+
+// AppendProducer appends ev in the producer form the ingest API takes, in
+// canonical JSON: the event's fields without the ones attest sets.
+func AppendProducer(b []byte, ev *Event) []byte {
+	w := jw{b: append(b, '{')}
+	w.push(len(b))
+	w.str("action", ev.Action)
+	w.actor(&ev.Actor, 0)
+	w.str("category", ev.Category)
+	w.data(&ev.Data)
+	if len(ev.Details) > 0 {
+		w.raw("details", ev.Details)
+	}
+	w.str("id", ev.ID)
+	w.time("occurred_at", ev.OccurredAt)
+	w.outcome(&ev.Outcome)
+	w.request(&ev.Request, 0)
+	w.source(&ev.Source)
+	w.target(&ev.Target, 0)
+	w.str("tenant", ev.Tenant)
+	return append(w.b, '}')
 }
 
 // FormatTime is the canonical text of a stored time: UTC, RFC 3339, with as
@@ -109,34 +125,122 @@ func FormatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-func appendActor(b []byte, a *Actor, hidden func(string) bool) []byte {
-	w := objWriter{b: b}
-	w.open()
-	if a.Auth.Method != "" || a.Auth.MFA != nil {
-		aw := objWriter{}
-		aw.open()
-		aw.str("method", a.Auth.Method)
-		if a.Auth.MFA != nil {
-			aw.boolean("mfa", *a.Auth.MFA)
-		}
-		w.raw("auth", aw.close())
-	}
-	w.personal("email", a.Email, hidden(PathActorEmail))
-	w.str("id", a.ID)
-	w.personal("ip", a.IP, hidden(PathActorIP))
-	w.personal("name", a.Name, hidden(PathActorName))
-	w.personal("session_id", a.SessionID, hidden(PathActorSessionID))
-	w.str("type", a.Type)
-	w.personal("user_agent", a.UserAgent, hidden(PathActorUserAgent))
-	return w.closeOrNil()
+// AppendMillis appends a duration in microseconds as a JSON number of
+// milliseconds, in the shortest form that reads back exactly, which for
+// these values is also the form RFC 8785 prescribes.
+func AppendMillis(b []byte, micros int64) []byte {
+	return strconv.AppendFloat(b, float64(micros)/1000, 'f', -1, 64)
 }
 
-func appendData(b []byte, d *Data) []byte {
-	w := objWriter{b: b}
-	w.open()
+// jw writes canonical JSON into one buffer. Callers add members in sorted
+// order; empty strings are left out, and an object that ends up with no
+// members is taken out again together with its name.
+type jw struct {
+	b     []byte
+	stack []frame
+}
+
+type frame struct {
+	start int // where the member that opened the object began
+	n     int // members written
+}
+
+func (w *jw) push(start int) { w.stack = append(w.stack, frame{start: start}) }
+
+// member writes a member name, after a comma when it is not the first.
+// Names are attest's own ASCII identifiers and need no escaping.
+func (w *jw) member(k string) {
+	f := &w.stack[len(w.stack)-1]
+	if f.n > 0 {
+		w.b = append(w.b, ',')
+	}
+	f.n++
+	w.b = append(w.b, '"')
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *jw) str(k, v string) {
+	if v == "" {
+		return
+	}
+	w.member(k)
+	w.b = appendJSONString(w.b, v)
+}
+
+func (w *jw) personal(k, v string, hide bool) {
+	if !hide {
+		w.str(k, v)
+	}
+}
+
+func (w *jw) int(k string, v int64) {
+	w.member(k)
+	w.b = strconv.AppendInt(w.b, v, 10)
+}
+
+func (w *jw) boolean(k string, v bool) {
+	w.member(k)
+	w.b = strconv.AppendBool(w.b, v)
+}
+
+func (w *jw) raw(k string, v []byte) {
+	w.member(k)
+	w.b = append(w.b, v...)
+}
+
+func (w *jw) time(k string, t time.Time) {
+	w.member(k)
+	w.b = append(w.b, '"')
+	w.b = t.UTC().AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, '"')
+}
+
+// open starts an object member.
+func (w *jw) open(k string) {
+	start := len(w.b)
+	w.member(k)
+	w.b = append(w.b, '{')
+	w.push(start)
+}
+
+// close ends an object member, or removes it when it has no members.
+func (w *jw) close() {
+	f := w.stack[len(w.stack)-1]
+	w.stack = w.stack[:len(w.stack)-1]
+	if f.n > 0 {
+		w.b = append(w.b, '}')
+		return
+	}
+	w.b = w.b[:f.start]
+	w.stack[len(w.stack)-1].n--
+}
+
+func (w *jw) actor(a *Actor, h hidden) {
+	w.open("actor")
+	if a.Auth.Method != "" || a.Auth.MFA != nil {
+		w.open("auth")
+		w.str("method", a.Auth.Method)
+		if a.Auth.MFA != nil {
+			w.boolean("mfa", *a.Auth.MFA)
+		}
+		w.close()
+	}
+	w.personal("email", a.Email, h.has(PathActorEmail))
+	w.str("id", a.ID)
+	w.personal("ip", a.IP, h.has(PathActorIP))
+	w.personal("name", a.Name, h.has(PathActorName))
+	w.personal("session_id", a.SessionID, h.has(PathActorSessionID))
+	w.str("type", a.Type)
+	w.personal("user_agent", a.UserAgent, h.has(PathActorUserAgent))
+	w.close()
+}
+
+func (w *jw) data(d *Data) {
+	w.open("data")
 	w.str("classification", d.Classification)
 	if d.Fields != nil {
-		w.name("fields")
+		w.member("fields")
 		w.b = append(w.b, '[')
 		for i, f := range d.Fields {
 			if i > 0 {
@@ -149,122 +253,48 @@ func appendData(b []byte, d *Data) []byte {
 	if d.RecordCount >= 0 {
 		w.int("record_count", d.RecordCount)
 	}
-	return w.closeOrNil()
+	w.close()
 }
 
-func appendOutcome(b []byte, o *Outcome) []byte {
-	w := objWriter{b: b}
-	w.open()
+func (w *jw) outcome(o *Outcome) {
+	w.open("outcome")
 	w.str("reason", o.Reason)
 	w.str("result", o.Result)
 	if o.Status != 0 {
 		w.int("status", int64(o.Status))
 	}
-	return w.closeOrNil()
+	w.close()
 }
 
-func appendRequest(b []byte, r *Request, hidden func(string) bool) []byte {
-	w := objWriter{b: b}
-	w.open()
+func (w *jw) request(r *Request, h hidden) {
+	w.open("request")
 	if r.DurationMicros >= 0 {
-		w.name("duration_ms")
+		w.member("duration_ms")
 		w.b = AppendMillis(w.b, r.DurationMicros)
 	}
 	w.str("id", r.ID)
 	w.str("method", r.Method)
-	w.personal("path", r.Path, hidden(PathRequestPath))
+	w.personal("path", r.Path, h.has(PathRequestPath))
 	if r.Status != 0 {
 		w.int("status", int64(r.Status))
 	}
-	return w.closeOrNil()
+	w.close()
 }
 
-// AppendMillis appends a duration in microseconds as a JSON number of
-// milliseconds, in the shortest form that reads back exactly, which for
-// these values is also the form RFC 8785 prescribes.
-func AppendMillis(b []byte, micros int64) []byte {
-	return strconv.AppendFloat(b, float64(micros)/1000, 'f', -1, 64)
-}
-
-func appendSource(b []byte, s *Source) []byte {
-	w := objWriter{b: b}
-	w.open()
+func (w *jw) source(s *Source) {
+	w.open("source")
 	w.str("host", s.Host)
 	w.str("name", s.Name)
 	w.str("version", s.Version)
-	return w.closeOrNil()
+	w.close()
 }
 
-func appendTarget(b []byte, t *Target, hidden func(string) bool) []byte {
-	w := objWriter{b: b}
-	w.open()
+func (w *jw) target(t *Target, h hidden) {
+	w.open("target")
 	w.str("id", t.ID)
-	w.personal("name", t.Name, hidden(PathTargetName))
+	w.personal("name", t.Name, h.has(PathTargetName))
 	w.str("type", t.Type)
-	return w.closeOrNil()
-}
-
-// objWriter writes the members of one JSON object; callers add members in
-// sorted order and empty strings are left out.
-type objWriter struct {
-	b     []byte
-	start int
-	n     int
-}
-
-func (w *objWriter) open() {
-	w.start = len(w.b)
-	w.b = append(w.b, '{')
-}
-
-func (w *objWriter) name(k string) {
-	if w.n > 0 {
-		w.b = append(w.b, ',')
-	}
-	w.n++
-	w.b = appendJSONString(w.b, k)
-	w.b = append(w.b, ':')
-}
-
-func (w *objWriter) str(k, v string) {
-	if v == "" {
-		return
-	}
-	w.name(k)
-	w.b = appendJSONString(w.b, v)
-}
-
-func (w *objWriter) personal(k, v string, hidden bool) {
-	if !hidden {
-		w.str(k, v)
-	}
-}
-
-func (w *objWriter) int(k string, v int64) {
-	w.name(k)
-	w.b = strconv.AppendInt(w.b, v, 10)
-}
-
-func (w *objWriter) boolean(k string, v bool) {
-	w.name(k)
-	w.b = strconv.AppendBool(w.b, v)
-}
-
-func (w *objWriter) raw(k string, v []byte) {
-	w.name(k)
-	w.b = append(w.b, v...)
-}
-
-func (w *objWriter) close() []byte {
-	return append(w.b, '}')
-}
-
-// closeOrNil closes the object, or returns nil if it has no members.
-func (w *objWriter) closeOrNil() []byte {
-	if w.n == 0 {
-		return nil
-	}
-	return w.close()
+	w.close()
 }
 
 const hexDigits = "0123456789abcdef"
@@ -308,39 +338,4 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
-}
-
-// AppendProducer appends ev in the producer form the ingest API takes, in
-// canonical JSON: the event's fields without the ones attest sets.
-func AppendProducer(b []byte, ev *Event) []byte {
-	none := func(string) bool { return false }
-	w := objWriter{b: b}
-	w.open()
-	w.str("action", ev.Action)
-	if a := appendActor(nil, &ev.Actor, none); a != nil {
-		w.raw("actor", a)
-	}
-	w.str("category", ev.Category)
-	if dt := appendData(nil, &ev.Data); dt != nil {
-		w.raw("data", dt)
-	}
-	if len(ev.Details) > 0 {
-		w.raw("details", ev.Details)
-	}
-	w.str("id", ev.ID)
-	w.str("occurred_at", FormatTime(ev.OccurredAt))
-	if o := appendOutcome(nil, &ev.Outcome); o != nil {
-		w.raw("outcome", o)
-	}
-	if r := appendRequest(nil, &ev.Request, none); r != nil {
-		w.raw("request", r)
-	}
-	if s := appendSource(nil, &ev.Source); s != nil {
-		w.raw("source", s)
-	}
-	if t := appendTarget(nil, &ev.Target, none); t != nil {
-		w.raw("target", t)
-	}
-	w.str("tenant", ev.Tenant)
-	return w.close()
 }

@@ -86,12 +86,14 @@ type Leaf struct {
 var decoderPool = sync.Pool{New: func() any { return new(decoder) }}
 
 type decoder struct {
-	dec  jsontext.Decoder
-	rd   bytes.Reader
-	leaf bool
-	lim  *Limits
-	ev   *Event
-	lf   *Leaf
+	dec     jsontext.Decoder
+	rd      bytes.Reader
+	leaf    bool
+	lim     *Limits
+	ev      *Event
+	lf      *Leaf
+	name    []byte // scratch for escaped member names
+	scratch []byte // scratch for escaped strings
 }
 
 // DecodeProducer decodes one event as a producer sent it. Unknown fields,
@@ -142,55 +144,74 @@ func (d *decoder) decode(raw []byte) (ev *Event, err error) {
 	return d.ev, nil
 }
 
+// at names a field by its parent's path and its own name. The two are
+// joined only when an error needs the path, so that decoding allocates no
+// path strings; name is valid until the decoder reads on.
+type at struct {
+	parent string
+	name   []byte
+}
+
+func (a at) String() string {
+	if a.parent == "" {
+		if len(a.name) == 0 {
+			return "event"
+		}
+		return string(a.name)
+	}
+	if a.name == nil {
+		return a.parent
+	}
+	return a.parent + "." + string(a.name)
+}
+
+func path(p string) at { return at{parent: p} }
+
 // syntax turns a decoder error into a FieldError.
-func (d *decoder) syntax(path string, err error) error {
+func (d *decoder) syntax(a at, err error) error {
 	var fe *FieldError
 	if errors.As(err, &fe) {
 		return err
 	}
-	if path == "" {
-		path = "event"
-	}
 	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fieldErr(path, "unexpected end of JSON")
+		return fieldErr(a.String(), "unexpected end of JSON")
 	}
 	msg := err.Error()
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) {
 		msg = se.Err.Error()
 	}
-	return fieldErr(path, "invalid JSON: %s", msg)
+	return fieldErr(a.String(), "invalid JSON: %s", msg)
 }
 
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
-}
-
-// object reads a JSON object, calling member for each member name with the
-// decoder positioned at the member's value.
-func (d *decoder) object(path string, member func(path, name string) error) error {
+// object reads a JSON object at path p, calling member for each member
+// with the decoder positioned at the member's value.
+func (d *decoder) object(p string, member func(a at) error) error {
 	tok, err := d.dec.ReadToken()
 	if err != nil {
-		return d.syntax(path, err)
+		return d.syntax(path(p), err)
 	}
 	if tok.Kind() != '{' {
-		return d.typeErr(path, "an object", tok.Kind())
+		return d.typeErr(path(p), "an object", tok.Kind())
 	}
 	for d.dec.PeekKind() != '}' {
-		tok, err := d.dec.ReadToken()
+		v, err := d.dec.ReadValue()
 		if err != nil {
-			return d.syntax(path, err)
+			return d.syntax(path(p), err)
 		}
-		name := tok.String()
-		if err := member(join(path, name), name); err != nil {
+		name := v[1 : len(v)-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			if d.name, err = jsontext.AppendUnquote(d.name[:0], v); err != nil {
+				return d.syntax(path(p), err)
+			}
+			name = d.name
+		}
+		if err := member(at{parent: p, name: name}); err != nil {
 			return err
 		}
 	}
 	if _, err := d.dec.ReadToken(); err != nil {
-		return d.syntax(path, err)
+		return d.syntax(path(p), err)
 	}
 	return nil
 }
@@ -213,329 +234,340 @@ func kindName(k jsontext.Kind) string {
 	return "invalid JSON"
 }
 
-func (d *decoder) typeErr(path, want string, got jsontext.Kind) error {
-	if path == "" {
-		path = "event"
-	}
-	return fieldErr(path, "must be %s, not %s", want, kindName(got))
+func (d *decoder) typeErr(a at, want string, got jsontext.Kind) error {
+	return fieldErr(a.String(), "must be %s, not %s", want, kindName(got))
 }
 
-func unknown(path string) error {
-	return fieldErr(path, "unknown field")
+func unknown(a at) error {
+	return fieldErr(a.String(), "unknown field")
+}
+
+// peek checks that the next value is of kind want.
+func (d *decoder) peek(a at, want jsontext.Kind, wantName string) error {
+	k := d.dec.PeekKind()
+	if k == want || want == 't' && k == 'f' {
+		return nil
+	}
+	if k == 0 {
+		_, err := d.dec.ReadToken()
+		return d.syntax(a, err)
+	}
+	return d.typeErr(a, wantName, k)
 }
 
 // str reads a string value of at most max bytes with no control characters.
-func (d *decoder) str(path string, max int) (string, error) {
-	if k := d.dec.PeekKind(); k != '"' {
-		if k == 0 {
-			_, err := d.dec.ReadToken()
-			return "", d.syntax(path, err)
-		}
-		return "", d.typeErr(path, "a string", k)
-	}
-	tok, err := d.dec.ReadToken()
-	if err != nil {
-		return "", d.syntax(path, err)
-	}
-	s := tok.String()
-	if len(s) > max {
-		return "", fieldErr(path, "longer than %d bytes", max)
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return "", fieldErr(path, "contains a control character")
-		}
-	}
-	return s, nil
-}
-
-func (d *decoder) integer(path string, min, max int64) (int64, error) {
-	if k := d.dec.PeekKind(); k != '0' {
-		if k == 0 {
-			_, err := d.dec.ReadToken()
-			return 0, d.syntax(path, err)
-		}
-		return 0, d.typeErr(path, "a number", k)
+func (d *decoder) str(a at, max int) (string, error) {
+	if err := d.peek(a, '"', "a string"); err != nil {
+		return "", err
 	}
 	v, err := d.dec.ReadValue()
 	if err != nil {
-		return 0, d.syntax(path, err)
+		return "", d.syntax(a, err)
+	}
+	b := v[1 : len(v)-1]
+	if bytes.IndexByte(b, '\\') >= 0 {
+		if d.scratch, err = jsontext.AppendUnquote(d.scratch[:0], v); err != nil {
+			return "", d.syntax(a, err)
+		}
+		b = d.scratch
+	}
+	if len(b) > max {
+		return "", fieldErr(a.String(), "longer than %d bytes", max)
+	}
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return "", fieldErr(a.String(), "contains a control character")
+		}
+	}
+	return string(b), nil
+}
+
+func (d *decoder) integer(a at, min, max int64) (int64, error) {
+	if err := d.peek(a, '0', "a number"); err != nil {
+		return 0, err
+	}
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return 0, d.syntax(a, err)
 	}
 	n, err := strconv.ParseInt(string(v), 10, 64)
 	if err != nil {
-		return 0, fieldErr(path, "must be a whole number")
+		return 0, fieldErr(a.String(), "must be a whole number")
 	}
 	if n < min || n > max {
-		return 0, fieldErr(path, "must be between %d and %d", min, max)
+		return 0, fieldErr(a.String(), "must be between %d and %d", min, max)
 	}
 	return n, nil
 }
 
-func (d *decoder) boolean(path string) (bool, error) {
-	k := d.dec.PeekKind()
-	if k != 't' && k != 'f' {
-		if k == 0 {
-			_, err := d.dec.ReadToken()
-			return false, d.syntax(path, err)
-		}
-		return false, d.typeErr(path, "a boolean", k)
+func (d *decoder) boolean(a at) (bool, error) {
+	if err := d.peek(a, 't', "a boolean"); err != nil {
+		return false, err
 	}
 	tok, err := d.dec.ReadToken()
 	if err != nil {
-		return false, d.syntax(path, err)
+		return false, d.syntax(a, err)
 	}
 	return tok.Bool(), nil
 }
 
-func (d *decoder) timestamp(path string) (time.Time, error) {
-	s, err := d.str(path, 64)
+func (d *decoder) timestamp(a at) (time.Time, error) {
+	s, err := d.str(a, 64)
 	if err != nil {
 		return time.Time{}, err
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fieldErr(path, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		return time.Time{}, fieldErr(a.String(), "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 	}
 	return t.UTC(), nil
 }
 
-func (d *decoder) top(path, name string) error {
+func (d *decoder) top(a at) error {
 	ev := d.ev
 	var err error
-	switch name {
+	switch string(a.name) {
 	case "id":
-		ev.ID, err = d.str(path, 128)
+		ev.ID, err = d.str(a, 128)
 	case "tenant":
-		ev.Tenant, err = d.str(path, 64)
+		ev.Tenant, err = d.str(a, 64)
 	case "occurred_at":
-		ev.OccurredAt, err = d.timestamp(path)
+		ev.OccurredAt, err = d.timestamp(a)
 	case "source":
-		err = d.source(path)
+		err = d.source(a)
 	case "actor":
-		err = d.object(path, d.actor)
+		err = d.object("actor", d.actor)
 	case "action":
-		ev.Action, err = d.str(path, 128)
+		ev.Action, err = d.str(a, 128)
 	case "category":
-		ev.Category, err = d.str(path, 32)
+		ev.Category, err = d.str(a, 32)
 	case "target":
-		err = d.object(path, d.target)
+		err = d.object("target", d.target)
 	case "outcome":
-		err = d.object(path, d.outcome)
+		err = d.object("outcome", d.outcome)
 	case "request":
-		err = d.object(path, d.request)
+		err = d.object("request", d.request)
 	case "data":
-		err = d.object(path, d.data)
+		err = d.object("data", d.data)
 	case "details":
-		ev.Details, err = d.details(path)
+		ev.Details, err = d.details(a)
 	case "original":
 		if !d.leaf && !d.lim.AllowOriginal {
-			return fieldErr(path, "is set only by attest's importers")
+			return fieldErr(a.String(), "is set only by attest's importers")
 		}
-		ev.Original, err = d.freeform(path, 1<<20, 64)
+		ev.Original, err = d.freeform(a, 1<<20, 64)
 	case "received_at", "sequence":
 		if !d.leaf {
-			return fieldErr(path, "is set by attest and must not be sent")
+			return fieldErr(a.String(), "is set by attest and must not be sent")
 		}
-		if name == "sequence" {
-			ev.Sequence, err = d.integer(path, 0, math.MaxInt64)
+		if string(a.name) == "sequence" {
+			ev.Sequence, err = d.integer(a, 0, math.MaxInt64)
 		} else {
-			ev.ReceivedAt, err = d.timestamp(path)
+			ev.ReceivedAt, err = d.timestamp(a)
 		}
 	case "personal":
 		if !d.leaf {
-			return fieldErr(path, "is set by attest and must not be sent")
+			return fieldErr(a.String(), "is set by attest and must not be sent")
 		}
-		err = d.personal(path)
+		err = d.personal()
 	case "v":
 		if !d.leaf {
-			return unknown(path)
+			return unknown(a)
 		}
 		var v int64
-		v, err = d.integer(path, 1, 1000)
+		v, err = d.integer(a, 1, 1000)
 		d.lf.Version = int(v)
 	default:
-		return unknown(path)
+		return unknown(a)
 	}
 	return err
 }
 
 // source accepts either a name string or an object.
-func (d *decoder) source(path string) error {
+func (d *decoder) source(a at) error {
 	if d.dec.PeekKind() == '"' {
-		s, err := d.str(path, 128)
+		s, err := d.str(a, 128)
 		d.ev.Source.Name = s
 		return err
 	}
-	return d.object(path, func(p, name string) error {
+	return d.object("source", func(a at) error {
 		var err error
-		switch name {
+		switch string(a.name) {
 		case "name":
-			d.ev.Source.Name, err = d.str(p, 128)
+			d.ev.Source.Name, err = d.str(a, 128)
 		case "host":
-			d.ev.Source.Host, err = d.str(p, 255)
+			d.ev.Source.Host, err = d.str(a, 255)
 		case "version":
-			d.ev.Source.Version, err = d.str(p, 64)
+			d.ev.Source.Version, err = d.str(a, 64)
 		default:
-			return unknown(p)
+			return unknown(a)
 		}
 		return err
 	})
 }
 
-func (d *decoder) actor(p, name string) error {
-	a := &d.ev.Actor
+func (d *decoder) actor(a at) error {
+	ac := &d.ev.Actor
 	var err error
-	switch name {
+	switch string(a.name) {
 	case "type":
-		a.Type, err = d.str(p, 32)
+		ac.Type, err = d.str(a, 32)
 	case "id":
-		a.ID, err = d.str(p, 256)
+		ac.ID, err = d.str(a, 256)
 	case "name":
-		a.Name, err = d.str(p, 256)
+		ac.Name, err = d.str(a, 256)
 	case "email":
-		a.Email, err = d.str(p, 320)
+		ac.Email, err = d.str(a, 320)
 	case "ip":
-		a.IP, err = d.str(p, 64)
+		ac.IP, err = d.str(a, 64)
 	case "user_agent":
-		a.UserAgent, err = d.str(p, 1024)
+		ac.UserAgent, err = d.str(a, 1024)
 	case "session_id":
-		a.SessionID, err = d.str(p, 256)
+		ac.SessionID, err = d.str(a, 256)
 	case "auth":
-		err = d.object(p, func(p, name string) error {
-			switch name {
-			case "method":
-				var err error
-				a.Auth.Method, err = d.str(p, 64)
-				return err
-			case "mfa":
-				b, err := d.boolean(p)
-				a.Auth.MFA = &b
-				return err
-			}
-			return unknown(p)
-		})
+		err = d.object("actor.auth", d.auth)
 	default:
-		return unknown(p)
+		return unknown(a)
 	}
 	return err
 }
 
-func (d *decoder) target(p, name string) error {
+func (d *decoder) auth(a at) error {
+	au := &d.ev.Actor.Auth
+	switch string(a.name) {
+	case "method":
+		var err error
+		au.Method, err = d.str(a, 64)
+		return err
+	case "mfa":
+		b, err := d.boolean(a)
+		au.MFA = &b
+		return err
+	}
+	return unknown(a)
+}
+
+func (d *decoder) target(a at) error {
 	t := &d.ev.Target
 	var err error
-	switch name {
+	switch string(a.name) {
 	case "type":
-		t.Type, err = d.str(p, 64)
+		t.Type, err = d.str(a, 64)
 	case "id":
-		t.ID, err = d.str(p, 256)
+		t.ID, err = d.str(a, 256)
 	case "name":
-		t.Name, err = d.str(p, 512)
+		t.Name, err = d.str(a, 512)
 	default:
-		return unknown(p)
+		return unknown(a)
 	}
 	return err
 }
 
-func (d *decoder) outcome(p, name string) error {
+func (d *decoder) outcome(a at) error {
 	o := &d.ev.Outcome
 	var err error
-	switch name {
+	switch string(a.name) {
 	case "result":
-		o.Result, err = d.str(p, 16)
+		o.Result, err = d.str(a, 16)
 	case "reason":
-		o.Reason, err = d.str(p, 1024)
+		o.Reason, err = d.str(a, 1024)
 	case "status":
 		var n int64
-		n, err = d.integer(p, 0, 999999)
+		n, err = d.integer(a, 0, 999999)
 		o.Status = int(n)
 	default:
-		return unknown(p)
+		return unknown(a)
 	}
 	return err
 }
 
-func (d *decoder) request(p, name string) error {
+func (d *decoder) request(a at) error {
 	r := &d.ev.Request
 	var err error
-	switch name {
+	switch string(a.name) {
 	case "id":
-		r.ID, err = d.str(p, 128)
+		r.ID, err = d.str(a, 128)
 	case "method":
-		r.Method, err = d.str(p, 16)
+		r.Method, err = d.str(a, 16)
 	case "path":
-		r.Path, err = d.str(p, 2048)
+		r.Path, err = d.str(a, 2048)
 	case "status":
 		var n int64
-		n, err = d.integer(p, 100, 599)
+		n, err = d.integer(a, 100, 599)
 		r.Status = int(n)
 	case "duration_ms":
-		r.DurationMicros, err = d.millis(p)
+		r.DurationMicros, err = d.millis(a)
 	default:
-		return unknown(p)
+		return unknown(a)
 	}
 	return err
 }
 
 // millis reads a non-negative duration in milliseconds, kept to the microsecond.
-func (d *decoder) millis(path string) (int64, error) {
-	if k := d.dec.PeekKind(); k != '0' {
-		return 0, d.typeErr(path, "a number", k)
+func (d *decoder) millis(a at) (int64, error) {
+	if err := d.peek(a, '0', "a number"); err != nil {
+		return 0, err
 	}
 	v, err := d.dec.ReadValue()
 	if err != nil {
-		return 0, d.syntax(path, err)
+		return 0, d.syntax(a, err)
 	}
 	f, err := strconv.ParseFloat(string(v), 64)
 	if err != nil || f < 0 || f > 1e12 {
-		return 0, fieldErr(path, "must be a number of milliseconds between 0 and 1e12")
+		return 0, fieldErr(a.String(), "must be a number of milliseconds between 0 and 1e12")
 	}
 	return int64(math.Round(f * 1000)), nil
 }
 
-func (d *decoder) data(p, name string) error {
+func (d *decoder) data(a at) error {
 	dt := &d.ev.Data
 	var err error
-	switch name {
+	switch string(a.name) {
 	case "classification":
-		dt.Classification, err = d.str(p, 64)
+		dt.Classification, err = d.str(a, 64)
 	case "record_count":
-		dt.RecordCount, err = d.integer(p, 0, 1<<53)
+		dt.RecordCount, err = d.integer(a, 0, 1<<53)
 	case "fields":
-		tok, err := d.dec.ReadToken()
-		if err != nil {
-			return d.syntax(p, err)
-		}
-		if tok.Kind() != '[' {
-			return d.typeErr(p, "an array of strings", tok.Kind())
-		}
-		dt.Fields = []string{}
-		for d.dec.PeekKind() != ']' {
-			if len(dt.Fields) == 256 {
-				return fieldErr(p, "has more than 256 entries")
-			}
-			s, err := d.str(p+"["+strconv.Itoa(len(dt.Fields))+"]", 128)
-			if err != nil {
-				return err
-			}
-			dt.Fields = append(dt.Fields, s)
-		}
-		if _, err := d.dec.ReadToken(); err != nil {
-			return d.syntax(p, err)
-		}
-		return nil
+		return d.fields(a)
 	default:
-		return unknown(p)
+		return unknown(a)
 	}
 	return err
 }
 
-func (d *decoder) personal(path string) error {
-	d.lf.Personal = map[string]string{}
-	return d.object(path, func(p, name string) error {
-		if !slices.Contains(ConfigurablePersonal, name) && name != PathOriginal {
-			return fieldErr(p, "is not a personal field")
+func (d *decoder) fields(a at) error {
+	if err := d.peek(a, '[', "an array of strings"); err != nil {
+		return err
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return d.syntax(a, err)
+	}
+	dt := &d.ev.Data
+	dt.Fields = []string{}
+	for d.dec.PeekKind() != ']' {
+		if len(dt.Fields) == 256 {
+			return fieldErr(a.String(), "has more than 256 entries")
 		}
-		s, err := d.str(p, 64)
+		s, err := d.str(path(a.String()+"["+strconv.Itoa(len(dt.Fields))+"]"), 128)
+		if err != nil {
+			return err
+		}
+		dt.Fields = append(dt.Fields, s)
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return d.syntax(a, err)
+	}
+	return nil
+}
+
+func (d *decoder) personal() error {
+	d.lf.Personal = map[string]string{}
+	return d.object("personal", func(a at) error {
+		name := string(a.name)
+		if !slices.Contains(ConfigurablePersonal, name) && name != PathOriginal {
+			return fieldErr(a.String(), "is not a personal field")
+		}
+		s, err := d.str(a, 64)
 		d.lf.Personal[name] = s
 		return err
 	})
@@ -543,35 +575,31 @@ func (d *decoder) personal(path string) error {
 
 // details reads a JSON object bounded in size and depth, and returns it in
 // canonical form.
-func (d *decoder) details(path string) (jsontext.Value, error) {
-	if k := d.dec.PeekKind(); k != '{' {
-		if k == 0 {
-			_, err := d.dec.ReadToken()
-			return nil, d.syntax(path, err)
-		}
-		return nil, d.typeErr(path, "an object", k)
-	}
-	return d.freeform(path, d.lim.maxDetails(), d.lim.maxDepth())
-}
-
-func (d *decoder) freeform(path string, maxBytes, maxDepth int) (jsontext.Value, error) {
-	v, err := d.dec.ReadValue()
-	if err != nil {
-		return nil, d.syntax(path, err)
-	}
-	if len(v) > 4*maxBytes {
-		return nil, fieldErr(path, "larger than %d bytes", maxBytes)
-	}
-	if err := checkFreeform(path, v, maxDepth); err != nil {
+func (d *decoder) details(a at) (jsontext.Value, error) {
+	if err := d.peek(a, '{', "an object"); err != nil {
 		return nil, err
 	}
-	out := slices.Clone([]byte(v))
-	cv := jsontext.Value(out)
+	return d.freeform(a, d.lim.maxDetails(), d.lim.maxDepth())
+}
+
+func (d *decoder) freeform(a at, maxBytes, maxDepth int) (jsontext.Value, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, d.syntax(a, err)
+	}
+	p := a.String()
+	if len(v) > 4*maxBytes {
+		return nil, fieldErr(p, "larger than %d bytes", maxBytes)
+	}
+	if err := checkFreeform(p, v, maxDepth); err != nil {
+		return nil, err
+	}
+	cv := jsontext.Value(slices.Clone([]byte(v)))
 	if err := cv.Canonicalize(); err != nil {
-		return nil, fieldErr(path, "cannot be put in canonical form: %v", err)
+		return nil, fieldErr(p, "cannot be put in canonical form: %v", err)
 	}
 	if len(cv) > maxBytes {
-		return nil, fieldErr(path, "larger than %d bytes", maxBytes)
+		return nil, fieldErr(p, "larger than %d bytes", maxBytes)
 	}
 	return cv, nil
 }

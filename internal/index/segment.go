@@ -319,3 +319,65 @@ func sortedUnique(s []int64) []int64 {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return slices.Compact(s)
 }
+
+// decodePage returns every term of a page with its postings.
+func decodePage(page []byte, first, base int64, into map[int64][]int64) error {
+	bad := errors.New("index: corrupt postings page")
+	cur := first
+	for len(page) > 0 {
+		d, n := binary.Uvarint(page)
+		if n <= 0 {
+			return bad
+		}
+		page = page[n:]
+		cur += int64(d)
+		cnt, n := binary.Uvarint(page)
+		if n <= 0 || cnt > uint64(len(page)) {
+			return bad
+		}
+		page = page[n:]
+		out := make([]int64, 0, cnt)
+		last := base
+		for j := uint64(0); j < cnt; j++ {
+			v, n := binary.Uvarint(page)
+			if n <= 0 {
+				return bad
+			}
+			page = page[n:]
+			last += int64(v)
+			out = append(out, last)
+		}
+		into[cur] = out
+	}
+	return nil
+}
+
+// Fields reads every term of the segment with its postings, by field.
+func (m *Meta) Fields(ctx context.Context, db *store.DB, q store.Querier) (map[Field]map[int64][]int64, error) {
+	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT field, first_term, data FROM postings
+		WHERE segment_id = ? AND field < ?`), m.ID, int64(colOccurred))
+	if err != nil {
+		return nil, fmt.Errorf("index: read postings: %w", err)
+	}
+	defer rows.Close()
+	out := map[Field]map[int64][]int64{}
+	for rows.Next() {
+		var f, first int64
+		var data []byte
+		if err := rows.Scan(&f, &first, &data); err != nil {
+			return nil, fmt.Errorf("index: read postings: %w", err)
+		}
+		terms := out[Field(f)]
+		if terms == nil {
+			terms = map[int64][]int64{}
+			out[Field(f)] = terms
+		}
+		if err := decodePage(data, first, m.First, terms); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index: read postings: %w", err)
+	}
+	return out, nil
+}

@@ -12,6 +12,15 @@ import (
 	"github.com/attest/attest/internal/tenant"
 )
 
+func genEvents(n int) []*event.Event {
+	g := eventgen.New(7, time.Now().Add(-time.Duration(n)*3*time.Millisecond-time.Hour))
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = g.Next()
+	}
+	return evs
+}
+
 // BenchmarkAppend measures in-process appends through the Go API: events
 // prepared by parallel goroutines, committed by the writer.
 func BenchmarkAppend(b *testing.B) {
@@ -19,11 +28,7 @@ func BenchmarkAppend(b *testing.B) {
 	in := openInstanceB(b, opts)
 	ctx := context.Background()
 	ten, _ := in.Tenants.ByName(ctx, tenant.Default)
-	g := eventgen.New(7, time.Now().Add(-time.Hour))
-	evs := make([]*event.Event, b.N)
-	for i := range evs {
-		evs[i] = g.Next()
-	}
+	evs := genEvents(b.N)
 	b.ResetTimer()
 	const workers, chunk = 4, 1000
 	var wg sync.WaitGroup
@@ -52,5 +57,46 @@ func BenchmarkAppend(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkPrepare measures preparing events, once their subjects' keys
+// exist, in one goroutine.
+func BenchmarkPrepare(b *testing.B) {
+	_, opts := storetest.OpenSQLite(b)
+	in := openInstanceB(b, opts)
+	ctx := context.Background()
+	ten, _ := in.Tenants.ByName(ctx, tenant.Default)
+	evs := genEvents(b.N)
+	if _, err := in.Log.PrepareAll(ctx, ten, evs); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, ev := range evs {
+		if _, err := in.Log.Prepare(ctx, ten, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriter measures the writer alone: events already prepared,
+// appended in chunks of 5000.
+func BenchmarkWriter(b *testing.B) {
+	_, opts := storetest.OpenSQLite(b)
+	in := openInstanceB(b, opts)
+	ctx := context.Background()
+	ten, _ := in.Tenants.ByName(ctx, tenant.Default)
+	ps, err := in.Log.PrepareAll(ctx, ten, genEvents(b.N))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += 5000 {
+		if _, err := in.Log.Append(ctx, ten, ps[i:min(i+5000, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -77,7 +77,7 @@ func (l *Log) doc(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sealed
 	committed := func(path string) bool { _, ok := lf.Personal[path]; return ok }
 	h := tree.LeafHash(leaf)
 	return &index.Doc{Seq: seq, ID: ev.ID, IDTerm: index.HashValue(index.FieldID, ev.ID).Hash,
-		LeafTerm: index.LeafTerm(h[:]).Hash, Terms: index.Terms(ev, committed, l.keyer(t)), Action: ev.Action,
+		LeafTerm: index.LeafTerm(h[:]).Hash, Terms: index.Terms(ev, l.keyer(t)), Text: index.Text(ev, committed), Action: ev.Action,
 		Occurred: ev.OccurredAt.UnixMicro(), Received: ev.ReceivedAt.UnixMicro()}, nil
 }
 

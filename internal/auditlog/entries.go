@@ -11,6 +11,7 @@ import (
 
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tree"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -24,17 +25,24 @@ import (
 // holds, for each entry, the uvarint length of the sealed personal values
 // (zero when there are none) and the sealed bytes.
 
+// A full bundle's leaves are compressed with S2, which costs a fraction of
+// zstd's time on the append path for about two thirds of its ratio; zstd
+// remains readable for rows written with it.
 const (
 	codecRaw  = 0
 	codecZstd = 1
+	codecS2   = 2
 	// maxLeaf is the largest leaf the entry bundle encoding can hold.
 	maxLeaf = 1<<16 - 1
 )
 
-var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
-		zstd.WithLowerEncoderMem(true))
-	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+var zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+
+// The statements of the append path, prepared when the log opens.
+const (
+	sqlInsertEntries   = `INSERT INTO entries (tenant_id, first_seq, count, codec, leaves, personal) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlDeleteFragments = `DELETE FROM entries WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ?`
+	sqlUpdateState     = `UPDATE log_state SET size = ?, root = ?, last_received = ?, updated_at = ? WHERE tenant_id = ?`
 )
 
 // bundle is the decoded content of one or more consecutive entry rows.
@@ -109,16 +117,21 @@ type entryRow struct {
 
 func (r *entryRow) decode() (*bundle, error) {
 	raw := r.leaves
-	if r.codec == codecZstd {
-		var err error
+	var err error
+	switch r.codec {
+	case codecRaw:
+	case codecS2:
+		if raw, err = s2.Decode(nil, r.leaves); err != nil {
+			return nil, fmt.Errorf("decompress entries at %d: %w", r.first, err)
+		}
+	case codecZstd:
 		if raw, err = zdec.DecodeAll(r.leaves, make([]byte, 0, 4*len(r.leaves))); err != nil {
 			return nil, fmt.Errorf("decompress entries at %d: %w", r.first, err)
 		}
-	} else if r.codec != codecRaw {
+	default:
 		return nil, fmt.Errorf("entries at %d: unknown codec %d", r.first, r.codec)
 	}
 	b := &bundle{first: r.first}
-	var err error
 	if b.leaves, err = decodeLeaves(raw, make([][]byte, 0, r.count)); err != nil {
 		return nil, fmt.Errorf("entries at %d: %w", r.first, err)
 	}
@@ -136,8 +149,14 @@ func (r *entryRow) decode() (*bundle, error) {
 // entries already stored in the open bundle (open may be nil). It returns
 // what remains open afterwards.
 func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64, open, add *bundle) (*bundle, error) {
-	ins := db.Rebind(`INSERT INTO entries (tenant_id, first_seq, count, codec, leaves, personal) VALUES (?, ?, ?, ?, ?, ?)`)
-	del := db.Rebind(`DELETE FROM entries WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ?`)
+	ins, err := db.Stmt(ctx, tx, sqlInsertEntries)
+	if err != nil {
+		return nil, err
+	}
+	del, err := db.Stmt(ctx, tx, sqlDeleteFragments)
+	if err != nil {
+		return nil, err
+	}
 	seq := add.first
 	for i := 0; i < len(add.leaves); {
 		bstart := seq - seq%tree.TileWidth
@@ -154,16 +173,16 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 			} else if seq != bstart {
 				return nil, fmt.Errorf("auditlog: open bundle at %d does not end at %d", bstart, seq)
 			}
-			if _, err := tx.ExecContext(ctx, del, tenantID, bstart, bend); err != nil {
+			if _, err := del.ExecContext(ctx, tenantID, bstart, bend); err != nil {
 				return nil, fmt.Errorf("auditlog: replace bundle fragments: %w", err)
 			}
-			comp := zenc.EncodeAll(encodeLeaves(all), nil)
-			if _, err := tx.ExecContext(ctx, ins, tenantID, bstart, len(all), codecZstd, comp, encodePersonal(allPers)); err != nil {
+			comp := s2.Encode(nil, encodeLeaves(all))
+			if _, err := ins.ExecContext(ctx, tenantID, bstart, len(all), codecS2, comp, encodePersonal(allPers)); err != nil {
 				return nil, fmt.Errorf("auditlog: store bundle: %w", err)
 			}
 			open = nil
 		} else {
-			if _, err := tx.ExecContext(ctx, ins, tenantID, seq, n, codecRaw, encodeLeaves(leaves), encodePersonal(pers)); err != nil {
+			if _, err := ins.ExecContext(ctx, tenantID, seq, n, codecRaw, encodeLeaves(leaves), encodePersonal(pers)); err != nil {
 				return nil, fmt.Errorf("auditlog: store entries: %w", err)
 			}
 			if open == nil || open.first != bstart {

@@ -67,6 +67,7 @@ type Log struct {
 	keyers   sync.Map // tenant id -> *index.Keyer
 
 	queue   chan *op
+	segs    chan segmentJob
 	room    *semaphore.Weighted
 	stopped chan struct{}
 	done    chan struct{}
@@ -111,9 +112,14 @@ func Open(db *store.DB, cfg Config, keyring *personal.Keyring, tenants *tenant.R
 	}
 	l := &Log{db: db, cfg: cfg, keyring: keyring, tenants: tenants, key: key, log: cfg.Logger,
 		metrics: cfg.Metrics, personal: pers, bundles: newBundleCache(512),
-		queue: make(chan *op, 1024), room: semaphore.NewWeighted(int64(cfg.QueueEvents)),
+		queue: make(chan *op, 1024), segs: make(chan segmentJob, 16), room: semaphore.NewWeighted(int64(cfg.QueueEvents)),
 		stopped: make(chan struct{}), done: make(chan struct{}), states: map[int64]*tenantState{}}
+	if err := db.Prepare(context.Background(), sqlInsertEntries, sqlDeleteFragments, sqlUpdateState,
+		l.sqlLockState(), tree.SQLWriteTile); err != nil {
+		return nil, err
+	}
 	go l.run()
+	go l.buildSegments()
 	return l, nil
 }
 
@@ -164,10 +170,9 @@ type tenantState struct {
 	edge         *tree.Edge
 	open         *bundle // entries of the bundle being filled
 
-	// pendingMem and pendingSegs replace mem and add to segs once the
-	// transaction that wrote the segments commits.
-	pendingMem  *index.Memtable
-	pendingSegs []*index.Meta
+	// building is set while a segment of this tenant's memtable is being
+	// built and written.
+	building bool
 
 	mu   sync.Mutex // guards mem and segs for readers
 	mem  *index.Memtable

@@ -21,6 +21,7 @@ type Prepared struct {
 	commitments []event.Commitment
 	sealed      []byte
 	terms       []index.Term
+	text        string
 	idTerm      index.Term
 	leaf        *event.LeafTemplate
 }
@@ -69,7 +70,8 @@ func (l *Log) Prepare(ctx context.Context, t *tenant.Tenant, ev *event.Event) (*
 		}
 		p.sealed = key.Seal(t.Name, ev.ID, pv)
 	}
-	p.terms = index.Terms(ev, l.IsPersonal, l.keyer(t))
+	p.terms = index.Terms(ev, l.keyer(t))
+	p.text = index.Text(ev, l.IsPersonal)
 	p.leaf = event.NewLeafTemplate(ev, p.commitments)
 	return p, nil
 }

@@ -300,11 +300,16 @@ func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*
 	for attempt := 0; ; attempt++ {
 		st := l.state(t)
 		st.mu.Lock()
-		var v *view
+		var snap *index.Snapshot
+		segs := slices.Clone(st.segs)
 		if st.mem != nil {
-			v = &view{segs: slices.Clone(st.segs), mem: st.mem.View(terms)}
+			snap = st.mem.Snapshot()
 		}
 		st.mu.Unlock()
+		var v *view
+		if snap != nil {
+			v = &view{segs: segs, mem: snap.View(terms)}
+		}
 		head, err := l.Head(ctx, l.db.Read, t.ID)
 		if err != nil {
 			return nil, err

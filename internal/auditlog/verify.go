@@ -488,7 +488,7 @@ func (w *walker) compareSegment(m *index.Meta, docs []*index.Doc) error {
 	for _, d := range docs {
 		mem.Add(d)
 	}
-	expect, _ := mem.Cut()
+	expect := mem.Snapshot().BuildSegment()
 	stored, err := m.Fields(w.ctx, w.l.db, w.tx)
 	if err != nil {
 		return err

@@ -39,6 +39,8 @@ type op struct {
 	arrived int64 // unix microseconds
 	weight  int64
 	done    chan struct{} // closed when finished; nil when nobody waits
+	// after runs in the writer once the transaction commits.
+	after func()
 
 	results []Result
 	err     error
@@ -171,6 +173,9 @@ func (l *Log) commit(batch []*op) {
 	groups := map[int64][]*op{}
 	var order []int64
 	for _, o := range batch {
+		if o.t == nil {
+			continue // only an after hook
+		}
 		if _, ok := groups[o.t.ID]; !ok {
 			order = append(order, o.t.ID)
 		}
@@ -197,8 +202,13 @@ func (l *Log) commit(batch []*op) {
 			st.reset()
 		}
 	} else {
+		for _, o := range batch {
+			if o.after != nil && o.err == nil {
+				o.after()
+			}
+		}
 		for _, st := range touched {
-			st.applyPending()
+			l.maybeSegment(st)
 		}
 	}
 	for _, o := range batch {
@@ -226,22 +236,10 @@ func (l *Log) commit(batch []*op) {
 func (st *tenantState) reset() {
 	st.loaded = false
 	st.edge, st.open = nil, nil
-	st.pendingMem, st.pendingSegs = nil, nil
+	st.building = false
 	st.mu.Lock()
 	st.mem, st.segs = nil, nil
 	st.mu.Unlock()
-}
-
-// applyPending makes segments written in the committed transaction visible.
-func (st *tenantState) applyPending() {
-	if st.pendingMem == nil {
-		return
-	}
-	st.mu.Lock()
-	st.mem = st.pendingMem
-	st.segs = append(st.segs, st.pendingSegs...)
-	st.mu.Unlock()
-	st.pendingMem, st.pendingSegs = nil, nil
 }
 
 // appendTenant appends one tenant's share of a batch in tx and returns how
@@ -291,7 +289,7 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 			add.personal = append(add.personal, p.sealed)
 			hashes = append(hashes, h)
 			docs = append(docs, &index.Doc{Seq: seq, ID: ev.ID, IDTerm: p.idTerm.Hash, LeafTerm: index.LeafTerm(h[:]).Hash,
-				Terms: p.terms, Action: ev.Action, Occurred: ev.OccurredAt.UnixMicro(), Received: recv})
+				Terms: p.terms, Text: p.text, Action: ev.Action, Occurred: ev.OccurredAt.UnixMicro(), Received: recv})
 			o.results[i] = Result{Sequence: seq, LeafHash: h}
 			seq++
 			st.lastReceived = recv
@@ -310,26 +308,18 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 		return 0, err
 	}
 	st.size, st.root = seq, st.edge.Root()
-	if _, err := tx.ExecContext(ctx, l.db.Rebind(`UPDATE log_state SET size = ?, root = ?, last_received = ?, updated_at = ?
-		WHERE tenant_id = ?`), st.size, st.root[:], st.lastReceived, l.now().UnixMicro(), st.t.ID); err != nil {
+	upd, err := l.db.Stmt(ctx, tx, sqlUpdateState)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := upd.ExecContext(ctx, st.size, st.root[:], st.lastReceived, l.now().UnixMicro(), st.t.ID); err != nil {
 		return 0, fmt.Errorf("auditlog: update log state: %w", err)
 	}
 	st.mu.Lock()
 	for _, d := range docs {
 		st.mem.Add(d)
 	}
-	mem := st.mem
 	st.mu.Unlock()
-	for mem.Full() {
-		sd, rest := mem.Cut()
-		meta, err := index.WriteSegment(ctx, l.db, tx, st.t.ID, sd)
-		if err != nil {
-			return 0, err
-		}
-		st.pendingSegs = append(st.pendingSegs, meta)
-		st.pendingMem = rest
-		mem = rest
-	}
 	return len(hashes), nil
 }
 
@@ -398,8 +388,11 @@ func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, s int6
 func (l *Log) syncState(ctx context.Context, tx *sql.Tx, st *tenantState) error {
 	var size, lastRecv int64
 	var root []byte
-	err := tx.QueryRowContext(ctx, l.db.Rebind(`SELECT size, root, last_received FROM log_state WHERE tenant_id = ?`+
-		l.db.Types().ForUpdate), st.t.ID).Scan(&size, &root, &lastRecv)
+	sel, err := l.db.Stmt(ctx, tx, l.sqlLockState())
+	if err != nil {
+		return err
+	}
+	err = sel.QueryRowContext(ctx, st.t.ID).Scan(&size, &root, &lastRecv)
 	if isNoRows(err) {
 		size, root, lastRecv = 0, tree.EmptyRoot[:], 0
 		_, err = tx.ExecContext(ctx, l.db.Rebind(`INSERT INTO log_state (tenant_id, size, root, last_received, updated_at)
@@ -456,4 +449,8 @@ func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size i
 	st.mu.Unlock()
 	st.loaded = true
 	return nil
+}
+
+func (l *Log) sqlLockState() string {
+	return `SELECT size, root, last_received FROM log_state WHERE tenant_id = ?` + l.db.Types().ForUpdate
 }

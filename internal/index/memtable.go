@@ -16,71 +16,57 @@ type Doc struct {
 	// IDTerm and LeafTerm are the hashes of the event's id and leaf terms,
 	// which every event has and no two share.
 	IDTerm, LeafTerm int64
-	// Terms are the event's other terms.
-	Terms    []Term
+	// Terms are the event's other terms, without the text trigrams.
+	Terms []Term
+	// Text is the text indexed as trigrams; empty when it is personal.
+	Text     string
 	Action   string
 	Occurred int64 // unix microseconds
 	Received int64 // unix microseconds
 }
 
-// Memtable indexes the events after the last segment, in memory. Only the
-// log writer changes it; readers capture a MemView under the lock that
-// orders them against the writer.
+// Memtable holds the docs of the events after the last segment, in flat
+// arrays that only grow, so that appending costs a few copies and a reader
+// can scan a captured prefix without holding a lock. Only the log writer
+// changes a memtable.
 type Memtable struct {
-	base int64 // first sequence number covered; a multiple of SegmentSize
-	size int64 // one past the last sequence number covered
-	// idx maps each term to its list in lists; a list holds offsets from
-	// base, ascending. Lists only grow, so captured prefixes stay valid.
-	idx     map[Term]int32
-	lists   [][]int32
-	ids     map[string]int64
-	idTerms []int64 // by offset
-	leaves  []int64 // by offset
-	actions map[string]bool
+	base    int64 // first sequence number covered; a multiple of SegmentSize
+	terms   []Term
+	offs    []int32 // doc i's terms are terms[offs[i]:offs[i+1]]
+	idTerms []int64
+	leaves  []int64
+	texts   []string
+	actions []string
 	occ     []int64
 	rcv     []int64
+	ids     map[string]int64
 }
 
 // NewMemtable returns an empty memtable starting at base.
 func NewMemtable(base int64) *Memtable {
-	return &Memtable{base: base, size: base, idx: map[Term]int32{}, ids: map[string]int64{},
-		actions: map[string]bool{}}
+	return &Memtable{base: base, offs: []int32{0}, ids: map[string]int64{}}
 }
 
 // Base is the first sequence number the memtable covers.
 func (m *Memtable) Base() int64 { return m.base }
 
 // Size is one past the last sequence number the memtable covers.
-func (m *Memtable) Size() int64 { return m.size }
+func (m *Memtable) Size() int64 { return m.base + int64(len(m.idTerms)) }
 
-// Add indexes the next event; d.Seq must equal Size.
+// Add appends the next event; d.Seq must equal Size.
 func (m *Memtable) Add(d *Doc) {
-	if d.Seq != m.size {
+	if d.Seq != m.Size() {
 		panic("index: memtable add out of order")
 	}
-	off := int32(d.Seq - m.base)
-	for _, t := range d.Terms {
-		i, ok := m.idx[t]
-		if !ok {
-			i = int32(len(m.lists))
-			m.idx[t] = i
-			m.lists = append(m.lists, make([]int32, 0, 4))
-		}
-		l := m.lists[i]
-		if len(l) > 0 && l[len(l)-1] == off {
-			continue // the same term twice in one event
-		}
-		m.lists[i] = append(l, off)
-	}
-	m.ids[d.ID] = d.Seq
+	m.terms = append(m.terms, d.Terms...)
+	m.offs = append(m.offs, int32(len(m.terms)))
 	m.idTerms = append(m.idTerms, d.IDTerm)
 	m.leaves = append(m.leaves, d.LeafTerm)
-	if !m.actions[d.Action] {
-		m.actions[d.Action] = true
-	}
+	m.texts = append(m.texts, d.Text)
+	m.actions = append(m.actions, d.Action)
 	m.occ = append(m.occ, d.Occurred)
 	m.rcv = append(m.rcv, d.Received)
-	m.size++
+	m.ids[d.ID] = d.Seq
 }
 
 // LookupID returns the sequence number of the event with the given id, if
@@ -90,75 +76,103 @@ func (m *Memtable) LookupID(id string) (int64, bool) {
 	return s, ok
 }
 
-// Full reports whether the memtable covers a whole segment.
-func (m *Memtable) Full() bool { return m.size-m.base >= SegmentSize }
+// Full reports whether the memtable covers at least a whole segment.
+func (m *Memtable) Full() bool { return len(m.idTerms) >= SegmentSize }
 
-// Cut returns the segment data for the first SegmentSize events and a new
-// memtable holding the rest. The memtable must be Full. It does not change m,
-// which readers may still be using.
-func (m *Memtable) Cut() (*SegmentData, *Memtable) {
-	const n = SegmentSize
-	end := m.base + n
-	sd := &SegmentData{First: m.base, End: end, Fields: map[Field]map[int64][]int64{}}
-	rest := NewMemtable(end)
-	for t, i := range m.idx {
-		l := m.lists[i]
-		k := sort.Search(len(l), func(j int) bool { return l[j] >= n })
-		if k > 0 {
-			f := sd.Fields[t.Field]
-			if f == nil {
-				f = map[int64][]int64{}
-				sd.Fields[t.Field] = f
-			}
-			abs := make([]int64, k)
-			for j, off := range l[:k] {
-				abs[j] = m.base + int64(off)
-			}
-			f[t.Hash] = abs
-		}
-		if k < len(l) {
-			moved := make([]int32, len(l)-k)
-			for j, off := range l[k:] {
-				moved[j] = off - n
-			}
-			rest.idx[t] = int32(len(rest.lists))
-			rest.lists = append(rest.lists, moved)
-		}
-	}
-	for _, fl := range []struct {
-		f    Field
-		vals []int64
-	}{{FieldID, m.idTerms[:n]}, {FieldLeaf, m.leaves[:n]}} {
-		f := make(map[int64][]int64, n)
-		for off, h := range fl.vals {
-			f[h] = append(f[h], m.base+int64(off))
-		}
-		sd.Fields[fl.f] = f
-	}
-	for id, s := range m.ids {
-		if s >= end {
-			rest.ids[id] = s
-		} else {
-			sd.IDs = append(sd.IDs, id)
-		}
-	}
-	rest.idTerms = slices.Clone(m.idTerms[n:])
-	rest.leaves = slices.Clone(m.leaves[n:])
-	sd.Occurred, sd.Received = m.occ[:n:n], m.rcv[:n:n]
-	rest.occ, rest.rcv = slices.Clone(m.occ[n:]), slices.Clone(m.rcv[n:])
-	rest.size = m.size
-	// Which actions belong to which side is not tracked; both get all of
-	// them, a superset being harmless for prefix search.
-	for a := range m.actions {
-		sd.Actions = append(sd.Actions, a)
-		rest.actions[a] = true
-	}
-	sort.Strings(sd.Actions)
-	return sd, rest
+// Snapshot is an immutable view of a memtable's first n docs.
+type Snapshot struct {
+	Base    int64
+	terms   []Term
+	offs    []int32
+	idTerms []int64
+	leaves  []int64
+	texts   []string
+	actions []string
+	occ     []int64
+	rcv     []int64
 }
 
-// MemView is what a query needs of a memtable, captured under the lock that
-// orders readers against the writer.
+// Snapshot captures the memtable's docs as they are now. The caller must
+// hold whatever orders it against Add; the snapshot can then be read
+// without it.
+func (m *Memtable) Snapshot() *Snapshot {
+	n := len(m.idTerms)
+	return &Snapshot{Base: m.base, terms: m.terms[:len(m.terms):len(m.terms)], offs: m.offs[: n+1 : n+1],
+		idTerms: m.idTerms[:n:n], leaves: m.leaves[:n:n], texts: m.texts[:n:n], actions: m.actions[:n:n],
+		occ: m.occ[:n:n], rcv: m.rcv[:n:n]}
+}
+
+// Size is one past the last sequence number the snapshot covers.
+func (s *Snapshot) Size() int64 { return s.Base + int64(len(s.idTerms)) }
+
+// Rebase returns a memtable holding the docs of m from seq on, after the
+// ones before it have gone into a segment.
+func (m *Memtable) Rebase(seq int64) *Memtable {
+	k := int(seq - m.base)
+	r := NewMemtable(seq)
+	start := m.offs[k]
+	r.terms = slices.Clone(m.terms[start:])
+	for _, o := range m.offs[k+1:] {
+		r.offs = append(r.offs, o-start)
+	}
+	r.idTerms = slices.Clone(m.idTerms[k:])
+	r.leaves = slices.Clone(m.leaves[k:])
+	r.texts = slices.Clone(m.texts[k:])
+	r.actions = slices.Clone(m.actions[k:])
+	r.occ = slices.Clone(m.occ[k:])
+	r.rcv = slices.Clone(m.rcv[k:])
+	for id, s := range m.ids {
+		if s >= seq {
+			r.ids[id] = s
+		}
+	}
+	return r
+}
+
+// BuildSegment makes the segment of the snapshot's first SegmentSize docs:
+// the inverted index of every field, text trigrams included.
+func (s *Snapshot) BuildSegment() *SegmentData {
+	const n = SegmentSize
+	sd := &SegmentData{First: s.Base, End: s.Base + n, Fields: map[Field]map[int64][]int64{}}
+	add := func(t Term, seq int64) {
+		f := sd.Fields[t.Field]
+		if f == nil {
+			f = map[int64][]int64{}
+			sd.Fields[t.Field] = f
+		}
+		p := f[t.Hash]
+		if len(p) > 0 && p[len(p)-1] == seq {
+			return
+		}
+		f[t.Hash] = append(p, seq)
+	}
+	var grams []Term
+	for i := 0; i < n; i++ {
+		seq := s.Base + int64(i)
+		for _, t := range s.terms[s.offs[i]:s.offs[i+1]] {
+			add(t, seq)
+		}
+		add(Term{Field: FieldID, Hash: s.idTerms[i]}, seq)
+		add(Term{Field: FieldLeaf, Hash: s.leaves[i]}, seq)
+		grams = appendTrigrams(grams[:0], 0, s.texts[i])
+		for _, t := range grams {
+			add(t, seq)
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range s.actions[:n] {
+		if !seen[a] {
+			seen[a] = true
+			sd.Actions = append(sd.Actions, a)
+		}
+	}
+	sort.Strings(sd.Actions)
+	sd.IDTerms = s.idTerms[:n:n]
+	sd.Occurred, sd.Received = s.occ[:n:n], s.rcv[:n:n]
+	return sd
+}
+
+// MemView is what a query needs of a memtable.
 type MemView struct {
 	Base, Size int64
 	// Postings holds, for each requested term, its sequence numbers in
@@ -171,37 +185,43 @@ type MemView struct {
 	terms []Term
 }
 
-// View captures the postings of terms and the columns. The caller must hold
-// the lock that orders it against Add and Cut.
-func (m *Memtable) View(terms []Term) *MemView {
-	v := &MemView{Base: m.base, Size: m.size, Occurred: m.occ[:len(m.occ):len(m.occ)],
-		Received: m.rcv[:len(m.rcv):len(m.rcv)], terms: slices.Clone(terms)}
-	for _, t := range terms {
-		var p []int64
-		switch t.Field {
-		case FieldID, FieldLeaf:
-			vals := m.idTerms
-			if t.Field == FieldLeaf {
-				vals = m.leaves
+// View computes, from a snapshot, the postings of terms and the columns.
+// It scans the snapshot's docs, which is cheap for a memtable's few
+// thousand events and needs no lock.
+func (s *Snapshot) View(terms []Term) *MemView {
+	v := &MemView{Base: s.Base, Size: s.Size(), Occurred: s.occ, Received: s.rcv, terms: slices.Clone(terms),
+		Postings: make([][]int64, len(terms))}
+	text := slices.ContainsFunc(terms, func(t Term) bool { return t.Field == FieldText })
+	var grams []Term
+	for i := range s.idTerms {
+		seq := s.Base + int64(i)
+		if text {
+			grams = appendTrigrams(grams[:0], 0, s.texts[i])
+		}
+		doc := s.terms[s.offs[i]:s.offs[i+1]]
+		for j, t := range terms {
+			var hit bool
+			switch t.Field {
+			case FieldID:
+				hit = s.idTerms[i] == t.Hash
+			case FieldLeaf:
+				hit = s.leaves[i] == t.Hash
+			case FieldText:
+				hit = slices.Contains(grams, t)
+			default:
+				hit = slices.Contains(doc, t)
 			}
-			for off, h := range vals {
-				if h == t.Hash {
-					p = append(p, m.base+int64(off))
-				}
-			}
-		default:
-			if i, ok := m.idx[t]; ok {
-				l := m.lists[i]
-				p = make([]int64, len(l))
-				for j, off := range l {
-					p[j] = m.base + int64(off)
-				}
+			if hit {
+				v.Postings[j] = append(v.Postings[j], seq)
 			}
 		}
-		v.Postings = append(v.Postings, p)
 	}
-	for a := range m.actions {
-		v.Actions = append(v.Actions, a)
+	seen := map[string]bool{}
+	for _, a := range s.actions {
+		if !seen[a] {
+			seen[a] = true
+			v.Actions = append(v.Actions, a)
+		}
 	}
 	sort.Strings(v.Actions)
 	return v

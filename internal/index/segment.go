@@ -20,7 +20,7 @@ type SegmentData struct {
 	Level      int
 	// Fields maps each field to its terms' postings, ascending.
 	Fields   map[Field]map[int64][]int64
-	IDs      []string
+	IDTerms  []int64 // the hashes of the events' ids, for the bloom filter
 	Actions  []string
 	Occurred []int64
 	Received []int64
@@ -64,10 +64,10 @@ func WriteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 	m := &Meta{First: sd.First, End: sd.End, Level: sd.Level, Version: metaVersion, Actions: sd.Actions}
 	m.MinOccurred, m.MaxOccurred = minMax(sd.Occurred)
 	m.MinReceived, m.MaxReceived = minMax(sd.Received)
-	bf := bloom.NewWithEstimates(uint(max(len(sd.IDs), 1)), 0.0001)
+	bf := bloom.NewWithEstimates(uint(max(len(sd.IDTerms), 1)), 0.0001)
 	var b [8]byte
-	for _, id := range sd.IDs {
-		binary.BigEndian.PutUint64(b[:], uint64(HashValue(FieldID, id).Hash))
+	for _, h := range sd.IDTerms {
+		binary.BigEndian.PutUint64(b[:], uint64(h))
 		bf.Add(b[:])
 	}
 	bb, err := bf.MarshalBinary()

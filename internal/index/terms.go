@@ -181,11 +181,10 @@ func TextTerms(q string) []Term {
 // text in those and adds the matching actions' terms as alternatives.
 
 // Terms returns the terms of an event other than its id and leaf hash,
-// which the log adds once it has sequenced the event. personal says which
-// paths hold personal values that are not in the leaf: a personal target
-// name is not indexed as text, and the client IP is indexed only through
-// keyer.
-func Terms(ev *event.Event, personal func(path string) bool, keyer *Keyer) []Term {
+// which the log adds once it has sequenced the event, and other than the
+// trigrams of its text (see Text), which segments add when they are built.
+// The client IP, a personal value, is indexed only through keyer.
+func Terms(ev *event.Event, keyer *Keyer) []Term {
 	ts := make([]Term, 0, 48)
 	add := func(f Field, v string) {
 		if v != "" {
@@ -204,8 +203,14 @@ func Terms(ev *event.Event, personal func(path string) bool, keyer *Keyer) []Ter
 	if ev.Actor.IP != "" {
 		ts = append(ts, keyer.Term(FieldIP, ev.Actor.IP))
 	}
-	if !personal(event.PathTargetName) {
-		ts = appendTrigrams(ts, len(ts), ev.Target.Name)
-	}
 	return ts
+}
+
+// Text returns the text of an event that is indexed as trigrams: the
+// target's name, unless personal says it is personal data.
+func Text(ev *event.Event, personal func(path string) bool) string {
+	if personal(event.PathTargetName) {
+		return ""
+	}
+	return ev.Target.Name
 }

@@ -71,6 +71,7 @@ type DB struct {
 	Dialect Dialect
 
 	rebound sync.Map // query string -> rebound query string
+	stmts   sync.Map // rebound query string -> *sql.Stmt on Write
 }
 
 // Open opens the database that opts names, creating the SQLite file and its
@@ -162,6 +163,10 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	err := db.Write.Close()
 	if db.Read != db.Write {
 		if rerr := db.Read.Close(); err == nil {

@@ -52,3 +52,37 @@ func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	defer tx.Rollback()
 	return fn(tx)
 }
+
+// Prepare prepares write statements once, for Stmt to hand out in
+// transactions. It must run outside any transaction: on SQLite the one
+// write connection would otherwise be busy.
+func (db *DB) Prepare(ctx context.Context, queries ...string) error {
+	for _, query := range queries {
+		q := db.Rebind(query)
+		if _, ok := db.stmts.Load(q); ok {
+			continue
+		}
+		s, err := db.Write.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: prepare: %w", err)
+		}
+		if _, loaded := db.stmts.LoadOrStore(q, s); loaded {
+			s.Close()
+		}
+	}
+	return nil
+}
+
+// Stmt returns a statement for use in tx: the one Prepare made for query, or
+// else one prepared in tx, which lasts until tx ends.
+func (db *DB) Stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	q := db.Rebind(query)
+	if s, ok := db.stmts.Load(q); ok {
+		return tx.StmtContext(ctx, s.(*sql.Stmt)), nil
+	}
+	s, err := tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
+	return s, nil
+}

@@ -161,12 +161,18 @@ func (e *Edge) LeafHash(n int64) (Hash, bool) {
 	return Hash(t[off : off+HashSize]), true
 }
 
+// SQLWriteTile is the statement WriteTiles runs, to be prepared at start.
+const SQLWriteTile = `INSERT INTO tiles (tenant_id, level, idx, width, hashes) VALUES (?, ?, ?, ?, ?)
+	ON CONFLICT (tenant_id, level, idx) DO UPDATE SET width = excluded.width, hashes = excluded.hashes`
+
 // WriteTiles stores tiles for a tenant, replacing partial tiles in place.
 func WriteTiles(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64, tiles map[TileKey][]byte) error {
-	q := db.Rebind(`INSERT INTO tiles (tenant_id, level, idx, width, hashes) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (tenant_id, level, idx) DO UPDATE SET width = excluded.width, hashes = excluded.hashes`)
+	st, err := db.Stmt(ctx, tx, SQLWriteTile)
+	if err != nil {
+		return err
+	}
 	for k, v := range tiles {
-		if _, err := tx.ExecContext(ctx, q, tenantID, k.Level, k.Index, len(v)/HashSize, v); err != nil {
+		if _, err := st.ExecContext(ctx, tenantID, k.Level, k.Index, len(v)/HashSize, v); err != nil {
 			return fmt.Errorf("tree: write tile %d/%d: %w", k.Level, k.Index, err)
 		}
 	}

@@ -2,10 +2,13 @@ package auditlog_test
 
 import (
 	"context"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/eventgen"
 	"github.com/attest/attest/internal/store/storetest"
@@ -97,6 +100,41 @@ func BenchmarkWriter(b *testing.B) {
 		if _, err := in.Log.Append(ctx, ten, ps[i:min(i+5000, b.N)]); err != nil {
 			b.Fatal(err)
 		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkVerify measures attest verify over b.N events.
+func BenchmarkVerify(b *testing.B) {
+	_, opts := storetest.OpenSQLite(b)
+	in := openInstanceB(b, opts)
+	ctx := context.Background()
+	ten, _ := in.Tenants.ByName(ctx, tenant.Default)
+	ps, err := in.Log.PrepareAll(ctx, ten, genEvents(b.N))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i += 5000 {
+		if _, err := in.Log.Append(ctx, ten, ps[i:min(i+5000, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+		if i%50000 == 0 {
+			in.Log.PublishCheckpoints(ctx)
+		}
+	}
+	in.Log.PublishCheckpoints(ctx)
+	if _, err := in.DB.Write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	if f := os.Getenv("ATTEST_VERIFY_PROFILE"); f != "" {
+		out, _ := os.Create(f)
+		pprof.StartCPUProfile(out)
+		defer pprof.StopCPUProfile()
+	}
+	b.ResetTimer()
+	rep, err := in.Log.Verify(ctx, ten, auditlog.VerifyOptions{})
+	if err != nil || rep.Problem != nil {
+		b.Fatal(err, rep.Problem)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -115,13 +115,18 @@ type entryRow struct {
 	personal     []byte
 }
 
-func (r *entryRow) decode() (*bundle, error) {
+func (r *entryRow) decode() (*bundle, error) { return r.decodeInto(nil, true) }
+
+// decodeInto decodes the row, decompressing into scratch when it is large
+// enough, so that the bundle's leaves then alias scratch. Without
+// withPersonal the bundle has no personal values.
+func (r *entryRow) decodeInto(scratch []byte, withPersonal bool) (*bundle, error) {
 	raw := r.leaves
 	var err error
 	switch r.codec {
 	case codecRaw:
 	case codecS2:
-		if raw, err = s2.Decode(nil, r.leaves); err != nil {
+		if raw, err = s2.Decode(scratch[:cap(scratch)], r.leaves); err != nil {
 			return nil, fmt.Errorf("decompress entries at %d: %w", r.first, err)
 		}
 	case codecZstd:
@@ -134,6 +139,12 @@ func (r *entryRow) decode() (*bundle, error) {
 	b := &bundle{first: r.first}
 	if b.leaves, err = decodeLeaves(raw, make([][]byte, 0, r.count)); err != nil {
 		return nil, fmt.Errorf("entries at %d: %w", r.first, err)
+	}
+	if !withPersonal {
+		if int64(len(b.leaves)) != r.count {
+			return nil, fmt.Errorf("entries at %d: row says %d entries, holds %d leaves", r.first, r.count, len(b.leaves))
+		}
+		return b, nil
 	}
 	if b.personal, err = decodePersonal(r.personal, make([][]byte, 0, r.count)); err != nil {
 		return nil, fmt.Errorf("entries at %d: %w", r.first, err)

@@ -70,8 +70,6 @@ type VerifyReport struct {
 	ExtendsCheckpoint bool
 }
 
-const verifyRows = 64 // entry rows read per query
-
 // Verify re-hashes every stored entry of a tenant's log, rebuilds the tree
 // and compares it with the stored tiles, checks the signature of every
 // stored checkpoint and that each is a prefix of the rebuilt tree (which
@@ -135,7 +133,7 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 		return nil
 	}
 	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, given: given,
-		rng:   (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0),
+		rng:   rangeFactory.NewEmptyRange(0),
 		tiles: tree.NewReader(l.db, tx, t.ID)}
 	if err := w.walk(); err != nil {
 		return err
@@ -163,7 +161,12 @@ func (l *Log) historyVerifierKeys(ctx context.Context, q store.Querier, tenantNa
 	return out, nil
 }
 
-// walker goes through a tenant's entries in order.
+// walker goes through a tenant's entries in order. Workers read, decode and
+// hash chunks of the log in parallel, each in a read transaction of its
+// own, and fold each stored row into a compact range of its own; the walker
+// joins the rows in order, checking that they tile the log exactly, and
+// compares every rebuilt node at a tile level with the stored tiles. Once
+// every tile is proven, each checkpoint's root is computed from them.
 type walker struct {
 	l     *Log
 	ctx   context.Context
@@ -177,13 +180,11 @@ type walker struct {
 	rng   *compact.Range
 	tiles *tree.Reader
 
-	next     int64 // next sequence number expected
-	cpIdx    int
-	tileErr  *Problem
-	docs     []*index.Doc // Deep: docs of the events not yet compared with a segment
-	segs     []*index.Meta
-	segIdx   int
-	memStart int64
+	next    int64 // next sequence number expected
+	tileErr *Problem
+	docs    []*index.Doc // Deep: docs of the events not yet compared with a segment
+	segs    []*index.Meta
+	segIdx  int
 }
 
 func (w *walker) fail(seq int64, format string, args ...any) error {
@@ -228,14 +229,28 @@ func (w *walker) walk() error {
 		w.rep.Problem = w.tileErr
 		return nil
 	}
-	for ; w.cpIdx < len(w.cps); w.cpIdx++ {
-		if err := w.checkpointAt(w.cps[w.cpIdx].Size, w.cps[w.cpIdx].Root, "stored checkpoint"); err != nil {
-			return ignoreStop(err)
+	// Every tile now matches the entries, so the root at any size computed
+	// from the tiles is the root of the entries.
+	var good int64
+	for _, cp := range w.cps {
+		got, err := tree.TreeHash(w.ctx, w.tiles, cp.Size)
+		if err != nil {
+			return err
 		}
+		if got != cp.Root {
+			return ignoreStop(w.fail(good, "the log no longer matches the checkpoint signed at size %d: an entry from "+
+				"sequence %d on was rewritten, together with the tree, after that checkpoint was signed", cp.Size, good))
+		}
+		good = cp.Size
 	}
 	if w.given != nil {
-		if err := w.checkpointAt(w.given.Size, w.given.Root, "given checkpoint"); err != nil {
-			return ignoreStop(err)
+		got, err := tree.TreeHash(w.ctx, w.tiles, w.given.Size)
+		if err != nil {
+			return err
+		}
+		if got != w.given.Root {
+			return ignoreStop(w.fail(w.given.Size-1, "the log does not extend the given checkpoint at size %d: "+
+				"it has been rewritten", w.given.Size))
 		}
 		w.rep.ExtendsCheckpoint = true
 	}
@@ -252,91 +267,228 @@ func ignoreStop(err error) error {
 	return err
 }
 
-// checkpointAt compares a checkpoint's root with the rebuilt tree. Called
-// when the walk has just reached size, or at the end for sizes it passed.
-func (w *walker) checkpointAt(size int64, root tree.Hash, what string) error {
-	got, err := tree.TreeHash(w.ctx, w.tiles, size)
-	if err != nil {
-		return err
+// verifyChunk is how many bundles a worker reads at a time.
+const verifyChunk = 32
+
+// checkedRow is a stored row as a worker found it.
+type checkedRow struct {
+	row     entryRow
+	count   int            // entries in the row
+	bundle  *bundle        // Deep: the decoded row
+	rng     *compact.Range // over the row's leaves, when they all match the tree
+	docs    []*index.Doc   // Deep
+	problem *Problem
+}
+
+type chunkResult struct {
+	rows []checkedRow
+	err  error
+}
+
+// entries has workers check the log in chunks and joins their results in
+// order.
+func (w *walker) entries() error {
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	type job struct {
+		from, to int64
+		out      chan chunkResult
 	}
-	if got != root {
-		return w.fail(-1, "the log no longer matches the %s at size %d: it has root %x there, the checkpoint %x", what, size, got, root)
+	jobs := make(chan job)
+	results := make(chan chan chunkResult, workers*2)
+	ctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range workers {
+		rd, err := w.l.db.OpenReader(ctx)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer rd.Close()
+			for j := range jobs {
+				j.out <- w.checkChunk(ctx, rd, j.from, j.to)
+			}
+		}()
+	}
+	go func() {
+		defer close(results)
+		defer close(jobs)
+		// Rows past the log's size are read too: they are inserted ones.
+		end := w.head.Size + tree.TileWidth
+		for from := int64(0); from < end || from == 0; from += verifyChunk * tree.TileWidth {
+			out := make(chan chunkResult, 1)
+			select {
+			case jobs <- job{from: from, to: from + verifyChunk*tree.TileWidth, out: out}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case results <- out:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	for out := range results {
+		res := <-out
+		if res.err != nil {
+			return res.err
+		}
+		for i := range res.rows {
+			if err := w.row(&res.rows[i]); err != nil {
+				return err
+			}
+		}
+		if w.opts.Progress != nil {
+			w.opts.Progress(w.next, w.head.Size)
+		}
+	}
+	// A row far beyond the end is inserted too.
+	var stray int64
+	err := w.tx.QueryRowContext(w.ctx, w.l.db.Rebind(`SELECT COUNT(*) FROM entries WHERE tenant_id = ? AND first_seq >= ?`),
+		w.t.ID, w.head.Size+tree.TileWidth).Scan(&stray)
+	if err != nil {
+		return fmt.Errorf("auditlog: verify: read entries: %w", err)
+	}
+	if stray > 0 {
+		return w.fail(w.head.Size, "entries are stored beyond the log's size of %d (inserted)", w.head.Size)
 	}
 	return nil
 }
 
-// entries streams the entry rows, re-hashing each leaf.
-func (w *walker) entries() error {
-	q := w.l.db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
-		WHERE tenant_id = ? AND first_seq >= ? ORDER BY first_seq LIMIT ?`)
-	var from int64
-	type job struct {
-		row    entryRow
-		b      *bundle
-		hashes []tree.Hash
-		err    error
-		done   chan struct{}
-	}
-	workers := max(runtime.GOMAXPROCS(0), 1)
-	for {
-		rows, err := w.tx.QueryContext(w.ctx, q, w.t.ID, from, verifyRows)
+// checkChunk reads the rows whose first sequence number is in [from, to)
+// with their level-0 tiles, in a read transaction of its own, and checks
+// each leaf against the tree.
+func (w *walker) checkChunk(ctx context.Context, rd *store.Reader, from, to int64) chunkResult {
+	var res chunkResult
+	res.err = w.l.db.ReadTxOn(ctx, rd.DB, func(tx *sql.Tx) error {
+		// The personal values are read only when they are to be checked.
+		cols := `first_seq, count, codec, leaves, personal`
+		if !w.opts.Deep {
+			cols = `first_seq, count, codec, leaves, NULL`
+		}
+		rows, err := tx.QueryContext(ctx, w.l.db.Rebind(`SELECT `+cols+` FROM entries
+			WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), w.t.ID, from, to)
 		if err != nil {
 			return fmt.Errorf("auditlog: verify: read entries: %w", err)
 		}
-		var batch []entryRow
 		for rows.Next() {
 			var r entryRow
 			if err := rows.Scan(&r.first, &r.count, &r.codec, &r.leaves, &r.personal); err != nil {
 				rows.Close()
 				return fmt.Errorf("auditlog: verify: read entries: %w", err)
 			}
-			batch = append(batch, r)
+			res.rows = append(res.rows, checkedRow{row: r})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("auditlog: verify: read entries: %w", err)
 		}
-		if len(batch) == 0 {
+		tiles := tree.NewReader(w.l.db, tx, w.t.ID)
+		sc := &scratch{h: tree.NewHasher()}
+		for i := range res.rows {
+			if err := w.checkRow(ctx, tiles, sc, &res.rows[i]); err != nil {
+				return err
+			}
+			if !w.opts.Deep {
+				// Only the checked result is needed from here on.
+				res.rows[i].row.leaves, res.rows[i].row.personal = nil, nil
+			}
+		}
+		return nil
+	})
+	return res
+}
+
+var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// scratch is what one verification worker reuses from row to row.
+type scratch struct {
+	h      *tree.Hasher
+	raw    []byte
+	hashes [tree.TileWidth]tree.Hash
+}
+
+// checkRow decodes one row, hashes its leaves and compares them with the
+// level-0 tile. It sets cr.problem for what is wrong with the row itself.
+func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, cr *checkedRow) error {
+	if cap(sc.raw) < 1<<20 {
+		sc.raw = make([]byte, 0, 1<<20)
+	}
+	deep := w.opts.Deep
+	var b *bundle
+	var err error
+	if deep {
+		b, err = cr.row.decode() // the docs keep referring to the leaves
+	} else {
+		b, err = cr.row.decodeInto(sc.raw, false)
+	}
+	if err != nil {
+		cr.problem = &Problem{Sequence: cr.row.first, What: fmt.Sprintf("stored entries cannot be read: %v", err)}
+		return nil
+	}
+	if deep {
+		cr.bundle = b
+	}
+	level0, err := tiles.Tile(ctx, tree.TileKey{Level: 0, Index: b.first / tree.TileWidth})
+	if err != nil && !errors.Is(err, tree.ErrMissingTile) {
+		return err
+	}
+	for k, leaf := range b.leaves {
+		seq := b.first + int64(k)
+		off := int(seq%tree.TileWidth) * tree.HashSize
+		if off+tree.HashSize > len(level0) {
+			cr.problem = &Problem{Sequence: seq, What: fmt.Sprintf("the tree holds no leaf hash for this entry "+
+				"(tile 0/%d is short or missing)", seq/tree.TileWidth)}
 			return nil
 		}
-		// Decode and hash the rows in parallel, then check them in order.
-		jobs := make([]*job, len(batch))
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, workers)
-		for i := range batch {
-			j := &job{row: batch[i], done: make(chan struct{})}
-			jobs[i] = j
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done(); close(j.done) }()
-				if j.b, j.err = j.row.decode(); j.err != nil {
-					return
-				}
-				j.hashes = make([]tree.Hash, len(j.b.leaves))
-				for k, leaf := range j.b.leaves {
-					j.hashes[k] = tree.LeafHash(leaf)
-				}
-				if w.opts.Deep {
-					j.err = w.checkPersonal(j.b)
-				}
-			}()
+		h := sc.h.Leaf(leaf)
+		if want := tree.Hash(level0[off : off+tree.HashSize]); h != want {
+			cr.problem = &Problem{Sequence: seq, What: "entry has been altered, moved or replaced: " + w.describe(seq, leaf, want)}
+			return nil
 		}
-		wg.Wait()
-		for _, j := range jobs {
-			if err := w.row(j.row, j.b, j.hashes, j.err); err != nil {
+		sc.hashes[k] = h
+	}
+	n := len(b.leaves)
+	if b.first%tree.TileWidth == 0 && n == tree.TileWidth {
+		root := tree.SubtreeRoot(sc.hashes[:])
+		if cr.rng, err = rangeFactory.NewRange(uint64(b.first), uint64(b.first)+tree.TileWidth, [][]byte{root[:]}); err != nil {
+			return err
+		}
+	} else {
+		cr.rng = rangeFactory.NewEmptyRange(uint64(b.first))
+		for k := 0; k < n; k++ {
+			if err := cr.rng.Append(sc.hashes[k][:], nil); err != nil {
 				return err
 			}
 		}
-		from = batch[len(batch)-1].first + 1
-		if w.opts.Progress != nil {
-			w.opts.Progress(w.next, w.head.Size)
-		}
 	}
+	cr.count = n
+	if !deep {
+		return nil
+	}
+	cr.bundle = b
+	if p := w.checkPersonal(b); p != nil {
+		cr.problem = p
+		return nil
+	}
+	for k, leaf := range b.leaves {
+		d, err := w.l.doc(ctx, w.t, b.first+int64(k), leaf, b.personal[k])
+		if err != nil {
+			cr.problem = &Problem{Sequence: b.first + int64(k), What: err.Error()}
+			return nil
+		}
+		cr.docs = append(cr.docs, d)
+	}
+	return nil
 }
 
-// row checks one stored row, already decoded and hashed.
-func (w *walker) row(r entryRow, b *bundle, hashes []tree.Hash, decodeErr error) error {
+// row joins one checked row to the log rebuilt so far.
+func (w *walker) row(cr *checkedRow) error {
+	r := cr.row
 	switch {
 	case r.first > w.next:
 		return w.fail(w.next, "entry is missing from the stored log (deleted)")
@@ -344,47 +496,26 @@ func (w *walker) row(r entryRow, b *bundle, hashes []tree.Hash, decodeErr error)
 		return w.fail(r.first, "entry is stored twice (an inserted row overlaps entries already seen)")
 	case r.first >= w.head.Size:
 		return w.fail(r.first, "entry lies beyond the log's size of %d (inserted)", w.head.Size)
-	case decodeErr != nil:
-		var p *Problem
-		if errors.As(decodeErr, &p) {
-			return w.fail(p.Sequence, "%s", p.What)
-		}
-		return w.fail(r.first, "stored entries cannot be read: %v", decodeErr)
+	case cr.problem != nil:
+		return w.fail(cr.problem.Sequence, "%s", cr.problem.What)
 	}
-	if w.next+int64(len(b.leaves)) > w.head.Size {
+	n := int64(cr.count)
+	if w.next+n > w.head.Size {
 		return w.fail(w.head.Size, "entry lies beyond the log's size of %d (inserted)", w.head.Size)
 	}
-	level0, err := w.tiles.Tile(w.ctx, tree.TileKey{Level: 0, Index: w.next / tree.TileWidth})
-	if err != nil && !errors.Is(err, tree.ErrMissingTile) {
+	if r.first%tree.TileWidth == 0 && n == tree.TileWidth {
+		// A full bundle's range is the one node at the level of the
+		// level-1 tile; merging does not report it.
+		w.visit(compact.NewNodeID(tree.Height, uint64(r.first/tree.TileWidth)), cr.rng.Hashes()[0])
+	}
+	if err := w.rng.AppendRange(cr.rng, w.visit); err != nil {
 		return err
 	}
-	for k, h := range hashes {
-		seq := w.next
-		off := int(seq%tree.TileWidth) * tree.HashSize
-		if off+tree.HashSize > len(level0) {
-			return w.fail(seq, "the tree holds no leaf hash for this entry (tile 0/%d is short or missing)", seq/tree.TileWidth)
-		}
-		if want := tree.Hash(level0[off : off+tree.HashSize]); h != want {
-			return w.fail(seq, "entry has been altered, moved or replaced: %s", w.describe(seq, b.leaves[k], want))
-		}
-		if err := w.rng.Append(h[:], w.visit); err != nil {
-			return err
-		}
-		w.next++
-		for w.cpIdx < len(w.cps) && w.cps[w.cpIdx].Size == w.next {
-			if r, _ := w.rng.GetRootHash(nil); tree.Hash(r) != w.cps[w.cpIdx].Root {
-				return w.fail(w.next-1, "the log no longer matches the checkpoint signed at size %d", w.next)
-			}
-			w.cpIdx++
-		}
-		if w.given != nil && w.given.Size == w.next {
-			if r, _ := w.rng.GetRootHash(nil); tree.Hash(r) != w.given.Root {
-				return w.fail(w.next-1, "the log does not extend the given checkpoint at size %d: it has been rewritten", w.next)
-			}
-		}
-	}
+	w.next += n
 	if w.opts.Deep {
-		return w.index(b)
+		w.rep.Personal += n
+		w.docs = append(w.docs, cr.docs...)
+		return w.flushDocs(false)
 	}
 	return nil
 }
@@ -425,7 +556,7 @@ func (w *walker) visit(id compact.NodeID, hash []byte) {
 
 // checkPersonal opens every sealed personal value of a bundle and checks it
 // against its commitment.
-func (w *walker) checkPersonal(b *bundle) error {
+func (w *walker) checkPersonal(b *bundle) *Problem {
 	for k, leaf := range b.leaves {
 		seq := b.first + int64(k)
 		ev, lf, err := event.DecodeLeaf(leaf)
@@ -438,20 +569,6 @@ func (w *walker) checkPersonal(b *bundle) error {
 		}
 	}
 	return nil
-}
-
-// index, in a deep verification, rebuilds the index docs of a bundle and
-// compares them with the stored segment covering them.
-func (w *walker) index(b *bundle) error {
-	for k, leaf := range b.leaves {
-		d, err := w.l.doc(w.ctx, w.t, b.first+int64(k), leaf, b.personal[k])
-		if err != nil {
-			return w.fail(b.first+int64(k), "%v", err)
-		}
-		w.docs = append(w.docs, d)
-	}
-	w.rep.Personal += int64(len(b.leaves))
-	return w.flushDocs(false)
 }
 
 // flushDocs compares the docs collected so far with each segment they

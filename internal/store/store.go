@@ -70,6 +70,7 @@ type DB struct {
 	// Dialect is the engine behind Write and Read.
 	Dialect Dialect
 
+	readDSN string   // SQLite: the DSN of a query-only connection
 	rebound sync.Map // query string -> rebound query string
 	stmts   sync.Map // rebound query string -> *sql.Stmt on Write
 }
@@ -151,14 +152,46 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	if n <= 0 {
 		n = 8
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)&"+common)
+	readDSN := "file:" + path + "?_pragma=query_only(1)&" + common
+	r, err := sql.Open("sqlite", readDSN)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: open sqlite reader: %w", err)
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &DB{Write: w, Read: r, Dialect: SQLite}, nil
+	return &DB{Write: w, Read: r, Dialect: SQLite, readDSN: readDSN}, nil
+}
+
+// Reader is a read-only handle for one goroutine that reads a lot.
+type Reader struct {
+	*sql.DB
+	own bool
+}
+
+// Close releases the reader.
+func (r *Reader) Close() error {
+	if r.own {
+		return r.DB.Close()
+	}
+	return nil
+}
+
+// OpenReader returns a read-only handle of its own for a goroutine that
+// reads much in parallel with others. On SQLite it is a separate database
+// handle: reads through one handle's pool do not run in parallel with the
+// embedded engine used here, reads through separate handles do. On
+// PostgreSQL it is the shared pool.
+func (db *DB) OpenReader(ctx context.Context) (*Reader, error) {
+	if db.Dialect == Postgres {
+		return &Reader{DB: db.Read}, nil
+	}
+	r, err := sql.Open("sqlite", db.readDSN)
+	if err != nil {
+		return nil, fmt.Errorf("store: open reader: %w", err)
+	}
+	r.SetMaxOpenConns(1)
+	return &Reader{DB: r, own: true}, nil
 }
 
 // Close closes both pools.

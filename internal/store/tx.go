@@ -41,11 +41,16 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 // ReadTx runs fn in a read-only transaction, so that every query fn makes
 // sees the same snapshot of the database.
 func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.ReadTxOn(ctx, db.Read, fn)
+}
+
+// ReadTxOn is ReadTx on a given handle, such as one from OpenReader.
+func (db *DB) ReadTxOn(ctx context.Context, h *sql.DB, fn func(tx *sql.Tx) error) error {
 	opts := &sql.TxOptions{ReadOnly: true}
 	if db.Dialect == Postgres {
 		opts.Isolation = sql.LevelRepeatableRead
 	}
-	tx, err := db.Read.BeginTx(ctx, opts)
+	tx, err := h.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin read: %w", err)
 	}

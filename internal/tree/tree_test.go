@@ -160,3 +160,19 @@ func TestTilePaths(t *testing.T) {
 		}
 	}
 }
+
+func TestHasherMatchesLibrary(t *testing.T) {
+	hs := NewHasher()
+	var leaves []Hash
+	for i := int64(0); i < 256; i++ {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(i))
+		if hs.Leaf(b[:]) != LeafHash(b[:]) {
+			t.Fatalf("Hasher.Leaf differs from tlog.RecordHash for %d", i)
+		}
+		leaves = append(leaves, leaf(i))
+	}
+	if got, want := SubtreeRoot(leaves), naiveRoot(0, 256); got != want {
+		t.Fatalf("SubtreeRoot = %x, want %x", got, want)
+	}
+}

@@ -223,7 +223,7 @@ func (w *walker) walk() error {
 		root = tree.Hash(r)
 	}
 	if root != w.head.Root {
-		return ignoreStop(w.fail(-1, "the log state's root %x does not match the root %x rebuilt from the entries", w.head.Root, root))
+		return ignoreStop(w.fail(-1, "the log state's root %v does not match the root %v rebuilt from the entries", w.head.Root, root))
 	}
 	if w.tileErr != nil {
 		w.rep.Problem = w.tileErr
@@ -459,9 +459,12 @@ func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, 
 			return err
 		}
 	} else {
+		// The range keeps the slices it is given: copy them out of the
+		// scratch space, which the next row overwrites.
 		cr.rng = rangeFactory.NewEmptyRange(uint64(b.first))
 		for k := 0; k < n; k++ {
-			if err := cr.rng.Append(sc.hashes[k][:], nil); err != nil {
+			h := sc.hashes[k]
+			if err := cr.rng.Append(h[:], nil); err != nil {
 				return err
 			}
 		}
@@ -530,7 +533,7 @@ func (w *walker) describe(seq int64, leaf []byte, want tree.Hash) string {
 		return fmt.Sprintf("the entry stored here is sequence %d (id %q): entries were deleted, inserted or reordered",
 			ev.Sequence, ev.ID)
 	}
-	return fmt.Sprintf("the stored event (id %q, action %q) hashes to %x but the tree holds %x for it; "+
+	return fmt.Sprintf("the stored event (id %q, action %q) hashes to %v but the tree holds %v for it; "+
 		"a field of the event was changed after it was logged", ev.ID, ev.Action, tree.LeafHash(leaf), want)
 }
 

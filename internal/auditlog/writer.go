@@ -415,7 +415,7 @@ func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size i
 		return err
 	}
 	if edge.Root() != root {
-		return fmt.Errorf("auditlog: stored tiles give root %x at size %d but the log state says %x; "+
+		return fmt.Errorf("auditlog: stored tiles give root %v at size %d but the log state says %v; "+
 			"refusing to append to a log that does not verify", edge.Root(), size, root)
 	}
 	segs, err := index.LoadMetas(ctx, l.db, q, st.t.ID)

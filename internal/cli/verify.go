@@ -103,7 +103,7 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 	}
 	if !quiet {
 		rate := float64(rep.Size) / max(rep.Elapsed.Seconds(), 1e-9)
-		fmt.Fprintf(e.stdout, "%s: intact: %d entries, root %x, %d checkpoints verified, %d full tiles, %s (%.0f entries/s)\n",
+		fmt.Fprintf(e.stdout, "%s: intact: %d entries, root %v, %d checkpoints verified, %d full tiles, %s (%.0f entries/s)\n",
 			t.Name, rep.Size, rep.Root, rep.Checkpoints, rep.Tiles, rep.Elapsed.Round(time.Millisecond), rate)
 		if opts.Deep {
 			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments; %d entries' index terms match\n",

@@ -284,7 +284,7 @@ func tenantNames(t *testing.T, out string) []string {
 
 func TestTenantCommands(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := initDir(t)
 	r := attestCmd(t, dir, "tenant create", "acme").want(t, 0)
 	if !strings.Contains(r.stdout, "created tenant acme") {
 		t.Errorf("tenant create printed %q, want it to name acme", r.stdout)
@@ -353,9 +353,9 @@ func TestImportDatasets(t *testing.T) {
 
 	t.Run("kubernetes", func(t *testing.T) {
 		r := attestCmd(t, dir, "import", importArgs("kubernetes", kubernetes)...).want(t, 1)
-		// Two pairs of files share an auditID (and stage), so the second
-		// of each pair is already present.
-		if diff := cmp.Diff(importCounts{52, 49, 2, 1}, importTotal(t, r)); diff != "" {
+		// Two pairs of files share an auditID and stage for different
+		// requests; the record's digest in the id keeps them apart.
+		if diff := cmp.Diff(importCounts{52, 51, 0, 1}, importTotal(t, r)); diff != "" {
 			t.Errorf("import (-want +got):\n%s", diff)
 		}
 		var rejected []string
@@ -673,7 +673,7 @@ func TestCheckpointVerification(t *testing.T) {
 		t.Errorf("import printed %q, want 15 imported", r.stdout)
 	}
 
-	other := t.TempDir()
+	other := initDir(t)
 	otherKey := strings.TrimSpace(attestCmd(t, other, "audit public-key").want(t, 0).stdout)
 	otherNote := attestCmd(t, other, "audit checkpoint", "--tenant", "operator").want(t, 0).stdout
 	otherCP := writeFile(t, "other-checkpoint", otherNote)
@@ -888,13 +888,14 @@ func TestEnvironmentConfiguration(t *testing.T) {
 	t.Run("ATTEST_DATA_DIR", func(t *testing.T) {
 		dir := t.TempDir()
 		env := []string{"ATTEST_DATA_DIR=" + dir}
+		attestEnv(t, env, "", "init").want(t, 0)
 		attestEnv(t, env, "", "tenant create", "fromenv").want(t, 0)
 		r := attestEnv(t, env, "", "tenant list").want(t, 0)
 		if !slices.Contains(tenantNames(t, r.stdout), "fromenv") {
 			t.Errorf("ATTEST_DATA_DIR tenant list:\n%s\nwant fromenv", r.stdout)
 		}
 		// The flag wins over the variable, and finds the same tenant.
-		r = attestEnv(t, []string{"ATTEST_DATA_DIR=" + t.TempDir()}, dir, "tenant list").want(t, 0)
+		r = attestEnv(t, []string{"ATTEST_DATA_DIR=" + initDir(t)}, dir, "tenant list").want(t, 0)
 		if !slices.Contains(tenantNames(t, r.stdout), "fromenv") {
 			t.Errorf("--data-dir tenant list:\n%s\nwant fromenv", r.stdout)
 		}
@@ -1019,4 +1020,31 @@ func TestConcurrentImportAndIngest(t *testing.T) {
 		t.Errorf("imports holds %d entries, want at least 310", p.TreeSize)
 	}
 	attestCmd(t, dir, "verify").want(t, 0)
+}
+
+// initDir returns a data directory initialised with attest init.
+func initDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	r := attestCmd(t, dir, "init").want(t, 0)
+	if !tokenRE.MatchString(r.stdout) {
+		t.Fatalf("attest init printed no bootstrap key: %q", r.stdout)
+	}
+	return dir
+}
+
+// TestOneShotCommandsNeedAnInstance checks that a mistyped data directory is
+// refused, not taken for an empty log.
+func TestOneShotCommandsNeedAnInstance(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "typo")
+	for _, cmd := range []string{"verify", "tenant list", "apikey list", "audit query", "audit public-key"} {
+		r := attestCmd(t, missing, cmd).want(t, 1)
+		if !strings.Contains(r.stderr, "not an attest data directory") {
+			t.Errorf("attest %s on a missing directory: stderr %q", cmd, r.stderr)
+		}
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("a one-shot command created %s", missing)
+	}
 }

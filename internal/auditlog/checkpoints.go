@@ -75,8 +75,11 @@ func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 		last   sql.NullInt64
 	}
 	var heads []head
-	rows, err := l.db.Read.QueryContext(ctx, `SELECT s.tenant_id, s.size, s.root,
-		(SELECT MAX(c.size) FROM checkpoints c WHERE c.tenant_id = s.tenant_id) FROM log_state s`)
+	// A tenant whose log has no state row yet has an empty log, which gets
+	// a checkpoint of size zero.
+	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(`SELECT t.id, COALESCE(s.size, 0), COALESCE(s.root, ?),
+		(SELECT MAX(c.size) FROM checkpoints c WHERE c.tenant_id = t.id)
+		FROM tenants t LEFT JOIN log_state s ON s.tenant_id = t.id`), tree.EmptyRoot[:])
 	if err != nil {
 		return 0, fmt.Errorf("auditlog: read log heads: %w", err)
 	}

@@ -70,6 +70,12 @@ func (f *Filter) fingerprint() string {
 	return base64.RawURLEncoding.EncodeToString(s[:9])
 }
 
+// Validate checks the filter's values, naming the field at fault.
+func (f *Filter) Validate() error {
+	g := *f
+	return g.normalize()
+}
+
 func (f *Filter) normalize() error {
 	if f.Limit <= 0 {
 		f.Limit = 50

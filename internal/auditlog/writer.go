@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -251,7 +252,11 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 	add := &bundle{first: st.size}
 	var hashes []tree.Hash
 	var docs []*index.Doc
-	batchIDs := map[string]int{} // id -> position in add
+	type batched struct {
+		pos int
+		p   *Prepared
+	}
+	batchIDs := map[string]batched{}
 	seq := st.size
 	for _, o := range ops {
 		if o.change != nil {
@@ -264,8 +269,11 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 		recv := max(o.arrived, st.lastReceived)
 		for i, p := range o.events {
 			ev := p.Event
-			if pos, ok := batchIDs[ev.ID]; ok {
-				o.results[i] = Result{Sequence: add.first + int64(pos), LeafHash: hashes[pos], Duplicate: true}
+			if b, ok := batchIDs[ev.ID]; ok {
+				o.results[i] = Result{Sequence: add.first + int64(b.pos), LeafHash: hashes[b.pos], Duplicate: true}
+				if !p.leaf.Equal(b.p.leaf) {
+					o.results[i] = Result{Err: &ConflictError{Sequence: add.first + int64(b.pos)}}
+				}
 				continue
 			}
 			dup, err := l.findID(ctx, tx, st, p)
@@ -284,7 +292,7 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 				continue
 			}
 			h := tree.LeafHash(leaf)
-			batchIDs[ev.ID] = len(add.leaves)
+			batchIDs[ev.ID] = batched{len(add.leaves), p}
 			add.leaves = append(add.leaves, leaf)
 			add.personal = append(add.personal, p.sealed)
 			hashes = append(hashes, h)
@@ -340,11 +348,24 @@ func runChange(ctx context.Context, tx *sql.Tx, change func(context.Context, *sq
 	return nil
 }
 
-// findID looks for an already logged event with p's id.
+// ConflictError refuses an event whose id an earlier, different event of the
+// tenant already has: a retry repeats its event exactly, so reusing an id for
+// other content is a producer's error, and is never silently dropped.
+type ConflictError struct {
+	// Sequence is the earlier event's.
+	Sequence int64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("the id is already used by a different event (sequence %d)", e.Sequence)
+}
+
+// findID looks for an already logged event with p's id, and reports a
+// duplicate when it is the same event, a conflict when it is not.
 func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepared) (*Result, error) {
 	id := p.Event.ID
 	if s, ok := st.mem.LookupID(id); ok {
-		return l.duplicate(ctx, tx, st, s)
+		return l.duplicate(ctx, tx, st, p, s)
 	}
 	for i := len(st.segs) - 1; i >= 0; i-- {
 		m := st.segs[i]
@@ -365,20 +386,27 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 				return nil, fmt.Errorf("auditlog: stored leaf %d: %w", s, err)
 			}
 			if ev.ID == id {
-				return &Result{Sequence: s, LeafHash: tree.LeafHash(leaf), Duplicate: true}, nil
+				return l.duplicate(ctx, tx, st, p, s)
 			}
 		}
 	}
 	return nil, nil
 }
 
-func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, s int64) (*Result, error) {
-	if h, ok := st.edge.LeafHash(s); ok {
-		return &Result{Sequence: s, LeafHash: h, Duplicate: true}, nil
-	}
+// duplicate compares p with the stored event s of the same id.
+func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepared, s int64) (*Result, error) {
 	leaf, _, err := l.entry(ctx, tx, st.t.ID, s)
 	if err != nil {
 		return nil, err
+	}
+	stored, _, err := event.DecodeLeaf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: stored leaf %d: %w", s, err)
+	}
+	// The same event, given the stored one's arrival time and sequence,
+	// has the same leaf.
+	if !bytes.Equal(p.leaf.Append(nil, stored.ReceivedAt, stored.Sequence), leaf) {
+		return &Result{Err: &ConflictError{Sequence: s}}, nil
 	}
 	return &Result{Sequence: s, LeafHash: tree.LeafHash(leaf), Duplicate: true}, nil
 }

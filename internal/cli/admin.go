@@ -132,7 +132,7 @@ func cmdAPIKey(e *env, args []string) int {
 		}
 		var exp time.Time
 		if expires > 0 {
-			exp = time.Now().Add(expires).UTC().Truncate(time.Second)
+			exp = time.Now().Add(expires).UTC().Truncate(time.Microsecond)
 		}
 		tok, k, err := in.CreateKey(ctx, t, r, name, exp, hostActor(), hostDecorate("apikey create"))
 		if err != nil {

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -122,6 +124,13 @@ func cmdAuditQuery(e *env, args []string) int {
 	if f.Limit < 1 || f.Limit > 1000 {
 		return usageErr(e, "--limit must be from 1 to 1000")
 	}
+	if err := f.Validate(); err != nil {
+		var fe *event.FieldError
+		if errors.As(err, &fe) {
+			return usageErr(e, "--%s %s", strings.ReplaceAll(fe.Field, "_", "-"), fe.Reason)
+		}
+		return usageErr(e, "%v", err)
+	}
 	log, err := sf.logger(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
@@ -153,7 +162,7 @@ func cmdAuditQuery(e *env, args []string) int {
 			TreeSize   int64  `json:"tree_size"`
 		}{Items: []item{}, NextCursor: page.Next, TreeSize: page.TreeSize}
 		for _, r := range page.Items {
-			out.Items = append(out.Items, item{Sequence: r.Sequence, LeafHash: fmt.Sprintf("%x", r.LeafHash),
+			out.Items = append(out.Items, item{Sequence: r.Sequence, LeafHash: base64.StdEncoding.EncodeToString(r.LeafHash[:]),
 				Event: event.AppendLeaf(nil, r.Event, nil), Erased: r.Erased})
 		}
 		enc := json.NewEncoder(e.stdout)

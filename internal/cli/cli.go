@@ -40,7 +40,8 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the API server on the data directory or database", cmdServe},
+		{"serve", "run the API server on the data directory or database, initialising it if new", cmdServe},
+		{"init", "initialise a data directory or database without serving, printing the bootstrap key", cmdInit},
 		{"tenant", "create and list tenants (tenant create NAME, tenant list)", cmdTenant},
 		{"apikey", "create, list and revoke API keys", cmdAPIKey},
 		{"import", "import CloudTrail, Kubernetes audit or NDJSON files into a tenant's log", cmdImport},
@@ -111,11 +112,38 @@ func envName(flagName string) string {
 func (f *flags) secret(name string) { f.secrets[name] = true }
 
 // parse parses args, then fills every flag not given on the command line
-// from its environment variable.
+// from its environment variable. Flags may come before or after the
+// positional arguments; "--" ends the flags. Errors are printed.
 func (f *flags) parse(args []string) error {
-	if err := f.Parse(args); err != nil {
+	var positional []string
+	for {
+		if err := f.Parse(args); err != nil {
+			return err
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	if err := f.Parse(append([]string{"--"}, positional...)); err != nil {
 		return err
 	}
+	if err := f.fromEnv(); err != nil {
+		fmt.Fprintf(f.e.stderr, "attest: %v\n", err)
+		return err
+	}
+	return nil
+}
+
+// fromEnv fills every flag not given on the command line from its
+// environment variable.
+func (f *flags) fromEnv() error {
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	var err error
@@ -203,7 +231,8 @@ func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (
 	if sf.dataDir == "" {
 		return nil, errors.New("--data-dir must not be empty")
 	}
-	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log})
+	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log,
+		MustExist: true})
 }
 
 // hostActor is the actor of commands run on the host.

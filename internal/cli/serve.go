@@ -116,6 +116,39 @@ func cmdServe(e *env, args []string) int {
 	return exitOK
 }
 
+// cmdInit initialises a data directory or database as serve would, and
+// prints the bootstrap key, without serving: for scripted deployments, and
+// before the first one-shot command.
+func cmdInit(e *env, args []string) int {
+	var c serveConfig
+	fs := newFlags(e, "init")
+	fs.store(&c.storeFlags)
+	fs.StringVar(&c.instanceName, "instance-name", "", "instance name in checkpoint origins, fixed when the database is created")
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8443", "the address serve will listen on, for the example printed")
+	if err := fs.parse(args); err != nil {
+		return exitUsage
+	}
+	log, err := c.logger(e.stderr)
+	if err != nil {
+		return usageErr(e, "%v", err)
+	}
+	ctx := context.Background()
+	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName, Logger: log})
+	if err != nil {
+		return fail(e, "init: %v", err)
+	}
+	defer in.Close()
+	if err := bootstrap(ctx, e, in, c); err != nil {
+		return fail(e, "bootstrap: %v", err)
+	}
+	if _, _, err := server.LoadCertificate("", "", c.dataDir, time.Now()); err != nil {
+		return fail(e, "%v", err)
+	}
+	publish(ctx, in)
+	fmt.Fprintf(e.stderr, "attest: %s is initialised (instance %s)\n", c.dataDir, in.Name)
+	return exitOK
+}
+
 // bootstrap creates, the first time serve runs on a database, an operator
 // API key, and prints it once. Only its hash is stored.
 func bootstrap(ctx context.Context, e *env, in *instance.Instance, c serveConfig) error {

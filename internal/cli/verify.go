@@ -106,8 +106,9 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 		fmt.Fprintf(e.stdout, "%s: intact: %d entries, root %v, %d checkpoints verified, %d full tiles, %s (%.0f entries/s)\n",
 			t.Name, rep.Size, rep.Root, rep.Checkpoints, rep.Tiles, rep.Elapsed.Round(time.Millisecond), rate)
 		if opts.Deep {
-			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments; %d entries' index terms match\n",
-				t.Name, rep.Personal, rep.Indexed)
+			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments; the stored index "+
+				"segments match the %d entries they cover (the last %d are indexed in memory, rebuilt from the log at start)\n",
+				t.Name, rep.Personal, rep.Indexed, rep.Size-rep.Indexed)
 		}
 		if rep.ExtendsCheckpoint {
 			fmt.Fprintf(e.stdout, "%s: the log extends the given checkpoint\n", t.Name)

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -86,6 +87,11 @@ func (t *LeafTemplate) Append(b []byte, received time.Time, seq int64) []byte {
 	b = append(b, `,"sequence":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	return append(b, t.buf[t.mid:]...)
+}
+
+// Equal reports whether two templates make the same leaves.
+func (t *LeafTemplate) Equal(o *LeafTemplate) bool {
+	return t.head == o.head && t.mid == o.mid && bytes.Equal(t.buf, o.buf)
 }
 
 // Len is the size of the leaf the template makes, give or take the

@@ -2,6 +2,8 @@ package importer
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"slices"
 	"strings"
@@ -16,9 +18,19 @@ func readKubernetes(r io.Reader, opts *Options, emit func(Record) error) error {
 	return readLines(r, opts, emit, mapKubernetes)
 }
 
-// mapKubernetes maps one Kubernetes audit event to an event.
+// mapKubernetes maps one Kubernetes audit event to an event. The id joins
+// the event's auditID and stage with a digest of the record: the API server
+// emits each pair once, but copied and edited audit logs do reuse auditIDs
+// for other requests, and attest refuses an id reused for other content.
+// Importing the same record again still yields the same id.
 func mapKubernetes(raw []byte, opts *Options) (*event.Event, error) {
-	return mapRecord(raw, opts, new(k8sEvent))
+	ev, err := mapRecord(raw, opts, new(k8sEvent))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(ev.Original)
+	ev.ID += ":" + hex.EncodeToString(sum[:6])
+	return ev, nil
 }
 
 // k8sEvent is the part of an audit.k8s.io Event that the mapping reads.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -44,7 +45,14 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages.
 	Logger *slog.Logger
+	// MustExist refuses a data directory or database that attest serve has
+	// not initialised, instead of initialising it: a mistyped path must not
+	// look like an empty, intact log.
+	MustExist bool
 }
+
+// ErrNotInitialised means MustExist found no attest instance.
+var ErrNotInitialised = errors.New("instance: not an attest data directory or database")
 
 // Instance is an open attest data directory.
 type Instance struct {
@@ -78,6 +86,11 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.MustExist {
+		if err := checkExists(ctx, opts); err != nil {
+			return nil, err
+		}
 	}
 	key, created, err := checkpoint.LoadOrCreateKey(filepath.Join(opts.DataDir, SigningKeyFile))
 	if err != nil {
@@ -128,6 +141,31 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+func checkExists(ctx context.Context, opts Options) error {
+	for _, f := range []string{SigningKeyFile, KEKFile} {
+		if _, err := os.Stat(filepath.Join(opts.DataDir, f)); err != nil {
+			return fmt.Errorf("%w: %s has no %s (run attest serve --data-dir %s to create one)", ErrNotInitialised,
+				opts.DataDir, f, opts.DataDir)
+		}
+	}
+	if opts.DatabaseURL == "" {
+		if _, err := os.Stat(filepath.Join(opts.DataDir, "attest.db")); err != nil {
+			return fmt.Errorf("%w: %s has no database (run attest serve --data-dir %s to create one)", ErrNotInitialised,
+				opts.DataDir, opts.DataDir)
+		}
+		return nil
+	}
+	db, err := store.Open(ctx, store.Options{DataDir: opts.DataDir, URL: opts.DatabaseURL})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.CheckSchema(ctx); err != nil && !errors.Is(err, store.ErrSchemaTooNew) {
+		return fmt.Errorf("%w: the database has no attest schema (run attest serve to create it)", ErrNotInitialised)
+	}
+	return nil
 }
 
 // Close flushes the audit log and closes the database.

@@ -140,7 +140,7 @@ func (s *Server) createKey(rq *request) error {
 		if err != nil || d <= 0 {
 			return badRequest("expires", "expires must be a positive duration such as 720h")
 		}
-		expires = s.in.Now().Add(d).UTC().Truncate(time.Second)
+		expires = s.in.Now().Add(d).UTC().Truncate(time.Microsecond)
 	}
 	tok, key, err := s.in.CreateKey(rq.r.Context(), rq.tenant, role, body.Name, expires, rq.actor(), func(ev *event.Event) {
 		rq.decorate(ev)

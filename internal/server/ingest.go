@@ -304,7 +304,12 @@ func (in *ingestion) finish() error {
 				res.Tenant = c.t.Name
 			}
 			if r.Err != nil {
-				res.Status, res.Error = "rejected", &fieldProblem{Field: "event", Reason: r.Err.Error()}
+				field := "event"
+				var ce *auditlog.ConflictError
+				if errors.As(r.Err, &ce) {
+					field = "id"
+				}
+				res.Status, res.Error = "rejected", &fieldProblem{Field: field, Reason: r.Err.Error()}
 				continue
 			}
 			seq := r.Sequence

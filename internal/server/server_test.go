@@ -216,6 +216,15 @@ func TestIngest(t *testing.T) {
 		if e := r.Results[3].Error; e == nil || e.Field != "actor.ip" {
 			t.Errorf("bad IP answered %+v", r.Results[3])
 		}
+		// An id reused for another event is refused, in a batch and across
+		// requests.
+		ts.do("POST", "/api/v1/audit/events", ing, nil, "["+event("e1", "recording.delete")+","+event("e9", "a.b")+","+
+			event("e9", "a.c")+"]", http.StatusOK, &r)
+		for _, i := range []int{0, 2} {
+			if e := r.Results[i].Error; e == nil || e.Field != "id" || !strings.Contains(e.Reason, "different event") {
+				t.Errorf("reused id, result %d: %+v", i, r.Results[i])
+			}
+		}
 		// NDJSON, gzip-compressed, with a blank line and a broken line.
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
@@ -242,8 +251,8 @@ func TestIngest(t *testing.T) {
 		}
 		reader := ts.key(tenant.Default, "reader")
 		ts.do("GET", "/api/v1/compliance/audit-trail?source=voice-api", reader, nil, "", http.StatusOK, &page)
-		if len(page.Items) != 4 {
-			t.Errorf("default tenant log holds %d events from voice-api, want 4", len(page.Items))
+		if len(page.Items) != 5 {
+			t.Errorf("default tenant log holds %d events from voice-api, want 5", len(page.Items))
 		}
 	})
 }

@@ -121,6 +121,14 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=temp_store(memory)" +
 		"&_pragma=cache_size(-131072)"
 	if fresh {
+		// The database holds personal data, sealed or not: only its owner
+		// reads it. SQLite gives its WAL and shared-memory files the same
+		// mode.
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("store: create database file: %w", err)
+		}
+		f.Close()
 		// page_size only takes effect before the first table exists and
 		// before the switch to WAL, so it gets a connection of its own.
 		db, err := sql.Open("sqlite", "file:"+path)

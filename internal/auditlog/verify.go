@@ -132,6 +132,9 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 			"the given checkpoint is at size %d but the log holds %d entries", given.Size, head.Size)}
 		return nil
 	}
+	if afterVerifySnapshot != nil {
+		afterVerifySnapshot()
+	}
 	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, given: given,
 		rng:   rangeFactory.NewEmptyRange(0),
 		tiles: tree.NewReader(l.db, tx, t.ID)}
@@ -141,6 +144,10 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 	rep.Checkpoints = len(cps)
 	return nil
 }
+
+// afterVerifySnapshot, when set by a test, runs once Verify has read the log
+// it verifies, so that the test can append while it works.
+var afterVerifySnapshot func()
 
 func (l *Log) historyVerifierKeys(ctx context.Context, q store.Querier, tenantName string) ([]string, error) {
 	hist, err := l.KeyHistory(ctx, q)
@@ -272,7 +279,10 @@ const verifyChunk = 32
 
 // checkedRow is a stored row as a worker found it.
 type checkedRow struct {
-	row     entryRow
+	row entryRow
+	// limit, when set, is how many of the row's entries belong to the log
+	// being verified.
+	limit   int64
 	count   int            // entries in the row
 	bundle  *bundle        // Deep: the decoded row
 	rng     *compact.Range // over the row's leaves, when they all match the tree
@@ -387,6 +397,26 @@ func (w *walker) checkChunk(ctx context.Context, rd *store.Reader, from, to int6
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("auditlog: verify: read entries: %w", err)
 		}
+		// This snapshot may be newer than the walker's: entries appended
+		// meanwhile are left out, and a bundle completed meanwhile is cut
+		// back to the walker's size. What lies beyond this snapshot's own
+		// log size is kept, for the walker to report.
+		mine, err := w.l.Head(ctx, tx, w.t.ID)
+		if err != nil {
+			return err
+		}
+		kept := res.rows[:0]
+		for _, cr := range res.rows {
+			end := cr.row.first + cr.row.count
+			switch {
+			case cr.row.first >= w.head.Size && end <= mine.Size:
+				continue
+			case cr.row.first < w.head.Size && end > w.head.Size && end <= mine.Size:
+				cr.limit = w.head.Size - cr.row.first
+			}
+			kept = append(kept, cr)
+		}
+		res.rows = kept
 		tiles := tree.NewReader(w.l.db, tx, w.t.ID)
 		sc := &scratch{h: tree.NewHasher()}
 		for i := range res.rows {
@@ -429,6 +459,12 @@ func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, 
 	if err != nil {
 		cr.problem = &Problem{Sequence: cr.row.first, What: fmt.Sprintf("stored entries cannot be read: %v", err)}
 		return nil
+	}
+	if cr.limit > 0 && cr.limit < int64(len(b.leaves)) {
+		b.leaves = b.leaves[:cr.limit]
+		if b.personal != nil {
+			b.personal = b.personal[:cr.limit]
+		}
 	}
 	if deep {
 		cr.bundle = b

@@ -273,3 +273,38 @@ func TestVerifyAgainstEarlierCheckpoint(t *testing.T) {
 		wantProblem(t, tl.verify(t, VerifyOptions{Checkpoint: forged}), 999, "does not extend the given checkpoint")
 	})
 }
+
+// TestVerifyWhileAppending appends to a log while it is being verified:
+// what was committed when verification began must verify, whatever arrives
+// meanwhile, including a bundle completed meanwhile.
+func TestVerifyWhileAppending(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		tl := newTestLog(t, db, opts.DataDir, 1000) // the last bundle is open
+		g := eventgen.New(21, time.Now().Add(-time.Hour))
+		afterVerifySnapshot = func() {
+			var ps []*Prepared
+			for j := 0; j < 300; j++ {
+				p, err := tl.l.Prepare(ctx, tl.t, g.Next())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ps = append(ps, p)
+			}
+			if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
+				t.Error(err)
+			}
+		}
+		defer func() { afterVerifySnapshot = nil }()
+		for i := 0; i < 3; i++ {
+			rep := tl.verify(t, VerifyOptions{})
+			if rep.Problem != nil {
+				t.Fatalf("verification %d while appending: %v", i, rep.Problem)
+			}
+			if rep.Size != 1000+300*int64(i) {
+				t.Fatalf("verification %d covered %d entries, want %d", i, rep.Size, 1000+300*i)
+			}
+		}
+	})
+}

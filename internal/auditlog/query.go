@@ -304,6 +304,13 @@ type view struct {
 // log, it first lets the writer catch up.
 func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*view, error) {
 	for attempt := 0; ; attempt++ {
+		// The committed head is read first: this process's writer adds to
+		// its memtable before it commits, so a memtable captured after
+		// the head covers it, unless another process appended.
+		head, err := l.Head(ctx, l.db.Read, t.ID)
+		if err != nil {
+			return nil, err
+		}
 		st := l.state(t)
 		st.mu.Lock()
 		var snap *index.Snapshot
@@ -312,16 +319,8 @@ func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*
 			snap = st.mem.Snapshot()
 		}
 		st.mu.Unlock()
-		var v *view
-		if snap != nil {
-			v = &view{segs: segs, mem: snap.View(terms)}
-		}
-		head, err := l.Head(ctx, l.db.Read, t.ID)
-		if err != nil {
-			return nil, err
-		}
-		if v != nil && (v.mem.Size >= head.Size || attempt > 0) {
-			return v, nil
+		if snap != nil && (snap.Size() >= head.Size || attempt > 0) {
+			return &view{segs: segs, mem: snap.View(terms)}, nil
 		}
 		if attempt > 0 {
 			return nil, errors.New("auditlog: the index could not catch up with the log")

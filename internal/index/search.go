@@ -158,7 +158,7 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 		}
 		cands = intersectSorted(cands, p)
 	}
-	for _, t := range q.All {
+	for _, t := range selective(src, q.All) {
 		p, err := s.postings(ctx, src, t)
 		if err != nil {
 			return nil, err
@@ -172,7 +172,7 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 		var union []int64
 		for _, alt := range group {
 			var conj []int64
-			for i, t := range alt {
+			for i, t := range selective(src, alt) {
 				p, err := s.postings(ctx, src, t)
 				if err != nil {
 					return nil, err
@@ -245,6 +245,42 @@ func (s *Searcher) column(ctx context.Context, src source, f Field) ([]int64, er
 		return vals[off:], nil
 	}
 	return src.seg.Column(ctx, s.DB, s.Q, f)
+}
+
+// maxIntersect bounds the terms of one conjunction looked up per segment.
+// Beyond a few rare terms, each more costs a read and narrows little: a
+// text's dozen trigrams are mostly implied by any three of them.
+const maxIntersect = 3
+
+// selective returns the terms of a conjunction worth intersecting in a
+// segment: up to maxIntersect of its terms that are not common there, or,
+// when all are, the least common. The terms left out are checked on each
+// candidate event instead.
+func selective(src source, terms []Term) []Term {
+	if src.seg == nil || len(terms) < 2 {
+		return terms
+	}
+	var out []Term
+	least, leastN := -1, 0
+	for i, t := range terms {
+		n := src.seg.CommonCount(t)
+		if n == 0 {
+			out = append(out, t)
+			continue
+		}
+		if least < 0 || n < leastN {
+			least, leastN = i, n
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, terms[least])
+	}
+	if len(out) > maxIntersect {
+		// The first, a middle and the last: neighbouring trigrams
+		// overlap, distant ones narrow more.
+		out = []Term{out[0], out[len(out)/2], out[len(out)-1]}
+	}
+	return out
 }
 
 // clip returns the part of an ascending list within [lo, hi).

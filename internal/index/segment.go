@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -39,8 +40,38 @@ type Meta struct {
 	MaxReceived int64    `json:"max_received"`
 	Actions     []string `json:"actions"`
 	IDBloom     []byte   `json:"id_bloom"`
+	// Common lists the terms that more than one in commonShare of the
+	// segment's events carry, with their counts.
+	Common []CommonTerm `json:"common,omitempty"`
 
-	bloom *bloom.BloomFilter
+	bloom  *bloom.BloomFilter
+	common map[Term]int
+}
+
+// CommonTerm is a term many of a segment's events carry.
+type CommonTerm struct {
+	Field Field `json:"f"`
+	Hash  int64 `json:"h"`
+	Count int   `json:"n"`
+}
+
+// commonShare is the share of a segment's events from which a term counts
+// as common. Intersecting with a common term's long postings narrows little;
+// a query skips such terms when it has rarer ones and leaves them to the
+// check of each candidate.
+const commonShare = 16
+
+// CommonCount returns how many of the segment's events carry t, when t is
+// common in it, or 0.
+func (m *Meta) CommonCount(t Term) int {
+	return m.common[t]
+}
+
+func (m *Meta) indexCommon() {
+	m.common = make(map[Term]int, len(m.Common))
+	for _, c := range m.Common {
+		m.common[Term{Field: c.Field, Hash: c.Hash}] = c.Count
+	}
 }
 
 // MightContainID reports whether the segment may hold an event with this id
@@ -75,6 +106,19 @@ func WriteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 		return nil, fmt.Errorf("index: encode bloom filter: %w", err)
 	}
 	m.IDBloom, m.bloom = bb, bf
+	limit := int(sd.End-sd.First) / commonShare
+	for f, terms := range sd.Fields {
+		if f == FieldID || f == FieldLeaf {
+			continue
+		}
+		for h, p := range terms {
+			if len(p) > limit {
+				m.Common = append(m.Common, CommonTerm{Field: f, Hash: h, Count: len(p)})
+			}
+		}
+	}
+	slices.SortFunc(m.Common, func(a, b CommonTerm) int { return cmp.Compare(b.Count, a.Count) })
+	m.indexCommon()
 	mj, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("index: encode segment meta: %w", err)
@@ -252,6 +296,7 @@ func LoadMetas(ctx context.Context, db *store.DB, q store.Querier, tenantID int6
 		if err := m.bloom.UnmarshalBinary(m.IDBloom); err != nil {
 			return nil, fmt.Errorf("index: decode segment %d bloom filter: %w", m.ID, err)
 		}
+		m.indexCommon()
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {

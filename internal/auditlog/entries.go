@@ -15,10 +15,12 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Entries are stored in rows that never cross a C2SP entry bundle (256
-// entries, aligned). A full bundle is one row, its leaves compressed; the
-// bundle still being filled may be spread over several uncompressed
-// fragment rows, merged into one row when it fills.
+// Entries are stored in rows that never cross a block of blockSize entries,
+// aligned; four blocks make a C2SP entry bundle. A full block is one row,
+// its leaves compressed; the block still being filled may be spread over
+// several uncompressed fragment rows, merged into one row when it fills.
+// Blocks smaller than a bundle keep a single read cheap: reading one event
+// reads and decompresses its block, not its bundle.
 //
 // A row's leaves column is an entry bundle in the tlog-tiles encoding: each
 // leaf preceded by its length as a big-endian uint16. Its personal column
@@ -32,6 +34,10 @@ const (
 	codecRaw  = 0
 	codecZstd = 1
 	codecS2   = 2
+
+	// blockSize is the number of entries in a block: a power of two that
+	// divides the bundle size.
+	blockSize = 64
 	// maxLeaf is the largest leaf the entry bundle encoding can hold.
 	maxLeaf = 1<<16 - 1
 )
@@ -170,19 +176,19 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 	}
 	seq := add.first
 	for i := 0; i < len(add.leaves); {
-		bstart := seq - seq%tree.TileWidth
-		bend := bstart + tree.TileWidth
+		bstart := seq - seq%blockSize
+		bend := bstart + blockSize
 		n := int(min(bend-seq, int64(len(add.leaves)-i)))
 		leaves, pers := add.leaves[i:i+n], add.personal[i:i+n]
 		if seq+int64(n) == bend {
-			// This bundle is now full: replace its fragments with one
+			// This block is now full: replace its fragments with one
 			// compressed row.
 			all, allPers := leaves, pers
 			if open != nil && open.first == bstart && open.end() == seq {
 				all = append(append([][]byte{}, open.leaves...), leaves...)
 				allPers = append(append([][]byte{}, open.personal...), pers...)
 			} else if seq != bstart {
-				return nil, fmt.Errorf("auditlog: open bundle at %d does not end at %d", bstart, seq)
+				return nil, fmt.Errorf("auditlog: open block at %d does not end at %d", bstart, seq)
 			}
 			if _, err := del.ExecContext(ctx, tenantID, bstart, bend); err != nil {
 				return nil, fmt.Errorf("auditlog: replace bundle fragments: %w", err)
@@ -199,7 +205,7 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 			if open == nil || open.first != bstart {
 				open = &bundle{first: bstart}
 				if seq != bstart {
-					return nil, fmt.Errorf("auditlog: open bundle at %d does not end at %d", bstart, seq)
+					return nil, fmt.Errorf("auditlog: open block at %d does not end at %d", bstart, seq)
 				}
 			}
 			open.leaves = append(open.leaves, leaves...)
@@ -213,7 +219,7 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 
 // readRows reads the entry rows of a tenant that hold any of [from, to).
 func readRows(ctx context.Context, db *store.DB, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
-	start := from - from%tree.TileWidth
+	start := from - from%blockSize
 	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
 		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, start, to)
 	if err != nil {
@@ -236,11 +242,22 @@ func readRows(ctx context.Context, db *store.DB, q store.Querier, tenantID, from
 	return out, nil
 }
 
-// readBundle returns the entries of the bundle holding seq: all of a full
-// bundle, or every fragment stored so far of an open one.
+// readBundle returns the entries of the C2SP entry bundle holding seq: all
+// of a full bundle, or every entry stored so far of the last one.
 func readBundle(ctx context.Context, db *store.DB, q store.Querier, tenantID, seq int64) (*bundle, error) {
 	start := seq - seq%tree.TileWidth
-	rows, err := readRows(ctx, db, q, tenantID, start, start+tree.TileWidth)
+	return readSpan(ctx, db, q, tenantID, start, start+tree.TileWidth)
+}
+
+// readBlock returns the entries of the block holding seq.
+func readBlock(ctx context.Context, db *store.DB, q store.Querier, tenantID, seq int64) (*bundle, error) {
+	start := seq - seq%blockSize
+	return readSpan(ctx, db, q, tenantID, start, start+blockSize)
+}
+
+// readSpan reads the contiguous entries stored from start, up to end.
+func readSpan(ctx context.Context, db *store.DB, q store.Querier, tenantID, start, end int64) (*bundle, error) {
+	rows, err := readRows(ctx, db, q, tenantID, start, end)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +268,7 @@ func readBundle(ctx context.Context, db *store.DB, q store.Querier, tenantID, se
 			return nil, fmt.Errorf("auditlog: %w", err)
 		}
 		if b.first != out.end() {
-			return nil, fmt.Errorf("auditlog: entries of bundle %d are not contiguous at %d", start/tree.TileWidth, out.end())
+			return nil, fmt.Errorf("auditlog: entries from %d are not contiguous at %d", start, out.end())
 		}
 		out.leaves = append(out.leaves, b.leaves...)
 		out.personal = append(out.personal, b.personal...)
@@ -259,8 +276,8 @@ func readBundle(ctx context.Context, db *store.DB, q store.Querier, tenantID, se
 	return out, nil
 }
 
-// bundleCache keeps recently read full bundles, decoded. Open bundles are
-// never cached: they still grow.
+// bundleCache keeps recently read full blocks, decoded. The open block is
+// never cached: it still grows.
 type bundleCache struct {
 	mu    sync.Mutex
 	max   int
@@ -309,13 +326,13 @@ func (c *bundleCache) put(k bundleKey, b *bundle) {
 // entry returns the leaf and sealed personal values of seq, which must be
 // below the size of the snapshot q reads.
 func (l *Log) entry(ctx context.Context, q store.Querier, tenantID, seq int64) (leaf, sealed []byte, err error) {
-	k := bundleKey{tenantID, seq - seq%tree.TileWidth}
+	k := bundleKey{tenantID, seq - seq%blockSize}
 	b := l.bundles.get(k)
 	if b == nil {
-		if b, err = readBundle(ctx, l.db, q, tenantID, seq); err != nil {
+		if b, err = readBlock(ctx, l.db, q, tenantID, seq); err != nil {
 			return nil, nil, err
 		}
-		if len(b.leaves) == tree.TileWidth {
+		if len(b.leaves) == blockSize {
 			l.bundles.put(k, b)
 		}
 	}

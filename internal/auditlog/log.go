@@ -111,7 +111,7 @@ func Open(db *store.DB, cfg Config, keyring *personal.Keyring, tenants *tenant.R
 		pers[p] = true
 	}
 	l := &Log{db: db, cfg: cfg, keyring: keyring, tenants: tenants, key: key, log: cfg.Logger,
-		metrics: cfg.Metrics, personal: pers, bundles: newBundleCache(512),
+		metrics: cfg.Metrics, personal: pers, bundles: newBundleCache(2048),
 		queue: make(chan *op, 1024), segs: make(chan segmentJob, 16), room: semaphore.NewWeighted(int64(cfg.QueueEvents)),
 		stopped: make(chan struct{}), done: make(chan struct{}), states: map[int64]*tenantState{}}
 	if err := db.Prepare(context.Background(), sqlInsertEntries, sqlDeleteFragments, sqlUpdateState,
@@ -168,7 +168,7 @@ type tenantState struct {
 	root         tree.Hash
 	lastReceived int64
 	edge         *tree.Edge
-	open         *bundle // entries of the bundle being filled
+	open         *bundle // entries of the block being filled
 
 	// building is set while a segment of this tenant's memtable is being
 	// built and written.

@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tenant"
 )
 
@@ -174,7 +176,9 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 		}
 	}
 	page := &Page{}
-	err = l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+	err = l.db.ReadTx(ctx, func(rtx *sql.Tx) error {
+		tx := store.Cache(rtx)
+		defer tx.Close()
 		head, err := l.Head(ctx, tx, t.ID)
 		if err != nil {
 			return err
@@ -193,14 +197,33 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 		}
 		var ferr error
 		s := l.searcher(tx, v)
+		needles := f.needles()
 		err = s.Run(ctx, q, func(seqs []int64) bool {
 			for _, seq := range seqs {
-				rec, err := l.Read(ctx, tx, t, seq)
+				leaf, sealed, err := l.entry(ctx, tx, t.ID, seq)
 				if err != nil {
 					ferr = err
 					return false
 				}
-				if !f.matches(rec) {
+				// The canonical form of a matching event holds each
+				// exact value as it is encoded: events without one are
+				// dropped before they are decoded.
+				if !containsAll(leaf, needles) {
+					continue
+				}
+				rec, lf, err := decodeRecord(seq, leaf)
+				if err != nil {
+					ferr = err
+					return false
+				}
+				if !f.matchesPublic(rec.Event) {
+					continue
+				}
+				if err := l.restorePersonal(ctx, t, rec, lf, sealed); err != nil {
+					ferr = err
+					return false
+				}
+				if !f.matchesPersonal(rec) {
 					continue
 				}
 				page.Items = append(page.Items, rec)
@@ -265,10 +288,58 @@ func actionAlternatives(v *view, match func(string) bool) [][]index.Term {
 	return out
 }
 
+// needles returns canonical JSON fragments that the leaf of every event
+// matching f contains: a member name and its value, encoded as a leaf
+// encodes them.
+func (f *Filter) needles() [][]byte {
+	var out [][]byte
+	add := func(name, v string) {
+		if v != "" {
+			out = append(out, event.AppendString(append([]byte{'"'}, name+`":`...), v))
+		}
+	}
+	add("action", f.Action)
+	add("category", f.Category)
+	add("result", f.Outcome)
+	add("id", f.ActorID)
+	add("type", f.TargetType)
+	add("id", f.TargetID)
+	return out
+}
+
+func containsAll(b []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(b, n) {
+			return false
+		}
+	}
+	return true
+}
+
 // matches checks a record against every condition of the filter. The index
 // narrows the search; this decides.
 func (f *Filter) matches(r *Record) bool {
+	return f.matchesPublic(r.Event) && f.matchesPersonal(r)
+}
+
+// matchesPersonal checks the conditions on personal values, which need the
+// record's personal values restored.
+func (f *Filter) matchesPersonal(r *Record) bool {
 	ev := r.Event
+	if f.ClientIP != "" && (slices.Contains(r.Erased, event.PathActorIP) || ev.Actor.IP != f.ClientIP) {
+		return false
+	}
+	if f.Text != "" {
+		q := strings.ToLower(f.Text)
+		if !strings.Contains(strings.ToLower(ev.Action), q) && !strings.Contains(strings.ToLower(ev.Target.Name), q) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchesPublic checks the conditions on the values the leaf holds.
+func (f *Filter) matchesPublic(ev *event.Event) bool {
 	in := func(t, from, to time.Time) bool {
 		return (from.IsZero() || !t.Before(from)) && (to.IsZero() || !t.After(to))
 	}
@@ -279,15 +350,6 @@ func (f *Filter) matches(r *Record) bool {
 		!eq(f.Category, ev.Category), !eq(f.TargetType, ev.Target.Type), !eq(f.TargetID, ev.Target.ID),
 		!eq(f.Outcome, ev.Outcome.Result), !eq(f.Source, ev.Source.Name):
 		return false
-	}
-	if f.ClientIP != "" && (slices.Contains(r.Erased, event.PathActorIP) || ev.Actor.IP != f.ClientIP) {
-		return false
-	}
-	if f.Text != "" {
-		q := strings.ToLower(f.Text)
-		if !strings.Contains(strings.ToLower(ev.Action), q) && !strings.Contains(strings.ToLower(ev.Target.Name), q) {
-			return false
-		}
 	}
 	return true
 }
@@ -331,6 +393,6 @@ func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*
 	}
 }
 
-func (l *Log) searcher(tx *sql.Tx, v *view) *index.Searcher {
+func (l *Log) searcher(tx store.Querier, v *view) *index.Searcher {
 	return &index.Searcher{DB: l.db, Q: tx, Segments: v.segs, Mem: v.mem}
 }

@@ -41,28 +41,46 @@ func (l *Log) Read(ctx context.Context, q store.Querier, t *tenant.Tenant, seq i
 }
 
 func (l *Log) record(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sealed []byte) (*Record, error) {
+	r, lf, err := decodeRecord(seq, leaf)
+	if err != nil {
+		return nil, err
+	}
+	return r, l.restorePersonal(ctx, t, r, lf, sealed)
+}
+
+// decodeRecord decodes a stored leaf into a record without its personal
+// values.
+func decodeRecord(seq int64, leaf []byte) (*Record, *event.Leaf, error) {
 	ev, lf, err := event.DecodeLeaf(leaf)
 	if err != nil {
-		return nil, fmt.Errorf("auditlog: stored leaf %d: %w", seq, err)
+		return nil, nil, fmt.Errorf("auditlog: stored leaf %d: %w", seq, err)
 	}
 	if ev.Sequence != seq {
-		return nil, fmt.Errorf("auditlog: the entry stored at %d says it is sequence %d", seq, ev.Sequence)
+		return nil, nil, fmt.Errorf("auditlog: the entry stored at %d says it is sequence %d", seq, ev.Sequence)
 	}
-	r := &Record{Sequence: seq, LeafHash: tree.LeafHash(leaf), Leaf: leaf, Event: ev}
+	r := &Record{Sequence: seq, Leaf: leaf, Event: ev}
 	for p := range lf.Personal {
 		r.Committed = append(r.Committed, p)
 	}
+	return r, lf, nil
+}
+
+// restorePersonal opens a record's sealed personal values, checked against
+// their commitments, and puts them in place, or marks them erased.
+func (l *Log) restorePersonal(ctx context.Context, t *tenant.Tenant, r *Record, lf *event.Leaf, sealed []byte) error {
+	seq, ev := r.Sequence, r.Event
+	r.LeafHash = tree.LeafHash(r.Leaf)
 	vals, err := l.openPersonal(ctx, t, ev, lf, sealed)
 	switch {
 	case errors.Is(err, personal.ErrErased):
 		r.Erased = r.Committed
 	case err != nil:
-		return nil, fmt.Errorf("auditlog: personal values of %d: %w", seq, err)
+		return fmt.Errorf("auditlog: personal values of %d: %w", seq, err)
 	}
 	for _, v := range vals {
 		ev.SetPersonalValue(v.Path, v.Data)
 	}
-	return r, nil
+	return nil
 }
 
 // Inclusion is an inclusion proof of one entry in a tree.

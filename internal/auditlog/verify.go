@@ -374,7 +374,9 @@ func (w *walker) entries() error {
 // each leaf against the tree.
 func (w *walker) checkChunk(ctx context.Context, rd *store.Reader, from, to int64) chunkResult {
 	var res chunkResult
-	res.err = w.l.db.ReadTxOn(ctx, rd.DB, func(tx *sql.Tx) error {
+	res.err = w.l.db.ReadTxOn(ctx, rd.DB, func(rtx *sql.Tx) error {
+		tx := store.Cache(rtx)
+		defer tx.Close()
 		// The personal values are read only when they are to be checked.
 		cols := `first_seq, count, codec, leaves, personal`
 		if !w.opts.Deep {
@@ -439,7 +441,7 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 type scratch struct {
 	h      *tree.Hasher
 	raw    []byte
-	hashes [tree.TileWidth]tree.Hash
+	hashes [blockSize]tree.Hash
 }
 
 // checkRow decodes one row, hashes its leaves and compares them with the
@@ -489,9 +491,10 @@ func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, 
 		sc.hashes[k] = h
 	}
 	n := len(b.leaves)
-	if b.first%tree.TileWidth == 0 && n == tree.TileWidth {
-		root := tree.SubtreeRoot(sc.hashes[:])
-		if cr.rng, err = rangeFactory.NewRange(uint64(b.first), uint64(b.first)+tree.TileWidth, [][]byte{root[:]}); err != nil {
+	if b.first%blockSize == 0 && n == blockSize {
+		// A full block is a perfect subtree: its range is its root.
+		root := tree.SubtreeRoot(sc.hashes[:n])
+		if cr.rng, err = rangeFactory.NewRange(uint64(b.first), uint64(b.first)+blockSize, [][]byte{root[:]}); err != nil {
 			return err
 		}
 	} else {
@@ -542,11 +545,9 @@ func (w *walker) row(cr *checkedRow) error {
 	if w.next+n > w.head.Size {
 		return w.fail(w.head.Size, "entry lies beyond the log's size of %d (inserted)", w.head.Size)
 	}
-	if r.first%tree.TileWidth == 0 && n == tree.TileWidth {
-		// A full bundle's range is the one node at the level of the
-		// level-1 tile; merging does not report it.
-		w.visit(compact.NewNodeID(tree.Height, uint64(r.first/tree.TileWidth)), cr.rng.Hashes()[0])
-	}
+	// Merging reports every node it makes, including the roots of full
+	// bundles, which the level-1 tiles hold: a block is smaller than a
+	// bundle, so no row's range is a tile-level node of its own.
 	if err := w.rng.AppendRange(cr.rng, w.visit); err != nil {
 		return err
 	}

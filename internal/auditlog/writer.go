@@ -463,8 +463,8 @@ func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size i
 		mem.Add(d)
 	}
 	var open *bundle
-	if size%tree.TileWidth != 0 {
-		if open, err = readBundle(ctx, l.db, q, st.t.ID, size-1); err != nil {
+	if size%blockSize != 0 {
+		if open, err = readBlock(ctx, l.db, q, st.t.ID, size-1); err != nil {
 			return err
 		}
 		if open.end() != size {

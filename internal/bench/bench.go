@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ func (o *Options) defaults() {
 }
 
 type run struct {
+	dir    string
+	seen   int64
+	rnd    *mrand.Rand
 	opts   Options
 	rep    *Report
 	in     *instance.Instance
@@ -134,6 +138,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer drop()
 		dbURL = u
 	}
+	r.dir = dir
+	r.rnd = mrand.New(mrand.NewPCG(5, 6))
 	stop, err := r.start(ctx, dir, dbURL)
 	if err != nil {
 		return nil, err
@@ -145,6 +151,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}{{"ingest", r.bulkIngest}, {"verify", r.verify}, {"queries", r.queries}}
 	for _, step := range steps {
 		if slices.Contains(opts.Skip, step.name) {
+			if step.name == "ingest" {
+				if err := r.regenerate(ctx); err != nil {
+					return r.rep, err
+				}
+			}
 			continue
 		}
 		if err := step.run(ctx); err != nil {
@@ -215,9 +226,58 @@ func (r *run) progress(format string, args ...any) {
 
 // bulkIngest sends every event as NDJSON batches from several connections
 // and times until the last answer, each sent only after its events commit.
+// generator returns the run's event generator. Its start time is kept in
+// the data directory, so that a later run with --skip ingest on the same
+// directory regenerates the events it holds, for the queries.
+func (r *run) generator() (*eventgen.Generator, error) {
+	f := filepath.Join(r.dir, "bench-start")
+	start := time.Now().Add(-time.Duration(r.opts.Events)*3*time.Millisecond - time.Hour).UTC()
+	if b, err := os.ReadFile(f); err == nil {
+		if t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); err == nil {
+			start = t
+		}
+	} else if err := os.WriteFile(f, []byte(start.Format(time.RFC3339Nano)), 0o600); err != nil {
+		return nil, err
+	}
+	return eventgen.New(42, start), nil
+}
+
+// sampleSize is how many of the generated events are kept to draw query
+// values from. Keeping them all would hold a million pointer-rich values on
+// the heap, and the garbage collector's work on them would slow down the
+// server being measured in the same process.
+const sampleSize = 20000
+
+// keep adds ev to a uniform sample of the generated events.
+func (r *run) keep(ev *event.Event) {
+	r.seen++
+	if len(r.events) < sampleSize {
+		r.events = append(r.events, ev)
+		return
+	}
+	if i := r.rnd.Int64N(r.seen); i < sampleSize {
+		r.events[i] = ev
+	}
+}
+
+// regenerate rebuilds the events of an earlier run without ingesting them.
+func (r *run) regenerate(context.Context) error {
+	g, err := r.generator()
+	if err != nil {
+		return err
+	}
+	for range r.opts.Events {
+		r.keep(g.Next())
+	}
+	return nil
+}
+
 func (r *run) bulkIngest(ctx context.Context) error {
 	n := r.opts.Events
-	g := eventgen.New(42, time.Now().Add(-time.Duration(n)*3*time.Millisecond-time.Hour))
+	g, err := r.generator()
+	if err != nil {
+		return err
+	}
 	r.progress("generating %d events", n)
 	var bodies [][]byte
 	var raw int64
@@ -225,7 +285,7 @@ func (r *run) bulkIngest(ctx context.Context) error {
 		var b []byte
 		for j := i; j < min(i+r.opts.Batch, n); j++ {
 			ev := g.Next()
-			r.events = append(r.events, ev)
+			r.keep(ev)
 			b = event.AppendProducer(b, ev)
 			b = append(b, '\n')
 		}

@@ -25,7 +25,7 @@ func cmdBench(e *env, args []string) int {
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep the run's data directory here; default a temporary one")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	var cpuProfile, skip string
-	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: verify, queries")
+	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: ingest (reuse the --data-dir of an earlier run), verify, queries")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.parse(args); err != nil {
 		return exitUsage

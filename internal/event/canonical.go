@@ -303,6 +303,9 @@ func (w *jw) target(t *Target, h hidden) {
 	w.close()
 }
 
+// AppendString appends s as a JSON string in its canonical form.
+func AppendString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString writes s as RFC 8785 prescribes: only the quote, the

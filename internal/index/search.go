@@ -158,7 +158,8 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 		}
 		cands = intersectSorted(cands, p)
 	}
-	for _, t := range selective(src, q.All) {
+	chosen := selective(src, q.All)
+	for _, t := range chosen {
 		p, err := s.postings(ctx, src, t)
 		if err != nil {
 			return nil, err
@@ -168,11 +169,27 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 			return nil, nil
 		}
 	}
+	// When the rare terms still leave many candidates, the common terms
+	// are worth their long postings after all: a posting page costs less
+	// than reading the events it rules out.
+	if !all && len(cands) > worthReading {
+		for _, t := range skipped(src, q.All, chosen) {
+			p, err := s.postings(ctx, src, t)
+			if err != nil {
+				return nil, err
+			}
+			cands = intersectSorted(cands, p)
+			if len(cands) <= worthReading {
+				break
+			}
+		}
+	}
 	for _, group := range q.AnyOf {
 		var union []int64
 		for _, alt := range group {
+			chosen := selective(src, alt)
 			var conj []int64
-			for i, t := range selective(src, alt) {
+			for i, t := range chosen {
 				p, err := s.postings(ctx, src, t)
 				if err != nil {
 					return nil, err
@@ -185,6 +202,16 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 				if len(conj) == 0 {
 					break
 				}
+			}
+			for _, t := range skipped(src, alt, chosen) {
+				if len(conj) <= worthReading {
+					break
+				}
+				p, err := s.postings(ctx, src, t)
+				if err != nil {
+					return nil, err
+				}
+				conj = intersectSorted(conj, p)
 			}
 			union = append(union, conj...)
 		}
@@ -279,6 +306,24 @@ func selective(src source, terms []Term) []Term {
 		// The first, a middle and the last: neighbouring trigrams
 		// overlap, distant ones narrow more.
 		out = []Term{out[0], out[len(out)/2], out[len(out)-1]}
+	}
+	return out
+}
+
+// worthReading is the number of candidates in a segment below which they are
+// read and checked rather than narrowed further with common terms.
+const worthReading = 8
+
+// skipped returns the terms of all that chosen left out, least common first.
+func skipped(src source, all, chosen []Term) []Term {
+	var out []Term
+	for _, t := range all {
+		if !slices.Contains(chosen, t) {
+			out = append(out, t)
+		}
+	}
+	if src.seg != nil {
+		slices.SortFunc(out, func(a, b Term) int { return src.seg.CommonCount(a) - src.seg.CommonCount(b) })
 	}
 	return out
 }

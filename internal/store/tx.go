@@ -91,3 +91,67 @@ func (db *DB) Stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, er
 	}
 	return s, nil
 }
+
+// Cached runs the queries of one transaction, or of one handle, preparing
+// each distinct statement once: a query that looks up a term in hundreds of
+// segments parses its SQL once instead of hundreds of times.
+type Cached struct {
+	q     preparer
+	stmts map[string]*sql.Stmt
+}
+
+type preparer interface {
+	Querier
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// Cache wraps q, a *sql.Tx or *sql.DB. Close it before q ends.
+func Cache(q preparer) *Cached { return &Cached{q: q, stmts: map[string]*sql.Stmt{}} }
+
+func (c *Cached) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := c.stmts[query]; ok {
+		return s, nil
+	}
+	s, err := c.q.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[query] = s
+	return s, nil
+}
+
+// ExecContext runs a prepared statement.
+func (c *Cached) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+// QueryContext runs a prepared query.
+func (c *Cached) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+// QueryRowContext runs a prepared query expected to return at most one row.
+func (c *Cached) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		// Let the error surface from Scan, as QueryRowContext does.
+		return c.q.QueryRowContext(ctx, query, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
+// Close closes the prepared statements.
+func (c *Cached) Close() {
+	for _, s := range c.stmts {
+		s.Close()
+	}
+	clear(c.stmts)
+}

@@ -109,9 +109,10 @@ func (l *Log) openPersonal(ctx context.Context, t *tenant.Tenant, ev *event.Even
 	if len(vals) != len(lf.Personal) {
 		return nil, fmt.Errorf("%d personal values stored, %d committed", len(vals), len(lf.Personal))
 	}
-	for _, v := range vals {
-		want, ok := lf.Personal[v.Path]
-		if !ok || key.Commit(t.Name, ev.ID, v.Path, v.Data) != want {
+	sums := make([]string, len(vals))
+	key.CommitAll(t.Name, ev.ID, vals, sums)
+	for i, v := range vals {
+		if want, ok := lf.Personal[v.Path]; !ok || sums[i] != want {
 			return nil, fmt.Errorf("stored value of %s does not match its commitment", v.Path)
 		}
 	}

@@ -64,9 +64,13 @@ func (l *Log) Prepare(ctx context.Context, t *tenant.Tenant, ev *event.Event) (*
 		}
 		pv := make([]personal.Value, len(vals))
 		for i, v := range vals {
-			p.commitments = append(p.commitments, event.Commitment{Path: v.path,
-				Value: key.Commit(t.Name, ev.ID, v.path, v.data)})
 			pv[i] = personal.Value{Path: v.path, Data: v.data}
+		}
+		sums := make([]string, len(pv))
+		key.CommitAll(t.Name, ev.ID, pv, sums)
+		p.commitments = make([]event.Commitment, len(pv))
+		for i, v := range pv {
+			p.commitments[i] = event.Commitment{Path: v.Path, Value: sums[i]}
 		}
 		p.sealed = key.Seal(t.Name, ev.ID, pv)
 	}

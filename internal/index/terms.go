@@ -84,25 +84,26 @@ func fnvString(h uint64, s string) int64 {
 // Keyer makes the terms of personal values, keyed with a tenant's index key
 // so that the index cannot be searched for guessed values without that key.
 type Keyer struct {
-	pool sync.Pool
+	mu  sync.Mutex // guards mac
+	mac hash.Hash
 }
 
 // NewKeyer returns a Keyer for one tenant's index key.
 func NewKeyer(key []byte) *Keyer {
-	k := bytes.Clone(key)
-	return &Keyer{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
+	return &Keyer{mac: hmac.New(sha256.New, bytes.Clone(key))}
 }
 
 // Term returns the keyed term of a value.
 func (k *Keyer) Term(f Field, v string) Term {
-	m := k.pool.Get().(hash.Hash)
-	m.Reset()
 	var buf [80]byte
+	var sum [sha256.Size]byte
 	b := append(append(buf[:0], byte(f), 0), v...)
-	m.Write(b)
-	sum := m.Sum(buf[:0])
-	k.pool.Put(m)
-	return Term{Field: f, Hash: int64(binary.BigEndian.Uint64(sum))}
+	k.mu.Lock()
+	k.mac.Reset()
+	k.mac.Write(b)
+	k.mac.Sum(sum[:0])
+	k.mu.Unlock()
+	return Term{Field: f, Hash: int64(binary.BigEndian.Uint64(sum[:]))}
 }
 
 // LeafTerm returns the term of a leaf hash.

@@ -62,12 +62,14 @@ func (l *Log) doc(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sealed
 	if ev.Sequence != seq {
 		return nil, fmt.Errorf("auditlog: the entry stored at %d says it is sequence %d", seq, ev.Sequence)
 	}
+	var ipErased bool
 	if _, ok := lf.Personal[event.PathActorIP]; ok {
 		// The client IP's term is keyed and needs the value itself.
 		vals, err := l.openPersonal(ctx, t, ev, lf, sealed)
 		if err != nil && !errors.Is(err, personal.ErrErased) {
 			return nil, fmt.Errorf("auditlog: personal values of %d: %w", seq, err)
 		}
+		ipErased = err != nil
 		for _, v := range vals {
 			if v.Path == event.PathActorIP {
 				ev.Actor.IP = string(v.Data)
@@ -78,7 +80,7 @@ func (l *Log) doc(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sealed
 	h := tree.LeafHash(leaf)
 	return &index.Doc{Seq: seq, ID: ev.ID, IDTerm: index.HashValue(index.FieldID, ev.ID).Hash,
 		LeafTerm: index.LeafTerm(h[:]).Hash, Terms: index.Terms(ev, l.keyer(t)), Text: index.Text(ev, committed), Action: ev.Action,
-		Occurred: ev.OccurredAt.UnixMicro(), Received: ev.ReceivedAt.UnixMicro()}, nil
+		Occurred: ev.OccurredAt.UnixMicro(), Received: ev.ReceivedAt.UnixMicro(), IPErased: ipErased}, nil
 }
 
 // openPersonal decrypts an event's sealed personal values and checks each

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/attest/attest/internal/store"
@@ -60,12 +61,15 @@ type bundle struct {
 
 func (b *bundle) end() int64 { return b.first + int64(len(b.leaves)) }
 
-func encodeLeaves(leaves [][]byte) []byte {
+func encodeLeaves(leaves [][]byte) []byte { return appendLeaves(nil, leaves) }
+
+// appendLeaves appends the bundle encoding of leaves to out.
+func appendLeaves(out []byte, leaves [][]byte) []byte {
 	n := 0
 	for _, l := range leaves {
 		n += 2 + len(l)
 	}
-	out := make([]byte, 0, n)
+	out = slices.Grow(out, n)
 	for _, l := range leaves {
 		out = binary.BigEndian.AppendUint16(out, uint16(len(l)))
 		out = append(out, l...)
@@ -88,8 +92,9 @@ func decodeLeaves(b []byte, into [][]byte) ([][]byte, error) {
 	return into, nil
 }
 
-func encodePersonal(ps [][]byte) []byte {
-	var out []byte
+func encodePersonal(ps [][]byte) []byte { return appendPersonal(nil, ps) }
+
+func appendPersonal(out []byte, ps [][]byte) []byte {
 	for _, p := range ps {
 		out = binary.AppendUvarint(out, uint64(len(p)))
 		out = append(out, p...)
@@ -162,10 +167,16 @@ func (r *entryRow) decodeInto(scratch []byte, withPersonal bool) (*bundle, error
 	return b, nil
 }
 
+// entryBuffers are the writer's scratch space for encoding entry rows; the
+// database has copied a row's values by the time its insert returns.
+type entryBuffers struct {
+	leaves, comp, personal []byte
+}
+
 // writeEntries stores the entries [b.first, b.end()) of a tenant, given the
 // entries already stored in the open bundle (open may be nil). It returns
 // what remains open afterwards.
-func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64, open, add *bundle) (*bundle, error) {
+func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, buf *entryBuffers, tenantID int64, open, add *bundle) (*bundle, error) {
 	ins, err := db.Stmt(ctx, tx, sqlInsertEntries)
 	if err != nil {
 		return nil, err
@@ -193,13 +204,17 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 			if _, err := del.ExecContext(ctx, tenantID, bstart, bend); err != nil {
 				return nil, fmt.Errorf("auditlog: replace bundle fragments: %w", err)
 			}
-			comp := s2.Encode(nil, encodeLeaves(all))
-			if _, err := ins.ExecContext(ctx, tenantID, bstart, len(all), codecS2, comp, encodePersonal(allPers)); err != nil {
+			buf.leaves = appendLeaves(buf.leaves[:0], all)
+			buf.comp = s2.Encode(buf.comp[:cap(buf.comp)], buf.leaves)
+			buf.personal = appendPersonal(buf.personal[:0], allPers)
+			if _, err := ins.ExecContext(ctx, tenantID, bstart, len(all), codecS2, buf.comp, buf.personal); err != nil {
 				return nil, fmt.Errorf("auditlog: store bundle: %w", err)
 			}
 			open = nil
 		} else {
-			if _, err := ins.ExecContext(ctx, tenantID, seq, n, codecRaw, encodeLeaves(leaves), encodePersonal(pers)); err != nil {
+			buf.leaves = appendLeaves(buf.leaves[:0], leaves)
+			buf.personal = appendPersonal(buf.personal[:0], pers)
+			if _, err := ins.ExecContext(ctx, tenantID, seq, n, codecRaw, buf.leaves, buf.personal); err != nil {
 				return nil, fmt.Errorf("auditlog: store entries: %w", err)
 			}
 			if open == nil || open.first != bstart {

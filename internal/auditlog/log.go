@@ -66,11 +66,12 @@ type Log struct {
 	bundles  *bundleCache
 	keyers   sync.Map // tenant id -> *index.Keyer
 
-	queue   chan *op
-	segs    chan segmentJob
-	room    *semaphore.Weighted
-	stopped chan struct{}
-	done    chan struct{}
+	queue    chan *op
+	entryBuf entryBuffers // the writer's
+	segs     chan segmentJob
+	room     *semaphore.Weighted
+	stopped  chan struct{}
+	done     chan struct{}
 
 	closeMu sync.RWMutex // held for reading while submitting, for writing to close
 	closed  bool
@@ -174,9 +175,12 @@ type tenantState struct {
 	// built and written.
 	building bool
 
-	mu   sync.Mutex // guards mem and segs for readers
+	mu   sync.Mutex // guards mem, segs and indexGen for readers
 	mem  *index.Memtable
 	segs []*index.Meta
+	// indexGen is the log state's index generation that segs reflect:
+	// a merge replaces segments and moves it on.
+	indexGen int64
 }
 
 func (l *Log) state(t *tenant.Tenant) *tenantState {
@@ -196,13 +200,16 @@ func (l *Log) now() time.Time { return l.cfg.Now().UTC() }
 type State struct {
 	Size int64
 	Root tree.Hash
+
+	indexGen int64 // the index generation; see tenantState.indexGen
 }
 
 // Head returns the committed size and root of a tenant's log.
 func (l *Log) Head(ctx context.Context, q store.Querier, tenantID int64) (State, error) {
 	var s State
 	var root []byte
-	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT size, root FROM log_state WHERE tenant_id = ?`), tenantID).Scan(&s.Size, &root)
+	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT size, root, index_gen FROM log_state WHERE tenant_id = ?`), tenantID).
+		Scan(&s.Size, &root, &s.indexGen)
 	if err != nil {
 		if isNoRows(err) {
 			return State{Root: tree.EmptyRoot}, nil

@@ -1,8 +1,10 @@
 package auditlog
 
 import (
+	"strconv"
 	"time"
 
+	"github.com/attest/attest/internal/index"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,6 +15,7 @@ type Metrics struct {
 	commitSeconds prometheus.Histogram
 	commitErrors  prometheus.Counter
 	logSize       *prometheus.GaugeVec
+	merges        *prometheus.CounterVec
 	// CheckpointAge is the age of each tenant's latest checkpoint.
 	CheckpointAge *prometheus.GaugeVec
 }
@@ -30,10 +33,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Audit log transactions that failed."}),
 		logSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "attest_audit_log_size",
 			Help: "Entries in each tenant's audit log."}, []string{"tenant"}),
+		merges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "attest_audit_index_merges_total",
+			Help: "Search index segments merged, by the level of the merged segment."}, []string{"level"}),
 		CheckpointAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "attest_audit_checkpoint_age_seconds",
 			Help: "Age of each tenant's latest signed checkpoint."}, []string{"tenant"}),
 	}
-	reg.MustRegister(m.events, m.batchEvents, m.commitSeconds, m.commitErrors, m.logSize, m.CheckpointAge)
+	reg.MustRegister(m.events, m.batchEvents, m.commitSeconds, m.commitErrors, m.logSize, m.merges, m.CheckpointAge)
 	return m
 }
 
@@ -58,4 +63,10 @@ func (m *Metrics) observeCommit(batch []*op, appended int, d time.Duration, err 
 	m.events.WithLabelValues("accepted").Add(float64(appended))
 	m.events.WithLabelValues("duplicate").Add(float64(dup))
 	m.events.WithLabelValues("rejected").Add(float64(rejected))
+}
+
+func (m *Metrics) observeMerge(enc *index.Encoded) {
+	if m != nil {
+		m.merges.WithLabelValues(strconv.Itoa(enc.Meta.Level)).Inc()
+	}
 }

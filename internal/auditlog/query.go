@@ -151,15 +151,55 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 	if r := micros(f.ReceivedFrom, f.ReceivedTo); r != nil {
 		q.Received = r
 	}
-	v, err := l.view(ctx, t, q.All)
+	base := slices.Clone(q.All)
+	var page *Page
+	for attempt := 0; ; attempt++ {
+		q.All, q.AnyOf = base, nil
+		v, empty, err := l.queryView(ctx, t, &f, q)
+		if err != nil {
+			return nil, err
+		}
+		if empty {
+			return &Page{TreeSize: v.mem.Size}, nil
+		}
+		page, err = l.runQuery(ctx, t, &f, q, v, cur)
+		if errors.Is(err, errStaleIndex) && attempt < 2 {
+			if err := l.Sync(ctx, t); err != nil {
+				return nil, fmt.Errorf("auditlog: catch up with the index: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		last := page.Items[f.Limit-1].Sequence
+		next := last
+		if f.Asc {
+			next = last + 1
+		}
+		b, _ := json.Marshal(cursor{Size: page.TreeSize, Next: next, Hash: f.fingerprint()})
+		page.Next = base64.RawURLEncoding.EncodeToString(b)
+	}
+	return page, nil
+}
+
+// queryView takes the index view a query reads, completing q with the
+// alternatives that depend on it: the actions matching a prefix or a text.
+// empty means that nothing can match.
+func (l *Log) queryView(ctx context.Context, t *tenant.Tenant, f *Filter, q *index.Query) (v *view, empty bool, err error) {
+	v, err = l.view(ctx, t, q.All)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if f.ActionPrefix != "" || f.Text != "" {
 		if f.ActionPrefix != "" {
 			group := actionAlternatives(v, func(a string) bool { return strings.HasPrefix(a, f.ActionPrefix) })
 			if len(group) == 0 {
-				return &Page{TreeSize: v.mem.Size}, nil
+				return v, true, nil
 			}
 			q.AnyOf = append(q.AnyOf, group)
 		}
@@ -172,16 +212,28 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 		}
 		// The memtable view must hold the postings of these terms too.
 		if v, err = l.view(ctx, t, q.Terms()); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
+	return v, false, nil
+}
+
+// errStaleIndex means that a merge replaced segments of a reader's view
+// before its snapshot began; the reader takes a new view.
+var errStaleIndex = errors.New("auditlog: the index changed under the query")
+
+// runQuery reads one page of q from v in a read snapshot.
+func (l *Log) runQuery(ctx context.Context, t *tenant.Tenant, f *Filter, q *index.Query, v *view, cur *cursor) (*Page, error) {
 	page := &Page{}
-	err = l.db.ReadTx(ctx, func(rtx *sql.Tx) error {
+	err := l.db.ReadTx(ctx, func(rtx *sql.Tx) error {
 		tx := store.Cache(rtx)
 		defer tx.Close()
 		head, err := l.Head(ctx, tx, t.ID)
 		if err != nil {
 			return err
+		}
+		if head.indexGen != v.gen {
+			return errStaleIndex
 		}
 		page.TreeSize = min(head.Size, v.mem.Size)
 		if cur != nil {
@@ -238,20 +290,7 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 		}
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	if len(page.Items) > f.Limit {
-		page.Items = page.Items[:f.Limit]
-		last := page.Items[f.Limit-1].Sequence
-		next := last
-		if f.Asc {
-			next = last + 1
-		}
-		b, _ := json.Marshal(cursor{Size: page.TreeSize, Next: next, Hash: f.fingerprint()})
-		page.Next = base64.RawURLEncoding.EncodeToString(b)
-	}
-	return page, nil
+	return page, err
 }
 
 func micros(from, to time.Time) *index.Range {
@@ -357,6 +396,7 @@ func (f *Filter) matchesPublic(ev *event.Event) bool {
 // view is what a reader uses of the writer's index state.
 type view struct {
 	segs []*index.Meta
+	gen  int64 // the index generation of segs
 	mem  *index.MemView
 }
 
@@ -376,13 +416,13 @@ func (l *Log) view(ctx context.Context, t *tenant.Tenant, terms []index.Term) (*
 		st := l.state(t)
 		st.mu.Lock()
 		var snap *index.Snapshot
-		segs := slices.Clone(st.segs)
+		segs, gen := slices.Clone(st.segs), st.indexGen
 		if st.mem != nil {
 			snap = st.mem.Snapshot()
 		}
 		st.mu.Unlock()
 		if snap != nil && (snap.Size() >= head.Size || attempt > 0) {
-			return &view{segs: segs, mem: snap.View(terms)}, nil
+			return &view{segs: segs, gen: gen, mem: snap.View(terms)}, nil
 		}
 		if attempt > 0 {
 			return nil, errors.New("auditlog: the index could not catch up with the log")

@@ -187,6 +187,19 @@ func storedLeafIndex(n int64) int64 {
 // FindLeaf returns the sequence number of the entry with the given leaf
 // hash, or store.ErrNotFound.
 func (l *Log) FindLeaf(ctx context.Context, t *tenant.Tenant, leafHash tree.Hash) (int64, error) {
+	for attempt := 0; ; attempt++ {
+		seq, err := l.findLeaf(ctx, t, leafHash)
+		if errors.Is(err, errStaleIndex) && attempt < 2 {
+			if err := l.Sync(ctx, t); err != nil {
+				return 0, fmt.Errorf("auditlog: catch up with the index: %w", err)
+			}
+			continue
+		}
+		return seq, err
+	}
+}
+
+func (l *Log) findLeaf(ctx context.Context, t *tenant.Tenant, leafHash tree.Hash) (int64, error) {
 	terms := []index.Term{index.LeafTerm(leafHash[:])}
 	v, err := l.view(ctx, t, terms)
 	if err != nil {
@@ -197,6 +210,9 @@ func (l *Log) FindLeaf(ctx context.Context, t *tenant.Tenant, leafHash tree.Hash
 		head, err := l.Head(ctx, tx, t.ID)
 		if err != nil {
 			return err
+		}
+		if head.indexGen != v.gen {
+			return errStaleIndex
 		}
 		var ferr error
 		s := l.searcher(tx, v)

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"sync"
 	"time"
@@ -189,9 +190,14 @@ type walker struct {
 
 	next    int64 // next sequence number expected
 	tileErr *Problem
-	docs    []*index.Doc // Deep: docs of the events not yet compared with a segment
-	segs    []*index.Meta
-	segIdx  int
+	// Deep: the index segments, the one being compared, the digest of the
+	// events seen of it so far, and those of them whose IP is erased.
+	segs     []*index.Meta
+	segIdx   int
+	segSeen  int64
+	seed     maphash.Seed
+	want     *index.Digest
+	erasedIP map[int64]bool
 }
 
 func (w *walker) fail(seq int64, format string, args ...any) error {
@@ -209,7 +215,7 @@ func (w *walker) walk() error {
 		if err != nil {
 			return err
 		}
-		w.segs = segs
+		w.segs, w.seed, w.erasedIP = segs, maphash.MakeSeed(), map[int64]bool{}
 	}
 	err := w.entries()
 	if errors.Is(err, errStop) {
@@ -262,7 +268,7 @@ func (w *walker) walk() error {
 		w.rep.ExtendsCheckpoint = true
 	}
 	if w.opts.Deep {
-		return ignoreStop(w.flushDocs(true))
+		return ignoreStop(w.finishIndex())
 	}
 	return nil
 }
@@ -554,8 +560,7 @@ func (w *walker) row(cr *checkedRow) error {
 	w.next += n
 	if w.opts.Deep {
 		w.rep.Personal += n
-		w.docs = append(w.docs, cr.docs...)
-		return w.flushDocs(false)
+		return w.indexDocs(cr.docs)
 	}
 	return nil
 }
@@ -611,83 +616,71 @@ func (w *walker) checkPersonal(b *bundle) *Problem {
 	return nil
 }
 
-// flushDocs compares the docs collected so far with each segment they
-// complete.
-func (w *walker) flushDocs(final bool) error {
-	for w.segIdx < len(w.segs) {
-		m := w.segs[w.segIdx]
-		if len(w.docs) == 0 || w.docs[0].Seq > m.First {
-			if len(w.docs) > 0 {
-				return w.fail(m.First, "the index segment [%d, %d) does not start where the rebuilt index does", m.First, m.End)
+// indexDocs checks the docs of the events just joined against the index
+// segment that covers each: its id filter must hold the event's id, and
+// the segment's digest is summed as it goes.
+func (w *walker) indexDocs(docs []*index.Doc) error {
+	for _, d := range docs {
+		for w.segIdx < len(w.segs) && d.Seq >= w.segs[w.segIdx].End {
+			if err := w.finishSegment(); err != nil {
+				return err
 			}
-			break
 		}
-		n := int(m.End - m.First)
-		if len(w.docs) < n {
-			break
+		if w.segIdx == len(w.segs) {
+			return nil // the rest is the memtable's, rebuilt from the log by every process
 		}
-		if err := w.compareSegment(m, w.docs[:n]); err != nil {
+		m := w.segs[w.segIdx]
+		if d.Seq < m.First {
+			return w.fail(d.Seq, "no search index segment covers this event, though the segment [%d, %d) follows it: "+
+				"queries cannot find it", m.First, m.End)
+		}
+		if w.want == nil {
+			w.want = index.NewDigest(w.seed, m)
+		}
+		if !m.MightContainID(index.NewIDProbe(index.Term{Field: index.FieldID, Hash: d.IDTerm})) {
+			return w.fail(d.Seq, "the id filter of the search index segment [%d, %d) does not hold this event's id: "+
+				"a retry of the event would be stored twice", m.First, m.End)
+		}
+		w.want.AddDoc(d)
+		if d.IPErased {
+			w.erasedIP[d.Seq] = true
+		}
+		w.segSeen++
+	}
+	return nil
+}
+
+// finishSegment compares the current segment with the digest of the events
+// it covers.
+func (w *walker) finishSegment() error {
+	m := w.segs[w.segIdx]
+	if w.segSeen != m.End-m.First {
+		return w.fail(m.First+w.segSeen, "the search index segment [%d, %d) covers events beyond the log's entries",
+			m.First, m.End)
+	}
+	got, err := m.Digest(w.ctx, w.l.db, w.tx, w.seed, func(f index.Field, seq int64) bool {
+		return f == index.FieldIP && w.erasedIP[seq]
+	})
+	if err != nil {
+		return err
+	}
+	if ok, from, to := w.want.Equal(got); !ok {
+		return w.fail(from, "the search index segment [%d, %d) does not match the log for the events [%d, %d): "+
+			"it lists an event under a term the event does not have, or leaves one out", m.First, m.End, from, min(to, m.End))
+	}
+	w.rep.Indexed += m.End - m.First
+	w.segIdx++
+	w.want, w.segSeen = nil, 0
+	clear(w.erasedIP)
+	return nil
+}
+
+// finishIndex checks the segments left once every entry has been joined.
+func (w *walker) finishIndex() error {
+	for w.segIdx < len(w.segs) {
+		if err := w.finishSegment(); err != nil {
 			return err
 		}
-		w.rep.Indexed += int64(n)
-		w.docs = w.docs[n:]
-		w.segIdx++
-	}
-	if final && w.segIdx < len(w.segs) {
-		m := w.segs[w.segIdx]
-		return w.fail(m.First, "an index segment covers [%d, %d) beyond the log's entries", m.First, m.End)
 	}
 	return nil
-}
-
-func (w *walker) compareSegment(m *index.Meta, docs []*index.Doc) error {
-	mem := index.NewMemtable(m.First)
-	for _, d := range docs {
-		mem.Add(d)
-	}
-	expect := mem.Snapshot().BuildSegment()
-	stored, err := m.Fields(w.ctx, w.l.db, w.tx)
-	if err != nil {
-		return err
-	}
-	for f, terms := range expect.Fields {
-		for h, want := range terms {
-			if got := stored[f][h]; !equalInts(got, want) {
-				return w.fail(want[0], "the search index segment [%d, %d) does not list this event under one of its terms "+
-					"(field %d): the index does not match the log", m.First, m.End, f)
-			}
-		}
-	}
-	for f, terms := range stored {
-		for h, got := range terms {
-			if _, ok := expect.Fields[f][h]; !ok && !w.erasedTerm(f) {
-				return w.fail(got[0], "the search index segment [%d, %d) lists this event under a term it does not have "+
-					"(field %d)", m.First, m.End, f)
-			}
-		}
-	}
-	occ, err := m.Occurred(w.ctx, w.l.db, w.tx)
-	if err != nil {
-		return err
-	}
-	if !equalInts(occ, expect.Occurred) {
-		return w.fail(m.First, "the search index segment [%d, %d) has occurred_at times that differ from the log", m.First, m.End)
-	}
-	return nil
-}
-
-// erasedTerm reports whether a stored term of field f may be missing from
-// the rebuilt index because the value it was made from has been erased.
-func (w *walker) erasedTerm(f index.Field) bool { return f == index.FieldIP }
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -306,7 +306,7 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 	if len(hashes) == 0 {
 		return 0, nil
 	}
-	open, err := writeEntries(ctx, l.db, tx, st.t.ID, st.open, add)
+	open, err := writeEntries(ctx, l.db, tx, &l.entryBuf, st.t.ID, st.open, add)
 	if err != nil {
 		return 0, err
 	}
@@ -367,9 +367,10 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 	if s, ok := st.mem.LookupID(id); ok {
 		return l.duplicate(ctx, tx, st, p, s)
 	}
+	probe := index.NewIDProbe(p.idTerm)
 	for i := len(st.segs) - 1; i >= 0; i-- {
 		m := st.segs[i]
-		if !m.MightContainID(p.idTerm) {
+		if !m.MightContainID(probe) {
 			continue
 		}
 		seqs, err := m.Postings(ctx, l.db, tx, p.idTerm)
@@ -414,29 +415,29 @@ func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, p *Pre
 // syncState locks the tenant's log state for this transaction and reloads
 // the writer's view when it is missing or another process moved the log.
 func (l *Log) syncState(ctx context.Context, tx *sql.Tx, st *tenantState) error {
-	var size, lastRecv int64
+	var size, lastRecv, gen int64
 	var root []byte
 	sel, err := l.db.Stmt(ctx, tx, l.sqlLockState())
 	if err != nil {
 		return err
 	}
-	err = sel.QueryRowContext(ctx, st.t.ID).Scan(&size, &root, &lastRecv)
+	err = sel.QueryRowContext(ctx, st.t.ID).Scan(&size, &root, &lastRecv, &gen)
 	if isNoRows(err) {
-		size, root, lastRecv = 0, tree.EmptyRoot[:], 0
+		size, root, lastRecv, gen = 0, tree.EmptyRoot[:], 0, 0
 		_, err = tx.ExecContext(ctx, l.db.Rebind(`INSERT INTO log_state (tenant_id, size, root, last_received, updated_at)
 			VALUES (?, 0, ?, 0, ?)`), st.t.ID, root, l.now().UnixMicro())
 	}
 	if err != nil {
 		return fmt.Errorf("auditlog: lock log state: %w", err)
 	}
-	if st.loaded && size == st.size && tree.Hash(root) == st.root {
+	if st.loaded && size == st.size && tree.Hash(root) == st.root && gen == st.indexGen {
 		return nil
 	}
-	return l.load(ctx, tx, st, size, tree.Hash(root), lastRecv)
+	return l.load(ctx, tx, st, size, tree.Hash(root), lastRecv, gen)
 }
 
 // load rebuilds the writer's view of a tenant from the database.
-func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size int64, root tree.Hash, lastRecv int64) error {
+func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size int64, root tree.Hash, lastRecv, gen int64) error {
 	st.reset()
 	edge, err := tree.LoadEdge(ctx, tree.NewReader(l.db, q, st.t.ID), size)
 	if err != nil {
@@ -473,12 +474,12 @@ func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size i
 	}
 	st.edge, st.open, st.size, st.root, st.lastReceived = edge, open, size, root, lastRecv
 	st.mu.Lock()
-	st.mem, st.segs = mem, segs
+	st.mem, st.segs, st.indexGen = mem, segs, gen
 	st.mu.Unlock()
 	st.loaded = true
 	return nil
 }
 
 func (l *Log) sqlLockState() string {
-	return `SELECT size, root, last_received FROM log_state WHERE tenant_id = ?` + l.db.Types().ForUpdate
+	return `SELECT size, root, last_received, index_gen FROM log_state WHERE tenant_id = ?` + l.db.Types().ForUpdate
 }

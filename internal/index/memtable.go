@@ -23,6 +23,9 @@ type Doc struct {
 	Action   string
 	Occurred int64 // unix microseconds
 	Received int64 // unix microseconds
+	// IPErased is set when the event's client IP has been erased, so that
+	// its keyed term, which the index may still list, cannot be rebuilt.
+	IPErased bool
 }
 
 // Memtable holds the docs of the events after the last segment, in flat

@@ -233,13 +233,13 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 		if c.r == nil || len(cands) == 0 {
 			continue
 		}
-		vals, err := s.column(ctx, src, c.col)
+		vals, err := s.column(ctx, src, c.col, cands)
 		if err != nil {
 			return nil, err
 		}
 		kept := cands[:0]
-		for _, seq := range cands {
-			if c.r.contains(vals[seq-src.first]) {
+		for i, seq := range cands {
+			if c.r.contains(vals[i]) {
 				kept = append(kept, seq)
 			}
 		}
@@ -260,18 +260,21 @@ func (s *Searcher) postings(ctx context.Context, src source, t Term) ([]int64, e
 	return src.seg.Postings(ctx, s.DB, s.Q, t)
 }
 
-func (s *Searcher) column(ctx context.Context, src source, f Field) ([]int64, error) {
+// column returns the values of a per-event column for the ascending
+// candidates cands of a source.
+func (s *Searcher) column(ctx context.Context, src source, f Field, cands []int64) ([]int64, error) {
 	if src.mem != nil {
 		vals := src.mem.Occurred
 		if f == colReceived {
 			vals = src.mem.Received
 		}
-		// The memtable's columns start at its base, which may lie before
-		// the source's first sequence number.
-		off := src.first - src.mem.Base
-		return vals[off:], nil
+		out := make([]int64, len(cands))
+		for i, seq := range cands {
+			out[i] = vals[seq-src.mem.Base]
+		}
+		return out, nil
 	}
-	return src.seg.Column(ctx, s.DB, s.Q, f)
+	return src.seg.ColumnAt(ctx, s.DB, s.Q, f, cands)
 }
 
 // maxIntersect bounds the terms of one conjunction looked up per segment.

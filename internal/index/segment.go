@@ -74,12 +74,29 @@ func (m *Meta) indexCommon() {
 	}
 }
 
-// MightContainID reports whether the segment may hold an event with this id
-// term: false is certain, true may be a false positive.
-func (m *Meta) MightContainID(t Term) bool {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(t.Hash))
-	return m.bloom.Test(b[:])
+// IDProbe tests one id term against the bloom filters of many segments,
+// hashing it once: the filters differ in size but share their number of
+// hash functions, so the same locations serve them all.
+type IDProbe struct {
+	key  [8]byte
+	k    uint
+	locs []uint64
+}
+
+// NewIDProbe returns a probe for the id term t.
+func NewIDProbe(t Term) *IDProbe {
+	p := &IDProbe{}
+	binary.BigEndian.PutUint64(p.key[:], uint64(t.Hash))
+	return p
+}
+
+// MightContainID reports whether the segment may hold an event with the
+// probe's id term: false is certain, true may be a false positive.
+func (m *Meta) MightContainID(p *IDProbe) bool {
+	if k := m.bloom.K(); k != p.k {
+		p.k, p.locs = k, bloom.Locations(p.key[:], k)
+	}
+	return m.bloom.TestLocations(p.locs)
 }
 
 const (
@@ -90,22 +107,35 @@ const (
 	columnPage = 16384
 )
 
-// WriteSegment stores a segment's metadata and pages in tx and returns its meta.
-func WriteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64, sd *SegmentData) (*Meta, error) {
+// Encoded is a segment ready to be stored: its metadata and its rows,
+// computed off the writer's path so that storing it costs only inserts.
+type Encoded struct {
+	Meta  *Meta
+	pages []page
+	// Replaces are the segments a merged segment takes the place of.
+	Replaces []*Meta
+}
+
+// page is one stored row of a segment: a page of a field's postings, keyed by
+// its first term, or a page of a column, keyed by its offset.
+type page struct {
+	field Field
+	first int64
+	data  []byte
+}
+
+// Rows returns the number of rows Store writes.
+func (e *Encoded) Rows() int { return len(e.pages) }
+
+// EncodeSegment encodes a segment built from the memtable.
+func EncodeSegment(sd *SegmentData) (*Encoded, error) {
 	m := &Meta{First: sd.First, End: sd.End, Level: sd.Level, Version: metaVersion, Actions: sd.Actions}
 	m.MinOccurred, m.MaxOccurred = minMax(sd.Occurred)
 	m.MinReceived, m.MaxReceived = minMax(sd.Received)
-	bf := bloom.NewWithEstimates(uint(max(len(sd.IDTerms), 1)), 0.0001)
-	var b [8]byte
+	bf := newIDBloom(len(sd.IDTerms))
 	for _, h := range sd.IDTerms {
-		binary.BigEndian.PutUint64(b[:], uint64(h))
-		bf.Add(b[:])
+		addID(bf, h)
 	}
-	bb, err := bf.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("index: encode bloom filter: %w", err)
-	}
-	m.IDBloom, m.bloom = bb, bf
 	limit := int(sd.End-sd.First) / commonShare
 	for f, terms := range sd.Fields {
 		if f == FieldID || f == FieldLeaf {
@@ -117,33 +147,26 @@ func WriteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 			}
 		}
 	}
-	slices.SortFunc(m.Common, func(a, b CommonTerm) int { return cmp.Compare(b.Count, a.Count) })
-	m.indexCommon()
-	mj, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("index: encode segment meta: %w", err)
-	}
-	err = tx.QueryRowContext(ctx, db.Rebind(`INSERT INTO segments (tenant_id, first_seq, end_seq, level, meta)
-		VALUES (?, ?, ?, ?, ?) RETURNING id`), tenantID, sd.First, sd.End, sd.Level, mj).Scan(&m.ID)
-	if err != nil {
-		return nil, fmt.Errorf("index: store segment: %w", err)
-	}
-	ins := db.Rebind(`INSERT INTO postings (segment_id, field, first_term, data) VALUES (?, ?, ?, ?)`)
-	put := func(f Field, first int64, data []byte) error {
-		if _, err := tx.ExecContext(ctx, ins, m.ID, int64(f), first, data); err != nil {
-			return fmt.Errorf("index: store postings page: %w", err)
-		}
-		return nil
-	}
+	e := &Encoded{Meta: m}
 	fields := make([]Field, 0, len(sd.Fields))
 	for f := range sd.Fields {
 		fields = append(fields, f)
 	}
 	slices.Sort(fields)
 	for _, f := range fields {
-		if err := writeField(sd.First, sd.Fields[f], func(first int64, data []byte) error { return put(f, first, data) }); err != nil {
-			return nil, err
+		terms := sd.Fields[f]
+		keys := make([]int64, 0, len(terms))
+		for k := range terms {
+			keys = append(keys, k)
 		}
+		slices.Sort(keys)
+		pw := pageWriter{base: sd.First, put: func(first int64, data []byte) {
+			e.pages = append(e.pages, page{field: f, first: first, data: data})
+		}}
+		for _, k := range keys {
+			pw.add(k, terms[k])
+		}
+		pw.flush()
 	}
 	for _, col := range []struct {
 		f    Field
@@ -151,12 +174,93 @@ func WriteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64,
 	}{{colOccurred, sd.Occurred}, {colReceived, sd.Received}} {
 		for off := 0; off < len(col.vals); off += columnPage {
 			end := min(off+columnPage, len(col.vals))
-			if err := put(col.f, int64(off), encodeColumn(col.vals[off:end])); err != nil {
-				return nil, err
-			}
+			e.pages = append(e.pages, page{field: col.f, first: int64(off), data: encodeColumn(col.vals[off:end])})
+		}
+	}
+	if err := e.finish(bf); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// finish completes the metadata once the filter and common terms are known.
+func (e *Encoded) finish(bf *bloom.BloomFilter) error {
+	m := e.Meta
+	bb, err := bf.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("index: encode bloom filter: %w", err)
+	}
+	m.IDBloom, m.bloom = bb, bf
+	slices.SortFunc(m.Common, func(a, b CommonTerm) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Field, b.Field), cmp.Compare(a.Hash, b.Hash))
+	})
+	m.indexCommon()
+	return nil
+}
+
+// idFPR is the false positive rate of the id filters: the share of new
+// events whose id costs the writer a postings read in the segment.
+const idFPR = 0.0001
+
+func newIDBloom(n int) *bloom.BloomFilter { return bloom.NewWithEstimates(uint(max(n, 1)), idFPR) }
+
+func addID(bf *bloom.BloomFilter, h int64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(h))
+	bf.Add(b[:])
+}
+
+// Store writes the segment in tx, and deletes the segments it replaces,
+// returning its metadata with its id.
+func (e *Encoded) Store(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64) (*Meta, error) {
+	m := e.Meta
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("index: encode segment meta: %w", err)
+	}
+	err = tx.QueryRowContext(ctx, db.Rebind(`INSERT INTO segments (tenant_id, first_seq, end_seq, level, meta)
+		VALUES (?, ?, ?, ?, ?) RETURNING id`), tenantID, m.First, m.End, m.Level, mj).Scan(&m.ID)
+	if err != nil {
+		return nil, fmt.Errorf("index: store segment: %w", err)
+	}
+	ins, err := tx.PrepareContext(ctx, db.Rebind(`INSERT INTO postings (segment_id, field, first_term, data) VALUES (?, ?, ?, ?)`))
+	if err != nil {
+		return nil, fmt.Errorf("index: store postings: %w", err)
+	}
+	defer ins.Close()
+	for _, p := range e.pages {
+		if _, err := ins.ExecContext(ctx, m.ID, int64(p.field), p.first, p.data); err != nil {
+			return nil, fmt.Errorf("index: store postings page: %w", err)
+		}
+	}
+	// Deleted only now: SQLite gives a new row the highest id plus one,
+	// and a segment's id must never be reused while a stale list of
+	// segments may still name it.
+	for _, old := range e.Replaces {
+		if err := deleteSegment(ctx, db, tx, old.ID); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
+}
+
+func deleteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, id int64) error {
+	if _, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM postings WHERE segment_id = ?`), id); err != nil {
+		return fmt.Errorf("index: delete segment %d postings: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM segments WHERE id = ?`), id); err != nil {
+		return fmt.Errorf("index: delete segment %d: %w", id, err)
+	}
+	return nil
+}
+
+// WriteSegment encodes and stores a segment built from the memtable.
+func WriteSegment(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64, sd *SegmentData) (*Meta, error) {
+	e, err := EncodeSegment(sd)
+	if err != nil {
+		return nil, err
+	}
+	return e.Store(ctx, db, tx, tenantID)
 }
 
 func minMax(v []int64) (lo, hi int64) {
@@ -170,38 +274,38 @@ func minMax(v []int64) (lo, hi int64) {
 	return lo, hi
 }
 
-// writeField packs a field's terms, sorted, into pages of about pageTarget
-// bytes. A page holds entries of (term delta, count, postings as deltas from
-// the segment start); its row key is its first term.
-func writeField(base int64, terms map[int64][]int64, put func(first int64, data []byte) error) error {
-	keys := make([]int64, 0, len(terms))
-	for k := range terms {
-		keys = append(keys, k)
+// pageWriter packs a field's terms, given in ascending order, into pages of
+// about pageTarget bytes. A page holds entries of (term delta, count,
+// postings as deltas from the segment start); its row key is its first term.
+type pageWriter struct {
+	base        int64
+	put         func(first int64, data []byte)
+	page        []byte
+	first, prev int64
+}
+
+func (w *pageWriter) add(term int64, postings []int64) {
+	if len(w.page) == 0 {
+		w.first, w.prev = term, term
 	}
-	slices.Sort(keys)
-	var page []byte
-	var first, prev int64
-	for i, k := range keys {
-		if len(page) == 0 {
-			first, prev = k, k
-		}
-		page = binary.AppendUvarint(page, uint64(k-prev))
-		prev = k
-		p := terms[k]
-		page = binary.AppendUvarint(page, uint64(len(p)))
-		last := base
-		for _, s := range p {
-			page = binary.AppendUvarint(page, uint64(s-last))
-			last = s
-		}
-		if len(page) >= pageTarget || i == len(keys)-1 {
-			if err := put(first, page); err != nil {
-				return err
-			}
-			page = nil
-		}
+	w.page = binary.AppendUvarint(w.page, uint64(term-w.prev))
+	w.prev = term
+	w.page = binary.AppendUvarint(w.page, uint64(len(postings)))
+	last := w.base
+	for _, s := range postings {
+		w.page = binary.AppendUvarint(w.page, uint64(s-last))
+		last = s
 	}
-	return nil
+	if len(w.page) >= pageTarget {
+		w.flush()
+	}
+}
+
+func (w *pageWriter) flush() {
+	if len(w.page) > 0 {
+		w.put(w.first, w.page)
+		w.page = nil
+	}
 }
 
 // findInPage returns the postings of term in a page whose first term is first.
@@ -321,108 +425,59 @@ func (m *Meta) Postings(ctx context.Context, db *store.DB, q store.Querier, t Te
 	return findInPage(page, first, m.First, t.Hash)
 }
 
-// Column returns a per-event column of the segment: entry i belongs to
-// sequence number First+i.
-func (m *Meta) Column(ctx context.Context, db *store.DB, q store.Querier, f Field) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT data FROM postings WHERE segment_id = ? AND field = ?
-		ORDER BY first_term`), m.ID, int64(f))
+// ColumnAt returns, for the given ascending sequence numbers of the
+// segment, their values in a per-event column. It decodes only the column
+// pages that hold one of them.
+func (m *Meta) ColumnAt(ctx context.Context, db *store.DB, q store.Querier, f Field, seqs []int64) ([]int64, error) {
+	out := make([]int64, len(seqs))
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	lo, hi := seqs[0]-m.First, seqs[len(seqs)-1]-m.First
+	if lo < 0 || hi >= m.End-m.First {
+		return nil, fmt.Errorf("index: sequence numbers outside segment [%d, %d)", m.First, m.End)
+	}
+	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT first_term, data FROM postings
+		WHERE segment_id = ? AND field = ? AND first_term > ? AND first_term <= ? ORDER BY first_term`),
+		m.ID, int64(f), lo-columnPage, hi)
 	if err != nil {
 		return nil, fmt.Errorf("index: read column: %w", err)
 	}
 	defer rows.Close()
-	out := make([]int64, 0, m.End-m.First)
+	var vals []int64
+	i, filled := 0, 0
 	for rows.Next() {
+		var off int64
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		if err := rows.Scan(&off, &b); err != nil {
 			return nil, fmt.Errorf("index: read column: %w", err)
 		}
-		if out, err = decodeColumn(b, out); err != nil {
+		start := m.First + off
+		for i < len(seqs) && seqs[i] < start {
+			i++
+		}
+		if i == len(seqs) || seqs[i] >= start+columnPage {
+			continue // no sequence number wanted from this page
+		}
+		if vals, err = decodeColumn(b, vals[:0]); err != nil {
 			return nil, err
+		}
+		for ; i < len(seqs) && seqs[i] < start+int64(len(vals)); i++ {
+			out[i] = vals[seqs[i]-start]
+			filled++
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: read column: %w", err)
 	}
-	if int64(len(out)) != m.End-m.First {
-		return nil, fmt.Errorf("index: segment %d column has %d values for %d events", m.ID, len(out), m.End-m.First)
+	if filled != len(seqs) {
+		return nil, fmt.Errorf("index: segment %d column lacks values for %d of %d events", m.ID, len(seqs)-filled, len(seqs))
 	}
 	return out, nil
-}
-
-// Occurred returns the segment's occurred_at column.
-func (m *Meta) Occurred(ctx context.Context, db *store.DB, q store.Querier) ([]int64, error) {
-	return m.Column(ctx, db, q, colOccurred)
-}
-
-// Received returns the segment's received_at column.
-func (m *Meta) Received(ctx context.Context, db *store.DB, q store.Querier) ([]int64, error) {
-	return m.Column(ctx, db, q, colReceived)
 }
 
 // sortedUnique sorts s and removes duplicates.
 func sortedUnique(s []int64) []int64 {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return slices.Compact(s)
-}
-
-// decodePage returns every term of a page with its postings.
-func decodePage(page []byte, first, base int64, into map[int64][]int64) error {
-	bad := errors.New("index: corrupt postings page")
-	cur := first
-	for len(page) > 0 {
-		d, n := binary.Uvarint(page)
-		if n <= 0 {
-			return bad
-		}
-		page = page[n:]
-		cur += int64(d)
-		cnt, n := binary.Uvarint(page)
-		if n <= 0 || cnt > uint64(len(page)) {
-			return bad
-		}
-		page = page[n:]
-		out := make([]int64, 0, cnt)
-		last := base
-		for j := uint64(0); j < cnt; j++ {
-			v, n := binary.Uvarint(page)
-			if n <= 0 {
-				return bad
-			}
-			page = page[n:]
-			last += int64(v)
-			out = append(out, last)
-		}
-		into[cur] = out
-	}
-	return nil
-}
-
-// Fields reads every term of the segment with its postings, by field.
-func (m *Meta) Fields(ctx context.Context, db *store.DB, q store.Querier) (map[Field]map[int64][]int64, error) {
-	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT field, first_term, data FROM postings
-		WHERE segment_id = ? AND field < ?`), m.ID, int64(colOccurred))
-	if err != nil {
-		return nil, fmt.Errorf("index: read postings: %w", err)
-	}
-	defer rows.Close()
-	out := map[Field]map[int64][]int64{}
-	for rows.Next() {
-		var f, first int64
-		var data []byte
-		if err := rows.Scan(&f, &first, &data); err != nil {
-			return nil, fmt.Errorf("index: read postings: %w", err)
-		}
-		terms := out[Field(f)]
-		if terms == nil {
-			terms = map[int64][]int64{}
-			out[Field(f)] = terms
-		}
-		if err := decodePage(data, first, m.First, terms); err != nil {
-			return nil, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: read postings: %w", err)
-	}
-	return out, nil
 }

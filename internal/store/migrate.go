@@ -107,6 +107,11 @@ var migrations = []migration{
 				PRIMARY KEY (segment_id, field, first_term))`,
 		}
 	}},
+	{"merged index segments: an index generation in the log state", func(t Types) []string {
+		return []string{
+			`ALTER TABLE log_state ADD COLUMN index_gen ` + t.BigInt + ` NOT NULL DEFAULT 0`,
+		}
+	}},
 }
 
 // SchemaVersion is the schema version this binary expects.

@@ -1,0 +1,165 @@
+package auditlog
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/personal"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/store/storetest"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// TestSegmentsMerge fills a log until eight segments merge into one, with
+// two other writers on the same database that still hold the segments from
+// before the merge, as other processes would. Their queries and their
+// duplicate checks must see the merged segment, and deep verification must
+// check it and catch a page removed from it.
+func TestSegmentsMerge(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		merging, release := make(chan struct{}, 1), make(chan struct{})
+		beforeMerge = func() {
+			select {
+			case merging <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		released := false
+		defer func() {
+			beforeMerge = nil
+			if !released {
+				close(release)
+			}
+		}()
+
+		tl := newTestLog(t, db, opts.DataDir, 0)
+		n := int(index.LevelSize(1)) + 1000
+		base := time.Now().Add(-3 * time.Hour)
+		g := eventgen.New(5, base)
+		for i := 0; i < n; i += 2000 {
+			var ps []*Prepared
+			for j := i; j < min(i+2000, n); j++ {
+				p, err := tl.l.Prepare(ctx, tl.t, g.Next())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ps = append(ps, p)
+			}
+			if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-merging:
+		case <-time.After(2 * time.Minute):
+			t.Fatal("no merge began after eight segments were built")
+		}
+		// Two more writers load the log while the merge waits.
+		stale := []*Log{tl.otherLog(t), tl.otherLog(t)}
+		for _, l := range stale {
+			if err := l.Sync(ctx, tl.t); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(release)
+		released = true
+		waitFor(t, func() bool {
+			return countSegments(t, tl, 1) == 1 && countSegments(t, tl, 0) == 0
+		})
+
+		// Events again, from the same generator.
+		again := eventgen.New(5, base)
+		var evs []*Prepared
+		for i := 0; i < 300; i++ {
+			p, err := tl.l.Prepare(ctx, tl.t, again.Next())
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, p)
+		}
+
+		// A query through a stale view notices the merge and retries.
+		target := evs[200].Event
+		page, err := stale[0].Query(ctx, tl.t, Filter{TargetType: target.Target.Type, TargetID: target.Target.ID, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range page.Items {
+			found = found || r.Sequence == 200
+		}
+		if !found {
+			t.Fatalf("a writer that loaded the log before the merge does not find event 200 by its target (%d items)", len(page.Items))
+		}
+
+		// A duplicate sent to a stale writer is recognised in the merged segment.
+		rs, err := stale[1].Append(ctx, tl.t, evs[100:101])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Err != nil || !rs[0].Duplicate || rs[0].Sequence != 100 {
+			t.Fatalf("event 100 sent again to a writer that loaded the log before the merge: %+v", rs[0])
+		}
+
+		rep := tl.verify(t, VerifyOptions{Deep: true})
+		if rep.Problem != nil {
+			t.Fatalf("deep verification of the merged index: %v", rep.Problem)
+		}
+		if rep.Indexed != index.LevelSize(1) || rep.Size != int64(n) {
+			t.Fatalf("report = %+v; want %d events indexed of %d", rep, index.LevelSize(1), n)
+		}
+
+		// A page removed from the merged segment hides events from queries.
+		tl.exec(t, `DELETE FROM postings WHERE segment_id = (SELECT id FROM segments WHERE tenant_id = ? AND level = 1)
+			AND field = ? AND first_term = (SELECT MAX(first_term) FROM postings p JOIN segments s ON s.id = p.segment_id
+				WHERE s.tenant_id = ? AND p.field = ?)`, tl.t.ID, int64(index.FieldActor), tl.t.ID, int64(index.FieldActor))
+		rep = tl.verify(t, VerifyOptions{Deep: true})
+		if rep.Problem == nil {
+			t.Fatal("deep verification passes with a page of the merged index removed")
+		}
+		t.Logf("with a page removed: %v", rep.Problem)
+	})
+}
+
+// otherLog opens another writer on the test log's database, as another
+// process would.
+func (tl *testLog) otherLog(t *testing.T) *Log {
+	t.Helper()
+	kek, _, err := personal.LoadOrCreateKEK(filepath.Join(tl.dir, "kek.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(tl.db, Config{Instance: "verify.test"}, personal.NewKeyring(tl.db, kek, nil), tenant.NewRegistry(tl.db, kek), tl.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func countSegments(t *testing.T, tl *testLog, level int) int {
+	t.Helper()
+	var n int
+	if err := tl.db.Read.QueryRowContext(context.Background(), tl.db.Rebind(`SELECT COUNT(*) FROM segments
+		WHERE tenant_id = ? AND level = ?`), tl.t.ID, level).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

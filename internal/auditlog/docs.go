@@ -15,7 +15,9 @@ import (
 
 // docs reads the events [from, to) of a tenant from the log and returns what
 // the index keeps of them, the same terms the writer indexed when it
-// appended them.
+// appended them. An entry that cannot be read is indexed by its leaf hash
+// alone and reported in the operational log: one damaged entry must not stop
+// the log from taking new events, and attest verify names it.
 func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from, to int64) ([]*index.Doc, error) {
 	if from >= to {
 		return nil, nil
@@ -40,6 +42,13 @@ func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from,
 				return nil, fmt.Errorf("auditlog: entry %d is missing from the stored log", next)
 			}
 			d, err := l.doc(ctx, t, seq, leaf, b.personal[j])
+			var ce *CorruptError
+			if errors.As(err, &ce) {
+				l.log.Error("a stored entry cannot be read; it is left out of the search index", "tenant", t.Name,
+					"sequence", seq, "error", ce.Err)
+				h := tree.LeafHash(leaf)
+				d, err = &index.Doc{Seq: seq, LeafTerm: index.LeafTerm(h[:]).Hash}, nil
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -57,10 +66,10 @@ func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from,
 func (l *Log) doc(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sealed []byte) (*index.Doc, error) {
 	ev, lf, err := event.DecodeLeaf(leaf)
 	if err != nil {
-		return nil, fmt.Errorf("auditlog: stored leaf %d: %w", seq, err)
+		return nil, &CorruptError{Sequence: seq, Err: err}
 	}
 	if ev.Sequence != seq {
-		return nil, fmt.Errorf("auditlog: the entry stored at %d says it is sequence %d", seq, ev.Sequence)
+		return nil, &CorruptError{Sequence: seq, Err: fmt.Errorf("the entry says it is sequence %d", ev.Sequence)}
 	}
 	var ipErased bool
 	if _, ok := lf.Personal[event.PathActorIP]; ok {

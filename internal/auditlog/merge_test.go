@@ -2,10 +2,12 @@ package auditlog
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/eventgen"
 	"github.com/attest/attest/internal/index"
 	"github.com/attest/attest/internal/personal"
@@ -162,4 +164,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestDamagedEntryDoesNotStopTheLog damages one stored entry: a writer that
+// loads the log afterwards still appends, a query that reaches the entry
+// fails as a damaged log, not as a bad request, and verification names it.
+func TestDamagedEntryDoesNotStopTheLog(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		tl := newTestLog(t, db, opts.DataDir, 600)
+		tl.rewriteRow(t, 590, func(b *bundle) {
+			b.leaves[590-b.first] = []byte(`{"v":1,"id":"x","unknown":true}`)
+		})
+		l := tl.otherLog(t)
+		g := eventgen.New(99, time.Now().Add(-time.Hour))
+		var ps []*Prepared
+		for i := 0; i < 20; i++ {
+			p, err := l.Prepare(ctx, tl.t, g.Next())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		rs, err := l.Append(ctx, tl.t, ps)
+		if err != nil {
+			t.Fatalf("append after an entry was damaged: %v", err)
+		}
+		for i, r := range rs {
+			if r.Err != nil || r.Sequence != int64(600+i) {
+				t.Fatalf("result %d = %+v", i, r)
+			}
+		}
+		_, err = l.Query(ctx, tl.t, Filter{Limit: 1000})
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.Sequence != 590 {
+			t.Fatalf("query over the damaged entry: %v; want a CorruptError for 590", err)
+		}
+		var fe *event.FieldError
+		if errors.As(err, &fe) {
+			t.Fatalf("query over the damaged entry reports a field error: %v", err)
+		}
+		wantProblem(t, tl.verify(t, VerifyOptions{}), 590, "altered")
+	})
 }

@@ -53,7 +53,7 @@ func (l *Log) record(ctx context.Context, t *tenant.Tenant, seq int64, leaf, sea
 func decodeRecord(seq int64, leaf []byte) (*Record, *event.Leaf, error) {
 	ev, lf, err := event.DecodeLeaf(leaf)
 	if err != nil {
-		return nil, nil, fmt.Errorf("auditlog: stored leaf %d: %w", seq, err)
+		return nil, nil, &CorruptError{Sequence: seq, Err: err}
 	}
 	if ev.Sequence != seq {
 		return nil, nil, fmt.Errorf("auditlog: the entry stored at %d says it is sequence %d", seq, ev.Sequence)
@@ -63,6 +63,18 @@ func decodeRecord(seq int64, leaf []byte) (*Record, *event.Leaf, error) {
 		r.Committed = append(r.Committed, p)
 	}
 	return r, lf, nil
+}
+
+// CorruptError says that a stored entry cannot be read: the database was
+// changed outside attest. It deliberately does not unwrap to the decoder's
+// error, so that nobody reports it as a fault of the caller's request.
+type CorruptError struct {
+	Sequence int64
+	Err      error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("auditlog: the stored entry %d cannot be read (attest verify tells what is wrong): %v", e.Sequence, e.Err)
 }
 
 // restorePersonal opens a record's sealed personal values, checked against

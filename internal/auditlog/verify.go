@@ -61,9 +61,13 @@ type VerifyReport struct {
 	Root        tree.Hash
 	Checkpoints int
 	Tiles       int
-	Personal    int64 // sealed personal values checked (Deep)
+	Personal    int64 // entries whose sealed personal values were opened and checked (Deep)
+	Erased      int64 // entries whose personal values are erased, so cannot be opened (Deep)
 	Indexed     int64 // events whose index terms were checked (Deep)
-	Elapsed     time.Duration
+	// Unsigned is the number of newest entries no stored checkpoint covers
+	// yet.
+	Unsigned int64
+	Elapsed  time.Duration
 	// Problem is nil when the log is intact.
 	Problem *Problem
 	// ExtendsCheckpoint is set when a checkpoint was given and the log
@@ -242,6 +246,9 @@ func (w *walker) walk() error {
 		w.rep.Problem = w.tileErr
 		return nil
 	}
+	if err := w.tileWidths(); err != nil {
+		return ignoreStop(err)
+	}
 	// Every tile now matches the entries, so the root at any size computed
 	// from the tiles is the root of the entries.
 	var good int64
@@ -267,8 +274,83 @@ func (w *walker) walk() error {
 		}
 		w.rep.ExtendsCheckpoint = true
 	}
+	if err := w.coverage(good); err != nil {
+		return ignoreStop(err)
+	}
 	if w.opts.Deep {
 		return ignoreStop(w.finishIndex())
+	}
+	return nil
+}
+
+// tileWidths checks that the stored tiles are exactly those of a tree of
+// the log's size: no tile lies beyond it, and none holds more or fewer
+// hashes than the tree has there. The walk proved the hashes the tree has.
+func (w *walker) tileWidths() error {
+	rows, err := w.tx.QueryContext(w.ctx, w.l.db.Rebind(`SELECT level, idx, width, length(hashes) FROM tiles
+		WHERE tenant_id = ? ORDER BY level, idx`), w.t.ID)
+	if err != nil {
+		return fmt.Errorf("auditlog: read tiles: %w", err)
+	}
+	defer rows.Close()
+	count := map[int]int64{}
+	for rows.Next() {
+		var level int
+		var idx, width, n int64
+		if err := rows.Scan(&level, &idx, &width, &n); err != nil {
+			return fmt.Errorf("auditlog: read tiles: %w", err)
+		}
+		nodes := w.head.Size >> (tree.Height * level)
+		want := min(max(nodes-idx*tree.TileWidth, 0), tree.TileWidth)
+		if width != want || n != want*tree.HashSize {
+			return w.fail(-1, "tile %d/%d holds %d hashes (width %d) where a tree of size %d has %d: "+
+				"the stored tree was changed", level, idx, n/tree.HashSize, width, w.head.Size, want)
+		}
+		count[level]++
+		w.rep.Tiles++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("auditlog: read tiles: %w", err)
+	}
+	for level := 0; w.head.Size>>(tree.Height*level) > 0; level++ {
+		nodes := w.head.Size >> (tree.Height * level)
+		if want := (nodes + tree.TileWidth - 1) / tree.TileWidth; count[level] != want {
+			return w.fail(-1, "the stored tree has %d tiles at level %d where a tree of size %d has %d",
+				count[level], level, w.head.Size, want)
+		}
+	}
+	return nil
+}
+
+// uncoveredGrace is how old the first entry no checkpoint covers may be
+// before verification calls the checkpoints missing: attest signs new
+// entries within seconds.
+const uncoveredGrace = 5 * time.Minute
+
+// coverage checks that the stored checkpoints cover the log, but for its
+// newest entries. Without checkpoints an outsider cannot tell a rewritten
+// log from the original, so their disappearance is a problem in itself.
+func (w *walker) coverage(covered int64) error {
+	w.rep.Unsigned = w.head.Size - covered
+	if covered >= w.head.Size {
+		return nil
+	}
+	leaf, _, err := w.l.entry(w.ctx, w.tx, w.t.ID, covered)
+	if err != nil {
+		return err
+	}
+	ev, _, err := event.DecodeLeaf(leaf)
+	if err != nil {
+		return w.fail(covered, "stored leaf is not valid: %v", err)
+	}
+	if age := w.l.now().Sub(ev.ReceivedAt); age > uncoveredGrace {
+		what := "no stored checkpoint covers the log"
+		if covered > 0 {
+			what = fmt.Sprintf("the stored checkpoints cover only the first %d entries", covered)
+		}
+		return w.fail(covered, "%s, though entry %d was received %s ago and attest signs new entries within "+
+			"seconds: checkpoints have been deleted, or attest stopped before it could sign (attest serve signs "+
+			"them as it starts)", what, covered, age.Round(time.Second))
 	}
 	return nil
 }
@@ -293,6 +375,7 @@ type checkedRow struct {
 	bundle  *bundle        // Deep: the decoded row
 	rng     *compact.Range // over the row's leaves, when they all match the tree
 	docs    []*index.Doc   // Deep
+	erased  int            // Deep: entries whose personal values are erased
 	problem *Problem
 }
 
@@ -519,8 +602,7 @@ func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, 
 		return nil
 	}
 	cr.bundle = b
-	if p := w.checkPersonal(b); p != nil {
-		cr.problem = p
+	if cr.erased, cr.problem = w.checkPersonal(b); cr.problem != nil {
 		return nil
 	}
 	for k, leaf := range b.leaves {
@@ -559,7 +641,8 @@ func (w *walker) row(cr *checkedRow) error {
 	}
 	w.next += n
 	if w.opts.Deep {
-		w.rep.Personal += n
+		w.rep.Personal += n - int64(cr.erased)
+		w.rep.Erased += int64(cr.erased)
 		return w.indexDocs(cr.docs)
 	}
 	return nil
@@ -575,8 +658,9 @@ func (w *walker) describe(seq int64, leaf []byte, want tree.Hash) string {
 		return fmt.Sprintf("the entry stored here is sequence %d (id %q): entries were deleted, inserted or reordered",
 			ev.Sequence, ev.ID)
 	}
-	return fmt.Sprintf("the stored event (id %q, action %q) hashes to %v but the tree holds %v for it; "+
-		"a field of the event was changed after it was logged", ev.ID, ev.Action, tree.LeafHash(leaf), want)
+	return fmt.Sprintf("the stored event (id %q, action %q) hashes to %v but the tree holds %v for it "+
+		"(tile 0/%d): a field of the event, or that hash in the tree, was changed after it was logged",
+		ev.ID, ev.Action, tree.LeafHash(leaf), want, seq/tree.TileWidth)
 }
 
 // visit compares each rebuilt node at a tile level with the stored tile.
@@ -594,26 +678,27 @@ func (w *walker) visit(id compact.NodeID, hash []byte) {
 	if !bytes.Equal(t[off:off+tree.HashSize], hash) {
 		w.tileErr = &Problem{Sequence: -1, What: fmt.Sprintf("tile %d/%d does not match the entries below it", k.Level, k.Index)}
 	}
-	if off == 0 {
-		w.rep.Tiles++
-	}
 }
 
 // checkPersonal opens every sealed personal value of a bundle and checks it
 // against its commitment.
-func (w *walker) checkPersonal(b *bundle) *Problem {
+func (w *walker) checkPersonal(b *bundle) (erased int, p *Problem) {
 	for k, leaf := range b.leaves {
 		seq := b.first + int64(k)
 		ev, lf, err := event.DecodeLeaf(leaf)
 		if err != nil {
-			return &Problem{Sequence: seq, What: fmt.Sprintf("stored leaf is not valid: %v", err)}
+			return 0, &Problem{Sequence: seq, What: fmt.Sprintf("stored leaf is not valid: %v", err)}
 		}
 		_, err = w.l.openPersonal(w.ctx, w.t, ev, lf, b.personal[k])
-		if err != nil && !errors.Is(err, personal.ErrErased) {
-			return &Problem{Sequence: seq, What: fmt.Sprintf("personal values do not match the leaf: %v", err)}
+		if errors.Is(err, personal.ErrErased) {
+			erased++
+			continue
+		}
+		if err != nil {
+			return 0, &Problem{Sequence: seq, What: fmt.Sprintf("personal values do not match the leaf: %v", err)}
 		}
 	}
-	return nil
+	return erased, nil
 }
 
 // indexDocs checks the docs of the events just joined against the index

@@ -228,6 +228,20 @@ func TestVerifyDetectsAttacks(t *testing.T) {
 			tl.exec(t, `INSERT INTO checkpoints (tenant_id, size, root, key_id, note, created_at) VALUES (?, 5, ?, ?, ?, 0)`,
 				tl.t.ID, make([]byte, 32), other.ID, note)
 		}, -1, "not signed by a trusted key"},
+		{"hash added to a partial tile", func(t *testing.T, tl *testLog) {
+			// 3000 leaves: level-0 tile 11 holds 184 hashes.
+			var hashes []byte
+			if err := tl.db.Read.QueryRowContext(context.Background(), tl.db.Rebind(`SELECT hashes FROM tiles
+				WHERE tenant_id = ? AND level = 0 AND idx = 11`), tl.t.ID).Scan(&hashes); err != nil {
+				t.Fatal(err)
+			}
+			tl.exec(t, `UPDATE tiles SET width = 185, hashes = ? WHERE tenant_id = ? AND level = 0 AND idx = 11`,
+				append(hashes, make([]byte, 32)...), tl.t.ID)
+		}, -1, "tile 0/11 holds 185 hashes"},
+		{"tile beyond the log", func(t *testing.T, tl *testLog) {
+			tl.exec(t, `INSERT INTO tiles (tenant_id, level, idx, width, hashes) VALUES (?, 0, 12, 1, ?)`,
+				tl.t.ID, make([]byte, 32))
+		}, -1, "tile 0/12 holds 1 hashes"},
 		{"altered tile", func(t *testing.T, tl *testLog) {
 			tl.exec(t, `UPDATE tiles SET hashes = ? WHERE tenant_id = ? AND level = 1 AND idx = 0`, make([]byte, 11*32), tl.t.ID)
 		}, -1, "tile 1/0"},
@@ -261,6 +275,13 @@ func TestVerifyAgainstEarlierCheckpoint(t *testing.T) {
 		tl.exec(t, `DELETE FROM entries WHERE tenant_id = ? AND first_seq >= 1536`, tl.t.ID)
 		tl.exec(t, `DELETE FROM checkpoints WHERE tenant_id = ? AND size > 1536`, tl.t.ID)
 		tl.exec(t, `UPDATE log_state SET size = 1536, root = ? WHERE tenant_id = ?`, root[:], tl.t.ID)
+		if rep := tl.verify(t, VerifyOptions{}); rep.Problem == nil || !strings.Contains(rep.Problem.What, "tile 0/6") {
+			t.Fatalf("a rollback that leaves the tree's tiles behind: %v", rep.Problem)
+		}
+		// Cut the tree back to 1536 leaves too: 6 tiles at level 0, and 6
+		// hashes in the one tile of level 1.
+		tl.exec(t, `DELETE FROM tiles WHERE tenant_id = ? AND level = 0 AND idx >= 6`, tl.t.ID)
+		tl.exec(t, `UPDATE tiles SET width = 6, hashes = substr(hashes, 1, 192) WHERE tenant_id = ? AND level = 1 AND idx = 0`, tl.t.ID)
 		if rep := tl.verify(t, VerifyOptions{}); rep.Problem != nil {
 			t.Fatalf("a consistent rollback with its checkpoints removed cannot be seen from inside: %v", rep.Problem)
 		}
@@ -306,5 +327,26 @@ func TestVerifyWhileAppending(t *testing.T) {
 				t.Fatalf("verification %d covered %d entries, want %d", i, rep.Size, 1000+300*i)
 			}
 		}
+	})
+}
+
+// TestVerifyMissingCheckpoints deletes the stored checkpoints: entries that
+// no checkpoint covers minutes after they arrived mean checkpoints are gone.
+func TestVerifyMissingCheckpoints(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		tl := newTestLog(t, db, opts.DataDir, 3000) // checkpoints at 1500 and 3000
+		if rep := tl.verify(t, VerifyOptions{}); rep.Problem != nil || rep.Unsigned != 0 {
+			t.Fatalf("intact log: %+v", rep)
+		}
+		tl.exec(t, `DELETE FROM checkpoints WHERE tenant_id = ? AND size > 2000`, tl.t.ID)
+		rep := tl.verify(t, VerifyOptions{})
+		if rep.Problem != nil || rep.Unsigned == 0 {
+			t.Fatalf("entries just appended and not yet signed: %+v", rep)
+		}
+		later := time.Now().Add(10 * time.Minute)
+		tl.l.cfg.Now = func() time.Time { return later }
+		wantProblem(t, tl.verify(t, VerifyOptions{}), 1500, "cover only the first 1500 entries")
+		tl.exec(t, `DELETE FROM checkpoints WHERE tenant_id = ?`, tl.t.ID)
+		wantProblem(t, tl.verify(t, VerifyOptions{}), 0, "no stored checkpoint covers the log")
 	})
 }

@@ -384,7 +384,10 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 			}
 			ev, _, err := event.DecodeLeaf(leaf)
 			if err != nil {
-				return nil, fmt.Errorf("auditlog: stored leaf %d: %w", s, err)
+				// The event cannot be told apart from a damaged entry
+				// that may hold its id: it is refused, and the rest of
+				// the batch goes on.
+				return &Result{Err: &CorruptError{Sequence: s, Err: err}}, nil
 			}
 			if ev.ID == id {
 				return l.duplicate(ctx, tx, st, p, s)
@@ -402,7 +405,7 @@ func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, p *Pre
 	}
 	stored, _, err := event.DecodeLeaf(leaf)
 	if err != nil {
-		return nil, fmt.Errorf("auditlog: stored leaf %d: %w", s, err)
+		return &Result{Err: &CorruptError{Sequence: s, Err: err}}, nil
 	}
 	// The same event, given the stored one's arrival time and sequence,
 	// has the same leaf.

@@ -103,12 +103,18 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 	}
 	if !quiet {
 		rate := float64(rep.Size) / max(rep.Elapsed.Seconds(), 1e-9)
-		fmt.Fprintf(e.stdout, "%s: intact: %d entries, root %v, %d checkpoints verified, %d full tiles, %s (%.0f entries/s)\n",
+		fmt.Fprintf(e.stdout, "%s: intact: %d entries, root %v, %d checkpoints verified, %d tiles, %s (%.0f entries/s)\n",
 			t.Name, rep.Size, rep.Root, rep.Checkpoints, rep.Tiles, rep.Elapsed.Round(time.Millisecond), rate)
+		if rep.Unsigned > 0 {
+			fmt.Fprintf(e.stdout, "%s: the newest %d entries are not in a signed checkpoint yet\n", t.Name, rep.Unsigned)
+		}
 		if opts.Deep {
-			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments; the stored index "+
-				"segments match the %d entries they cover (the last %d are indexed in memory, rebuilt from the log at start)\n",
-				t.Name, rep.Personal, rep.Indexed, rep.Size-rep.Indexed)
+			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments", t.Name, rep.Personal)
+			if rep.Erased > 0 {
+				fmt.Fprintf(e.stdout, ", %d entries' are erased", rep.Erased)
+			}
+			fmt.Fprintf(e.stdout, "; the stored index segments match the %d entries they cover (the last %d are "+
+				"indexed in memory, rebuilt from the log at start)\n", rep.Indexed, rep.Size-rep.Indexed)
 		}
 		if rep.ExtendsCheckpoint {
 			fmt.Fprintf(e.stdout, "%s: the log extends the given checkpoint\n", t.Name)

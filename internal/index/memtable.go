@@ -69,7 +69,9 @@ func (m *Memtable) Add(d *Doc) {
 	m.actions = append(m.actions, d.Action)
 	m.occ = append(m.occ, d.Occurred)
 	m.rcv = append(m.rcv, d.Received)
-	m.ids[d.ID] = d.Seq
+	if d.ID != "" {
+		m.ids[d.ID] = d.Seq
+	}
 }
 
 // LookupID returns the sequence number of the event with the given id, if

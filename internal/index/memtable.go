@@ -135,34 +135,70 @@ func (m *Memtable) Rebase(seq int64) *Memtable {
 }
 
 // BuildSegment makes the segment of the snapshot's first SegmentSize docs:
-// the inverted index of every field, text trigrams included.
+// the inverted index of every field, text trigrams included. It counts
+// each term's postings first and then fills one flat array, so that
+// building costs one map lookup per posting and no allocation per term.
 func (s *Snapshot) BuildSegment() *SegmentData {
 	const n = SegmentSize
-	sd := &SegmentData{First: s.Base, End: s.Base + n, Fields: map[Field]map[int64][]int64{}}
-	add := func(t Term, seq int64) {
-		f := sd.Fields[t.Field]
-		if f == nil {
-			f = map[int64][]int64{}
-			sd.Fields[t.Field] = f
-		}
-		p := f[t.Hash]
-		if len(p) > 0 && p[len(p)-1] == seq {
-			return
-		}
-		f[t.Hash] = append(p, seq)
+	type slot struct {
+		term Term
+		n    int32 // postings
+		last int32 // the last doc counted, to count each doc once
 	}
+	index := make(map[Term]int32, 4*n)
+	var slots []slot
+	occ := make([]int32, 0, 48*n) // the slot of each posting, doc by doc
 	var grams []Term
-	for i := 0; i < n; i++ {
-		seq := s.Base + int64(i)
-		for _, t := range s.terms[s.offs[i]:s.offs[i+1]] {
-			add(t, seq)
+	see := func(t Term, doc int32) {
+		k, ok := index[t]
+		if !ok {
+			k = int32(len(slots))
+			index[t] = k
+			slots = append(slots, slot{term: t, last: -1})
 		}
-		add(Term{Field: FieldID, Hash: s.idTerms[i]}, seq)
-		add(Term{Field: FieldLeaf, Hash: s.leaves[i]}, seq)
+		if sl := &slots[k]; sl.last != doc {
+			sl.n++
+			sl.last = doc
+			occ = append(occ, k)
+		}
+	}
+	ends := make([]int32, n) // doc i's postings are occ[ends[i-1]:ends[i]]
+	for i := 0; i < n; i++ {
+		doc := int32(i)
+		for _, t := range s.terms[s.offs[i]:s.offs[i+1]] {
+			see(t, doc)
+		}
+		see(Term{Field: FieldID, Hash: s.idTerms[i]}, doc)
+		see(Term{Field: FieldLeaf, Hash: s.leaves[i]}, doc)
 		grams = appendTrigrams(grams[:0], 0, s.texts[i])
 		for _, t := range grams {
-			add(t, seq)
+			see(t, doc)
 		}
+		ends[i] = int32(len(occ))
+	}
+	order := make([]int32, len(slots))
+	for k := range order {
+		order[k] = int32(k)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return compareTerms(slots[a].term, slots[b].term) })
+	sd := &SegmentData{First: s.Base, End: s.Base + n, Terms: make([]Term, len(slots)),
+		Offs: make([]int32, len(slots)+1), Postings: make([]int32, len(occ))}
+	next := make([]int32, len(slots)) // where each slot's next posting goes
+	var off int32
+	for r, k := range order {
+		sd.Terms[r] = slots[k].term
+		sd.Offs[r] = off
+		next[k] = off
+		off += slots[k].n
+	}
+	sd.Offs[len(slots)] = off
+	start := int32(0)
+	for i := 0; i < n; i++ {
+		for _, k := range occ[start:ends[i]] {
+			sd.Postings[next[k]] = int32(i)
+			next[k]++
+		}
+		start = ends[i]
 	}
 	seen := map[string]bool{}
 	for _, a := range s.actions[:n] {

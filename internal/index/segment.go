@@ -19,8 +19,12 @@ import (
 type SegmentData struct {
 	First, End int64
 	Level      int
-	// Fields maps each field to its terms' postings, ascending.
-	Fields   map[Field]map[int64][]int64
+	// Terms are the segment's distinct terms, ascending by field and hash;
+	// the postings of Terms[i] are Postings[Offs[i]:Offs[i+1]], each the
+	// offset of an event from First, ascending.
+	Terms    []Term
+	Offs     []int32
+	Postings []int32
 	IDTerms  []int64 // the hashes of the events' ids, for the bloom filter
 	Actions  []string
 	Occurred []int64
@@ -137,37 +141,23 @@ func EncodeSegment(sd *SegmentData) (*Encoded, error) {
 		addID(bf, h)
 	}
 	limit := int(sd.End-sd.First) / commonShare
-	for f, terms := range sd.Fields {
-		if f == FieldID || f == FieldLeaf {
-			continue
-		}
-		for h, p := range terms {
-			if len(p) > limit {
-				m.Common = append(m.Common, CommonTerm{Field: f, Hash: h, Count: len(p)})
-			}
-		}
-	}
 	e := &Encoded{Meta: m}
-	fields := make([]Field, 0, len(sd.Fields))
-	for f := range sd.Fields {
-		fields = append(fields, f)
-	}
-	slices.Sort(fields)
-	for _, f := range fields {
-		terms := sd.Fields[f]
-		keys := make([]int64, 0, len(terms))
-		for k := range terms {
-			keys = append(keys, k)
+	var pw pageWriter
+	for i, t := range sd.Terms {
+		if i == 0 || t.Field != sd.Terms[i-1].Field {
+			pw.flush()
+			f := t.Field
+			pw = pageWriter{base: sd.First, put: func(first int64, data []byte) {
+				e.pages = append(e.pages, page{field: f, first: first, data: data})
+			}}
 		}
-		slices.Sort(keys)
-		pw := pageWriter{base: sd.First, put: func(first int64, data []byte) {
-			e.pages = append(e.pages, page{field: f, first: first, data: data})
-		}}
-		for _, k := range keys {
-			pw.add(k, terms[k])
+		post := sd.Postings[sd.Offs[i]:sd.Offs[i+1]]
+		pw.addOffsets(t.Hash, post)
+		if t.Field != FieldID && t.Field != FieldLeaf && len(post) > limit {
+			m.Common = append(m.Common, CommonTerm{Field: t.Field, Hash: t.Hash, Count: len(post)})
 		}
-		pw.flush()
 	}
+	pw.flush()
 	for _, col := range []struct {
 		f    Field
 		vals []int64
@@ -301,8 +291,26 @@ func (w *pageWriter) add(term int64, postings []int64) {
 	}
 }
 
+// addOffsets is add for postings given as offsets from the base.
+func (w *pageWriter) addOffsets(term int64, offs []int32) {
+	if len(w.page) == 0 {
+		w.first, w.prev = term, term
+	}
+	w.page = binary.AppendUvarint(w.page, uint64(term-w.prev))
+	w.prev = term
+	w.page = binary.AppendUvarint(w.page, uint64(len(offs)))
+	var last int32
+	for _, o := range offs {
+		w.page = binary.AppendUvarint(w.page, uint64(o-last))
+		last = o
+	}
+	if len(w.page) >= pageTarget {
+		w.flush()
+	}
+}
+
 func (w *pageWriter) flush() {
-	if len(w.page) > 0 {
+	if len(w.page) > 0 && w.put != nil {
 		w.put(w.first, w.page)
 		w.page = nil
 	}

@@ -119,7 +119,7 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	fresh := errors.Is(statErr, os.ErrNotExist)
 
 	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=temp_store(memory)" +
-		"&_pragma=cache_size(-131072)"
+		"&_pragma=cache_size(-131072)&_pragma=mmap_size(1099511627776)"
 	if fresh {
 		// The database holds personal data, sealed or not: only its owner
 		// reads it. SQLite gives its WAL and shared-memory files the same

@@ -369,16 +369,27 @@ func (kr *Keyring) Prefetch(ctx context.Context, tenantID int64, subjects []stri
 		return nil
 	}
 	found := map[string]*SubjectKey{}
-	for _, s := range missing {
-		k, err := kr.loadActive(ctx, kr.db.Read, tenantID, s)
-		if err == nil {
-			found[s] = k
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+	err := kr.db.ReadTx(ctx, func(rtx *sql.Tx) error {
+		q := store.Cache(rtx)
+		defer q.Close()
+		for _, s := range missing {
+			k, err := kr.loadActive(ctx, q, tenantID, s)
+			if err == nil {
+				found[s] = k
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if len(found) < len(missing) {
-		err := kr.db.InTx(ctx, func(tx *sql.Tx) error {
+		err := kr.db.InTx(ctx, func(wtx *sql.Tx) error {
+			// Statements prepared once for the whole batch of subjects.
+			tx := store.Cache(wtx)
+			defer tx.Close()
 			for _, s := range missing {
 				if found[s] != nil {
 					continue
@@ -441,7 +452,7 @@ func (kr *Keyring) create(ctx context.Context, tenantID int64, subject string) (
 
 // createTx returns the subject's current key, creating it in tx when no
 // other process has since done so.
-func (kr *Keyring) createTx(ctx context.Context, tx *sql.Tx, tenantID int64, subject string) (*SubjectKey, error) {
+func (kr *Keyring) createTx(ctx context.Context, tx store.Querier, tenantID int64, subject string) (*SubjectKey, error) {
 	existing, err := kr.loadActive(ctx, tx, tenantID, subject)
 	if err == nil {
 		return existing, nil

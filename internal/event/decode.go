@@ -92,8 +92,13 @@ type decoder struct {
 	lim     *Limits
 	ev      *Event
 	lf      *Leaf
-	name    []byte // scratch for escaped member names
 	scratch []byte // scratch for escaped strings
+
+	// names[i] holds a copy of the member name being decoded in the object
+	// open at depth i, since a name read from dec is valid only until the
+	// next read; depth is the number of objects open.
+	names [][]byte
+	depth int
 }
 
 // DecodeProducer decodes one event as a producer sent it. Unknown fields,
@@ -133,7 +138,7 @@ func DecodeLeaf(raw []byte) (*Event, *Leaf, error) {
 func (d *decoder) decode(raw []byte) (ev *Event, err error) {
 	d.rd.Reset(raw)
 	d.dec.Reset(&d.rd)
-	d.ev = New()
+	d.ev, d.depth = New(), 0
 	defer func() { d.ev = nil }()
 	if err := d.object("", d.top); err != nil {
 		return nil, err
@@ -146,7 +151,7 @@ func (d *decoder) decode(raw []byte) (ev *Event, err error) {
 
 // at names a field by its parent's path and its own name. The two are
 // joined only when an error needs the path, so that decoding allocates no
-// path strings; name is valid until the decoder reads on.
+// path strings; name is valid until the next member of its object.
 type at struct {
 	parent string
 	name   []byte
@@ -194,22 +199,30 @@ func (d *decoder) object(p string, member func(a at) error) error {
 	if tok.Kind() != '{' {
 		return d.typeErr(path(p), "an object", tok.Kind())
 	}
+	depth := d.depth
+	if depth == len(d.names) {
+		d.names = append(d.names, nil)
+	}
+	d.depth++
 	for d.dec.PeekKind() != '}' {
 		v, err := d.dec.ReadValue()
 		if err != nil {
 			return d.syntax(path(p), err)
 		}
-		name := v[1 : len(v)-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
-			if d.name, err = jsontext.AppendUnquote(d.name[:0], v); err != nil {
+		name := d.names[depth][:0]
+		if bytes.IndexByte(v, '\\') >= 0 {
+			if name, err = jsontext.AppendUnquote(name, v); err != nil {
 				return d.syntax(path(p), err)
 			}
-			name = d.name
+		} else {
+			name = append(name, v[1:len(v)-1]...)
 		}
+		d.names[depth] = name
 		if err := member(at{parent: p, name: name}); err != nil {
 			return err
 		}
 	}
+	d.depth--
 	if _, err := d.dec.ReadToken(); err != nil {
 		return d.syntax(path(p), err)
 	}

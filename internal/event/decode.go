@@ -92,13 +92,110 @@ type decoder struct {
 	lim     *Limits
 	ev      *Event
 	lf      *Leaf
+	in      []byte // the input being decoded
 	scratch []byte // scratch for escaped strings
 
-	// names[i] holds a copy of the member name being decoded in the object
-	// open at depth i, since a name read from dec is valid only until the
-	// next read; depth is the number of objects open.
-	names [][]byte
+	// names[i] holds the member names read so far in the object open at
+	// depth i; depth is the number of objects open.
+	names []*nameSet
 	depth int
+	// stack is the containers open in a free-form value.
+	stack []container
+}
+
+// decodeOptions let the decoder pass duplicate member names, which it
+// refuses itself with the path of the duplicate.
+var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true)}
+
+// nameSet holds the member names of one object read so far: a copy of
+// each, since a name read from the JSON decoder is valid only until its
+// next read, and the set of them, to refuse a duplicate.
+type nameSet struct {
+	buf  []byte // the names, one after another
+	ends []int  // where each name ends in buf
+	// many holds every name once the object has more than linearNames,
+	// which are otherwise compared one by one.
+	many map[string]struct{}
+}
+
+const linearNames = 16
+
+func (s *nameSet) reset() {
+	s.buf, s.ends = s.buf[:0], s.ends[:0]
+	if s.many != nil {
+		clear(s.many)
+	}
+}
+
+// add adds the name whose quoted JSON form is v. It returns the name,
+// valid until the set is reset, and whether it was not there before; it
+// is the last name either way.
+func (s *nameSet) add(v []byte) (name []byte, isNew bool, err error) {
+	start := len(s.buf)
+	if bytes.IndexByte(v, '\\') >= 0 {
+		if s.buf, err = jsontext.AppendUnquote(s.buf, v); err != nil {
+			s.buf = s.buf[:start]
+			return nil, false, err
+		}
+	} else {
+		s.buf = append(s.buf, v[1:len(v)-1]...)
+	}
+	name = s.buf[start:]
+	isNew = !s.has(name)
+	s.ends = append(s.ends, len(s.buf))
+	switch n := len(s.ends); {
+	case !isNew || n <= linearNames:
+	case n == linearNames+1:
+		if s.many == nil {
+			s.many = make(map[string]struct{})
+		}
+		for i := range s.ends {
+			s.many[string(s.name(i))] = struct{}{}
+		}
+	default:
+		s.many[string(name)] = struct{}{}
+	}
+	return name, isNew, nil
+}
+
+func (s *nameSet) has(name []byte) bool {
+	if len(s.ends) > linearNames {
+		_, ok := s.many[string(name)]
+		return ok
+	}
+	for i := range s.ends {
+		if bytes.Equal(s.name(i), name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *nameSet) name(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = s.ends[i-1]
+	}
+	return s.buf[start:s.ends[i]]
+}
+
+// last returns the name added last.
+func (s *nameSet) last() []byte {
+	if len(s.ends) == 0 {
+		return nil
+	}
+	return s.name(len(s.ends) - 1)
+}
+
+// open starts the names of an object at the current depth.
+func (d *decoder) open() *nameSet {
+	if d.depth == len(d.names) {
+		d.names = append(d.names, new(nameSet))
+	}
+	s := d.names[d.depth]
+	s.reset()
+	d.depth++
+	return s
 }
 
 // DecodeProducer decodes one event as a producer sent it. Unknown fields,
@@ -137,9 +234,9 @@ func DecodeLeaf(raw []byte) (*Event, *Leaf, error) {
 
 func (d *decoder) decode(raw []byte) (ev *Event, err error) {
 	d.rd.Reset(raw)
-	d.dec.Reset(&d.rd)
-	d.ev, d.depth = New(), 0
-	defer func() { d.ev = nil }()
+	d.dec.Reset(&d.rd, decodeOptions...)
+	d.ev, d.in, d.depth = New(), raw, 0
+	defer func() { d.ev, d.in = nil, nil }()
 	if err := d.object("", d.top); err != nil {
 		return nil, err
 	}
@@ -199,25 +296,19 @@ func (d *decoder) object(p string, member func(a at) error) error {
 	if tok.Kind() != '{' {
 		return d.typeErr(path(p), "an object", tok.Kind())
 	}
-	depth := d.depth
-	if depth == len(d.names) {
-		d.names = append(d.names, nil)
-	}
-	d.depth++
+	names := d.open()
 	for d.dec.PeekKind() != '}' {
 		v, err := d.dec.ReadValue()
 		if err != nil {
 			return d.syntax(path(p), err)
 		}
-		name := d.names[depth][:0]
-		if bytes.IndexByte(v, '\\') >= 0 {
-			if name, err = jsontext.AppendUnquote(name, v); err != nil {
-				return d.syntax(path(p), err)
-			}
-		} else {
-			name = append(name, v[1:len(v)-1]...)
+		name, isNew, err := names.add(v)
+		if err != nil {
+			return d.syntax(path(p), err)
 		}
-		d.names[depth] = name
+		if !isNew {
+			return duplicate(at{parent: p, name: name})
+		}
 		if err := member(at{parent: p, name: name}); err != nil {
 			return err
 		}
@@ -253,6 +344,10 @@ func (d *decoder) typeErr(a at, want string, got jsontext.Kind) error {
 
 func unknown(a at) error {
 	return fieldErr(a.String(), "unknown field")
+}
+
+func duplicate(a at) error {
+	return fieldErr(a.String(), "duplicate member name")
 }
 
 // peek checks that the next value is of kind want.
@@ -595,52 +690,141 @@ func (d *decoder) details(a at) (jsontext.Value, error) {
 	return d.freeform(a, d.lim.maxDetails(), d.lim.maxDepth())
 }
 
+// container is an object or array open in a free-form value.
+type container struct {
+	names *nameSet // the object's names; nil for an array
+	n     int      // the array's elements read
+	// value is whether the object's next token is a member's value.
+	value bool
+}
+
+// freeform reads a JSON value at a, nested at most maxDepth levels, and
+// returns it in canonical form. A duplicate member name is refused with its
+// path, and so is a number that the canonical form would change.
 func (d *decoder) freeform(a at, maxBytes, maxDepth int) (jsontext.Value, error) {
-	v, err := d.dec.ReadValue()
-	if err != nil {
-		return nil, d.syntax(a, err)
+	start := d.dec.InputOffset()
+	d.stack = d.stack[:0]
+	depth := d.depth
+	defer func() { d.depth = depth }()
+	for {
+		if d.dec.InputOffset()-start > 4*int64(maxBytes) {
+			return nil, fieldErr(a.String(), "larger than %d bytes", maxBytes)
+		}
+		done, err := d.freeformToken(a, maxDepth)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			break
+		}
 	}
-	p := a.String()
-	if len(v) > 4*maxBytes {
-		return nil, fieldErr(p, "larger than %d bytes", maxBytes)
+	raw := bytes.TrimLeft(d.in[start:d.dec.InputOffset()], " \t\r\n:")
+	if len(raw) > 4*maxBytes {
+		return nil, fieldErr(a.String(), "larger than %d bytes", maxBytes)
 	}
-	if err := checkFreeform(p, v, maxDepth); err != nil {
-		return nil, err
-	}
-	cv := jsontext.Value(slices.Clone([]byte(v)))
+	cv := jsontext.Value(slices.Clone(raw))
 	if err := cv.Canonicalize(); err != nil {
-		return nil, fieldErr(p, "cannot be put in canonical form: %v", err)
+		return nil, fieldErr(a.String(), "cannot be put in canonical form: %v", err)
 	}
 	if len(cv) > maxBytes {
-		return nil, fieldErr(p, "larger than %d bytes", maxBytes)
+		return nil, fieldErr(a.String(), "larger than %d bytes", maxBytes)
 	}
 	return cv, nil
 }
 
-// checkFreeform rejects values whose canonical form would change their
-// meaning: numbers too large for a double, integers past 2^53, and nesting
-// deeper than maxDepth.
-func checkFreeform(path string, v []byte, maxDepth int) error {
-	var dec jsontext.Decoder
-	dec.Reset(bytes.NewReader(v))
-	for {
-		tok, err := dec.ReadToken()
-		if err == io.EOF {
-			return nil
+// freeformToken reads the next token or scalar of a free-form value, and
+// reports whether the value is complete.
+func (d *decoder) freeformToken(a at, maxDepth int) (done bool, err error) {
+	var top *container
+	if len(d.stack) > 0 {
+		top = &d.stack[len(d.stack)-1]
+	}
+	switch k := d.dec.PeekKind(); {
+	case k == 0:
+		_, err := d.dec.ReadToken()
+		return false, d.syntax(d.within(a), err)
+	case top != nil && (k == '}' || k == ']'):
+		if _, err := d.dec.ReadToken(); err != nil {
+			return false, d.syntax(d.within(a), err)
 		}
+		if top.names != nil {
+			d.depth--
+		}
+		d.stack = d.stack[:len(d.stack)-1]
+		return d.ended(), nil
+	case top != nil && top.names != nil && !top.value:
+		v, err := d.dec.ReadValue()
 		if err != nil {
-			return fieldErr(path, "invalid JSON: %v", err)
+			return false, d.syntax(d.within(a), err)
 		}
-		if dec.StackDepth() > maxDepth {
-			return fieldErr(path, "nested deeper than %d levels", maxDepth)
+		_, isNew, err := top.names.add(v)
+		if err != nil {
+			return false, d.syntax(d.within(a), err)
 		}
-		if tok.Kind() != '0' {
-			continue
+		top.value = true
+		if !isNew {
+			return false, duplicate(d.within(a))
 		}
-		if err := checkNumber(tok.String()); err != nil {
-			return fieldErr(path+string(dec.StackPointer()), "%v", err)
+		return false, nil
+	case k == '{' || k == '[':
+		if len(d.stack) == maxDepth {
+			return false, fieldErr(a.String(), "nested deeper than %d levels", maxDepth)
+		}
+		if _, err := d.dec.ReadToken(); err != nil {
+			return false, d.syntax(d.within(a), err)
+		}
+		c := container{}
+		if k == '{' {
+			c.names = d.open()
+		}
+		d.stack = append(d.stack, c)
+		return false, nil
+	}
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return false, d.syntax(d.within(a), err)
+	}
+	if v.Kind() == '0' {
+		if err := checkNumber(string(v)); err != nil {
+			return false, fieldErr(d.within(a).String(), "%v", err)
 		}
 	}
+	return d.ended(), nil
+}
+
+// ended marks the value just read as read in its container, and reports
+// whether it was the whole free-form value.
+func (d *decoder) ended() bool {
+	if len(d.stack) == 0 {
+		return true
+	}
+	top := &d.stack[len(d.stack)-1]
+	if top.names != nil {
+		top.value = false
+	} else {
+		top.n++
+	}
+	return false
+}
+
+// within names the place in the free-form value at a that was read last.
+func (d *decoder) within(a at) at {
+	if len(d.stack) == 0 {
+		return a
+	}
+	var b strings.Builder
+	b.WriteString(a.String())
+	for _, c := range d.stack {
+		if c.names == nil {
+			b.WriteString("[" + strconv.Itoa(c.n) + "]")
+			continue
+		}
+		if name := c.names.last(); name != nil {
+			b.WriteByte('.')
+			b.Write(name)
+		}
+	}
+	return path(b.String())
 }
 
 func checkNumber(lit string) error {

@@ -2,6 +2,7 @@ package event
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,80 @@ func TestNamesOutliveReads(t *testing.T) {
 			if fe := decodeErr(t, b); fe.Field != tc.field || !strings.Contains(fe.Reason, "longer than") {
 				t.Fatalf("padding %d: error %q, want field %s longer than its limit", pad, fe, tc.field)
 			}
+		}
+	}
+}
+
+func TestDuplicateNames(t *testing.T) {
+	var many, long strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&many, `"k%d":%d,`, i, i)
+		fmt.Fprintf(&long, `"%s%03d":"%s",`, strings.Repeat("n", 120), i, strings.Repeat("v", 200))
+	}
+	for _, tc := range []struct{ name, members, field string }{
+		{"top level", `"action":"x.y"`, "action"},
+		{"escaped", `"act\u0069on":"x.y"`, "action"},
+		{"schema object", `"target":{"type":"a","id":"b","type":"c"}`, "target.type"},
+		{"nested schema object", `"request":{"id":"r"},"actor":{"type":"user","auth":{"mfa":true,"mfa":false}}`,
+			"actor.auth.mfa"},
+		{"details", `"details":{"a":1,"a":2}`, "details.a"},
+		{"details escaped", `"details":{"a":1,"\u0061":2}`, "details.a"},
+		{"details nested", `"details":{"x":{"b":1,"c":[0,{"k":1,"j":{},"k":2}]}}`, "details.x.c[1].k"},
+		{"details many members", `"details":{` + many.String() + `"k7":0}`, "details.k7"},
+		{"details long members", `"details":{"o":{` + long.String() + `"` + strings.Repeat("n", 120) + `001":0}}`,
+			"details.o." + strings.Repeat("n", 120) + "001"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := "{" + strings.Replace(minimal, `"actor":{"type":"user"},`, "", 1) + "," + tc.members
+			if !strings.Contains(tc.members, `"actor"`) {
+				body = "{" + minimal + "," + tc.members
+			}
+			fe := decodeErr(t, body+"}")
+			if fe.Field != tc.field || fe.Reason != "duplicate member name" {
+				t.Errorf("error = %q, want %s: duplicate member name", fe, tc.field)
+			}
+		})
+	}
+}
+
+// TestDistinctNames checks that names repeated in different objects, and
+// many long names whose reading refills the decoder's buffer, are not
+// taken for duplicates and reach the canonical form intact.
+func TestDistinctNames(t *testing.T) {
+	var long, want strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&long, `,"%s%03d":{"k":[{"k":%d},{"k":"%s"}]}`, strings.Repeat("n", 120), i, i, strings.Repeat("v", 150))
+	}
+	want.WriteString(`{"a":{"x":1},"b":{"x":1}`)
+	want.WriteString(long.String())
+	want.WriteString("}")
+	body := `{` + minimal + `,"details":{"b":{"x":1},"a":{"x":1}` + long.String() + `}}`
+	ev, err := DecodeProducer([]byte(body), &Limits{Now: fixedNow, MaxDetailsBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(ev.Details); got != want.String() {
+		t.Errorf("details =\n%s\nwant\n%s", got, want.String())
+	}
+}
+
+// TestLeafDuplicateNames checks that a stored leaf with a duplicate name
+// is refused too.
+func TestLeafDuplicateNames(t *testing.T) {
+	ev, err := DecodeProducer([]byte(`{`+minimal+`,"details":{"a":1}}`), &Limits{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Tenant = "t"
+	leaf := string(AppendLeaf(nil, ev, nil))
+	for _, tc := range []struct{ leaf, field string }{
+		{strings.Replace(leaf, `"details":{"a":1}`, `"details":{"a":1,"a":2}`, 1), "details.a"},
+		{strings.Replace(leaf, `"tenant":"t"`, `"tenant":"t","tenant":"u"`, 1), "tenant"},
+	} {
+		_, _, err := DecodeLeaf([]byte(tc.leaf))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field || fe.Reason != "duplicate member name" {
+			t.Errorf("DecodeLeaf(%s) = %v, want %s: duplicate member name", tc.leaf, err, tc.field)
 		}
 	}
 }

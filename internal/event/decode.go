@@ -700,7 +700,8 @@ type container struct {
 
 // freeform reads a JSON value at a, nested at most maxDepth levels, and
 // returns it in canonical form. A duplicate member name is refused with its
-// path, and so is a number that the canonical form would change.
+// path, and so is, outside stored leaves, a number whose canonical text
+// would denote another value (see ExactNumber).
 func (d *decoder) freeform(a at, maxBytes, maxDepth int) (jsontext.Value, error) {
 	start := d.dec.InputOffset()
 	d.stack = d.stack[:0]
@@ -784,10 +785,10 @@ func (d *decoder) freeformToken(a at, maxDepth int) (done bool, err error) {
 	if err != nil {
 		return false, d.syntax(d.within(a), err)
 	}
-	if v.Kind() == '0' {
-		if err := checkNumber(string(v)); err != nil {
-			return false, fieldErr(d.within(a).String(), "%v", err)
-		}
+	// A stored leaf is in canonical form already, and every number in it
+	// is the canonical text of a double.
+	if v.Kind() == '0' && !d.leaf && !ExactNumber(v) {
+		return false, fieldErr(d.within(a).String(), "%v", ErrInexactNumber)
 	}
 	return d.ended(), nil
 }
@@ -825,17 +826,6 @@ func (d *decoder) within(a at) at {
 		}
 	}
 	return path(b.String())
-}
-
-func checkNumber(lit string) error {
-	f, err := strconv.ParseFloat(lit, 64)
-	if err != nil || math.IsInf(f, 0) {
-		return errors.New("number out of range for a double")
-	}
-	if !strings.ContainsAny(lit, ".eE") && math.Abs(f) > 1<<53 {
-		return errors.New("integer larger than 2^53 cannot be kept exactly; send it as a string")
-	}
-	return nil
 }
 
 // Validate checks an event's values against the schema: required fields,

@@ -660,7 +660,17 @@ func TestMalformed(t *testing.T) {
 			nil, []bad{{0, "Records", "must be an array"}}},
 		{"cloudtrail huge integer", "cloudtrail",
 			`[` + strings.Replace(ct1, `{`, `{"requestParameters":{"size":123456789012345678901},`, 1) + `,` + ct3 + `]`, 0,
-			[]int{1}, []bad{{0, "requestParameters.size", "2^53"}}},
+			[]int{1}, []bad{{0, "requestParameters.size", "cannot be represented exactly"}}},
+		{"cloudtrail integer past 2^53", "cloudtrail",
+			`[` + ct3 + `,` + strings.Replace(ct1, `{`, `{"requestParameters":{"size":9007199254740993},`, 1) + `]`, 0,
+			[]int{0}, []bad{{1, "requestParameters.size", "cannot be represented exactly"}}},
+		{"cloudtrail number out of range", "cloudtrail",
+			strings.Replace(ct1, `{`, `{"additionalEventData":{"n":[1,-1e400]},`, 1) + "\n" + ct3, 0,
+			[]int{1}, []bad{{0, "additionalEventData.n[1]", "cannot be represented exactly"}}},
+		{"kubernetes fraction that rounds", "kubernetes",
+			strings.Replace(k8s1, `{`, `{"requestObject":{"spec":{"x":[0.1000000000000000055511151231257827]}},`, 1) +
+				"\n" + k8s3, 0,
+			[]int{1}, []bad{{0, "requestObject.spec.x[0]", "cannot be represented exactly"}}},
 		{"cloudtrail over-long line", "cloudtrail",
 			ct1 + "\n" + strings.Replace(ct1, `{`, `{"pad":"`+strings.Repeat("x", 300)+`",`, 1) + "\n" + ct3 + "\n", 200,
 			[]int{0, 2}, []bad{{1, "", "record larger than the limit"}}},
@@ -733,6 +743,21 @@ func TestMalformed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOriginalNumbers checks that numbers whose canonical text denotes
+// the same value are kept in the original, in canonical form.
+func TestOriginalNumbers(t *testing.T) {
+	const rec = `{"eventID":"e1","eventTime":"2024-01-02T03:04:05Z","eventSource":"s3.amazonaws.com",` +
+		`"eventName":"GetObject","requestParameters":{"ratio":0.10,"max":9007199254740992,"big":1E22,"neg":-0}}`
+	recs := readAll(t, "cloudtrail", strings.NewReader(rec), nil)
+	if len(recs) != 1 || recs[0].Err != nil {
+		t.Fatalf("records %+v, want one event", recs)
+	}
+	want := `"requestParameters":{"big":1e+22,"max":9007199254740992,"neg":0,"ratio":0.1}`
+	if orig := string(recs[0].Event.Original); !strings.Contains(orig, want) {
+		t.Errorf("original = %s, want it to hold %s", orig, want)
 	}
 }
 

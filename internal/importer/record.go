@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/netip"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -171,8 +169,8 @@ func canonicalDetails(v any) (jsontext.Value, error) {
 
 // canonicalOriginal returns raw in canonical form. Canonical JSON writes
 // numbers as doubles, so raw is refused, as the event decoder refuses such
-// values, when that would change a number; and when it nests deeper than
-// the decoder lets an original nest.
+// values, when that would change a number (see event.ExactNumber); and when
+// it nests deeper than the decoder lets an original nest.
 func canonicalOriginal(raw []byte) (jsontext.Value, error) {
 	if err := checkOriginal(raw); err != nil {
 		return nil, err
@@ -197,17 +195,8 @@ func checkOriginal(raw []byte) error {
 		if dec.StackDepth() > maxOriginalDepth {
 			return fieldError(fieldPath(dec.StackPointer()), "nested deeper than %d levels", maxOriginalDepth)
 		}
-		if tok.Kind() != '0' {
-			continue
-		}
-		lit := tok.String()
-		f, err := strconv.ParseFloat(lit, 64)
-		switch {
-		case err != nil || math.IsInf(f, 0):
-			return fieldError(fieldPath(dec.StackPointer()), "number out of range for a double")
-		case !strings.ContainsAny(lit, ".eE") && math.Abs(f) > 1<<53:
-			return fieldError(fieldPath(dec.StackPointer()),
-				"integer larger than 2^53 cannot be kept exactly in canonical form")
+		if tok.Kind() == '0' && !event.ExactNumber([]byte(tok.String())) {
+			return fieldError(fieldPath(dec.StackPointer()), "%v", event.ErrInexactNumber)
 		}
 	}
 }

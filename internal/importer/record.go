@@ -209,6 +209,9 @@ func decodeError(err error) error {
 		return &event.FieldError{Field: fieldPath(se.JSONPointer), Reason: semanticReason(se)}
 	}
 	var sy *jsontext.SyntacticError
+	if errors.As(err, &sy) && errors.Is(err, jsontext.ErrDuplicateName) {
+		return fieldError(fieldPath(sy.JSONPointer), "duplicate member name")
+	}
 	if errors.As(err, &sy) {
 		return fieldError(fieldPath(sy.JSONPointer), "invalid JSON: %v", sy.Err)
 	}

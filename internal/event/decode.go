@@ -424,11 +424,41 @@ func (d *decoder) timestamp(a at) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	t, ok := ParseTime(s)
+	if !ok {
 		return time.Time{}, fieldErr(a.String(), "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 	}
-	return t.UTC(), nil
+	return t, nil
+}
+
+// ParseTime reads an RFC 3339 time and returns it in UTC. RFC 3339 lets
+// the T between date and time and the Z of UTC be written in lower case,
+// so they may be.
+func ParseTime(s string) (time.Time, bool) {
+	if len(s) > 10 && (s[10] == 't' || s[len(s)-1] == 'z') {
+		b := []byte(s)
+		if b[10] == 't' {
+			b[10] = 'T'
+		}
+		if b[len(b)-1] == 'z' {
+			b[len(b)-1] = 'Z'
+		}
+		s = string(b)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
+}
+
+// CheckEarliest refuses, as a *FieldError for field, a time before
+// 1990-01-01: nothing audited here predates it. The zero time is one such.
+func CheckEarliest(field string, t time.Time) error {
+	if t.Before(earliest) {
+		return fieldErr(field, "is before 1990-01-01, which cannot be right")
+	}
+	return nil
 }
 
 func (d *decoder) top(a at) error {
@@ -438,9 +468,16 @@ func (d *decoder) top(a at) error {
 	case "id":
 		ev.ID, err = d.str(a, 128)
 	case "tenant":
-		ev.Tenant, err = d.str(a, 64)
+		// The tenant comes from the credentials unless an operator names
+		// one; an empty name would read as no name.
+		if ev.Tenant, err = d.str(a, 64); err == nil && ev.Tenant == "" {
+			return fieldErr(a.String(), "is empty: leave it out to use the credentials' tenant, or name one")
+		}
 	case "occurred_at":
-		ev.OccurredAt, err = d.timestamp(a)
+		if ev.OccurredAt, err = d.timestamp(a); err == nil && !d.leaf {
+			// Checked here, since Validate takes the zero time for none.
+			err = CheckEarliest(a.String(), ev.OccurredAt)
+		}
 	case "source":
 		err = d.source(a)
 	case "actor":
@@ -834,8 +871,8 @@ func Validate(ev *Event, lim *Limits) error {
 	if ev.OccurredAt.IsZero() {
 		return fieldErr("occurred_at", "is required")
 	}
-	if ev.OccurredAt.Before(earliest) {
-		return fieldErr("occurred_at", "is before 1990-01-01, which cannot be right")
+	if err := CheckEarliest("occurred_at", ev.OccurredAt); err != nil {
+		return err
 	}
 	if limit := lim.now().Add(lim.skew()); ev.OccurredAt.After(limit) {
 		return fieldErr("occurred_at", "is in the future (more than %s ahead of this server's clock)", lim.skew())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // minimal holds the required members of a producer event.
@@ -116,5 +117,50 @@ func TestLeafDuplicateNames(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != tc.field || fe.Reason != "duplicate member name" {
 			t.Errorf("DecodeLeaf(%s) = %v, want %s: duplicate member name", tc.leaf, err, tc.field)
 		}
+	}
+}
+
+func TestOccurredAt(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Time // zero when refused
+		why  string    // the reason refused
+	}{
+		{"2026-11-30T10:00:00Z", time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC), ""},
+		{"2026-11-30t10:00:00z", time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC), ""},
+		{"2026-11-30t10:00:00.5+01:00", time.Date(2026, 11, 30, 9, 0, 0, 5e8, time.UTC), ""},
+		{"2026-11-30T10:00:00z", time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC), ""},
+		{"1990-01-01T00:00:00Z", time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"0001-01-01T00:00:00Z", time.Time{}, "before 1990-01-01"},
+		{"0001-01-01t00:00:00z", time.Time{}, "before 1990-01-01"},
+		{"0001-01-01T00:00:00+00:00", time.Time{}, "before 1990-01-01"},
+		{"1989-12-31T23:59:59.999999999Z", time.Time{}, "before 1990-01-01"},
+		{"2026-11-30 10:00:00Z", time.Time{}, "RFC 3339"},
+		{"2026-11-30x10:00:00Z", time.Time{}, "RFC 3339"},
+		{"2026-11-30T10:00:00y", time.Time{}, "RFC 3339"},
+	} {
+		body := strings.Replace("{"+minimal+"}", "2026-11-30T10:00:00Z", tc.in, 1)
+		ev, err := DecodeProducer([]byte(body), &Limits{Now: fixedNow})
+		if tc.why == "" {
+			if err != nil || !ev.OccurredAt.Equal(tc.want) {
+				t.Errorf("occurred_at %s: %v, %v; want %v", tc.in, ev, err, tc.want)
+			}
+			continue
+		}
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "occurred_at" || !strings.Contains(fe.Reason, tc.why) {
+			t.Errorf("occurred_at %s: error %v, want occurred_at: ...%s...", tc.in, err, tc.why)
+		}
+	}
+}
+
+func TestTenant(t *testing.T) {
+	fe := decodeErr(t, "{"+minimal+`,"tenant":""}`)
+	if fe.Field != "tenant" || !strings.Contains(fe.Reason, "is empty") {
+		t.Errorf("empty tenant: error %q, want tenant: is empty", fe)
+	}
+	ev, err := DecodeProducer([]byte("{"+minimal+`,"tenant":"acme"}`), &Limits{Now: fixedNow})
+	if err != nil || ev.Tenant != "acme" {
+		t.Errorf("tenant acme: %v, %v; want tenant acme", ev, err)
 	}
 }

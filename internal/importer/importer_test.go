@@ -628,6 +628,14 @@ func TestMalformed(t *testing.T) {
 		{"cloudtrail bad eventTime", "cloudtrail",
 			ct1 + "\n" + strings.Replace(ct3, "2024-01-02T03:04:05Z", "yesterday", 1), 0,
 			[]int{0}, []bad{{1, "eventTime", "RFC 3339"}}},
+		{"cloudtrail zero eventTime", "cloudtrail",
+			strings.Replace(ct1, "2024-01-02T03:04:05Z", "0001-01-01T00:00:00Z", 1) + "\n" +
+				strings.Replace(ct3, "2024-01-02T03:04:05Z", "2024-01-02t03:04:05z", 1), 0,
+			[]int{1}, []bad{{0, "eventTime", "before 1990-01-01"}}},
+		{"kubernetes old time", "kubernetes",
+			strings.Replace(k8s1, "2024-01-02T03:04:05Z", "1989-12-31T23:59:59Z", 1) + "\n" +
+				strings.Replace(k8s3, "2024-01-02T03:04:05Z", "2024-01-02t03:04:05.5z", 1), 0,
+			[]int{1}, []bad{{0, "requestReceivedTimestamp", "before 1990-01-01"}}},
 		{"cloudtrail eventID missing", "cloudtrail",
 			`{"Records":[` + ct1 + `,{"eventTime":"2024-01-02T03:04:05Z"},` + ct3 + `]}`, 0,
 			[]int{0, 2}, []bad{{1, "eventID", "is required"}}},

@@ -75,11 +75,14 @@ func parseTime(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, fieldError(field, "is required")
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	t, ok := event.ParseTime(s)
+	if !ok {
 		return time.Time{}, fieldError(field, "must be an RFC 3339 time such as 2024-08-02T08:53:24Z")
 	}
-	return t.UTC(), nil
+	if err := event.CheckEarliest(field, t); err != nil {
+		return time.Time{}, err
+	}
+	return t, nil
 }
 
 // makeAction maps each character that an action may not hold to '_'.

@@ -45,8 +45,8 @@ func mapRecord(raw []byte, opts *Options, m mapper) (*event.Event, error) {
 // readLines reads NDJSON and maps each line with mapLine.
 func readLines(r io.Reader, opts *Options, emit func(Record) error,
 	mapLine func([]byte, *Options) (*event.Event, error)) error {
-	return ReadNDJSON(r, opts.maxRecord(), func(i int, line []byte, err error) error {
-		rec := Record{Index: i, Err: err}
+	return scanLines(r, opts.maxRecord(), func(i, lineNo int, line []byte, err error) error {
+		rec := Record{Index: i, Line: lineNo, Err: err}
 		if err == nil {
 			rec.Event, rec.Err = mapLine(line, opts)
 		}

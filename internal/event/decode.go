@@ -92,8 +92,110 @@ type decoder struct {
 	lim     *Limits
 	ev      *Event
 	lf      *Leaf
-	name    []byte // scratch for escaped member names
+	in      []byte // the input being decoded
 	scratch []byte // scratch for escaped strings
+
+	// names[i] holds the member names read so far in the object open at
+	// depth i; depth is the number of objects open.
+	names []*nameSet
+	depth int
+	// stack is the containers open in a free-form value.
+	stack []container
+}
+
+// decodeOptions let the decoder pass duplicate member names, which it
+// refuses itself with the path of the duplicate.
+var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true)}
+
+// nameSet holds the member names of one object read so far: a copy of
+// each, since a name read from the JSON decoder is valid only until its
+// next read, and the set of them, to refuse a duplicate.
+type nameSet struct {
+	buf  []byte // the names, one after another
+	ends []int  // where each name ends in buf
+	// many holds every name once the object has more than linearNames,
+	// which are otherwise compared one by one.
+	many map[string]struct{}
+}
+
+const linearNames = 16
+
+func (s *nameSet) reset() {
+	s.buf, s.ends = s.buf[:0], s.ends[:0]
+	if s.many != nil {
+		clear(s.many)
+	}
+}
+
+// add adds the name whose quoted JSON form is v. It returns the name,
+// valid until the set is reset, and whether it was not there before; it
+// is the last name either way.
+func (s *nameSet) add(v []byte) (name []byte, isNew bool, err error) {
+	start := len(s.buf)
+	if bytes.IndexByte(v, '\\') >= 0 {
+		if s.buf, err = jsontext.AppendUnquote(s.buf, v); err != nil {
+			s.buf = s.buf[:start]
+			return nil, false, err
+		}
+	} else {
+		s.buf = append(s.buf, v[1:len(v)-1]...)
+	}
+	name = s.buf[start:]
+	isNew = !s.has(name)
+	s.ends = append(s.ends, len(s.buf))
+	switch n := len(s.ends); {
+	case !isNew || n <= linearNames:
+	case n == linearNames+1:
+		if s.many == nil {
+			s.many = make(map[string]struct{})
+		}
+		for i := range s.ends {
+			s.many[string(s.name(i))] = struct{}{}
+		}
+	default:
+		s.many[string(name)] = struct{}{}
+	}
+	return name, isNew, nil
+}
+
+func (s *nameSet) has(name []byte) bool {
+	if len(s.ends) > linearNames {
+		_, ok := s.many[string(name)]
+		return ok
+	}
+	for i := range s.ends {
+		if bytes.Equal(s.name(i), name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *nameSet) name(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = s.ends[i-1]
+	}
+	return s.buf[start:s.ends[i]]
+}
+
+// last returns the name added last.
+func (s *nameSet) last() []byte {
+	if len(s.ends) == 0 {
+		return nil
+	}
+	return s.name(len(s.ends) - 1)
+}
+
+// open starts the names of an object at the current depth.
+func (d *decoder) open() *nameSet {
+	if d.depth == len(d.names) {
+		d.names = append(d.names, new(nameSet))
+	}
+	s := d.names[d.depth]
+	s.reset()
+	d.depth++
+	return s
 }
 
 // DecodeProducer decodes one event as a producer sent it. Unknown fields,
@@ -132,9 +234,9 @@ func DecodeLeaf(raw []byte) (*Event, *Leaf, error) {
 
 func (d *decoder) decode(raw []byte) (ev *Event, err error) {
 	d.rd.Reset(raw)
-	d.dec.Reset(&d.rd)
-	d.ev = New()
-	defer func() { d.ev = nil }()
+	d.dec.Reset(&d.rd, decodeOptions...)
+	d.ev, d.in, d.depth = New(), raw, 0
+	defer func() { d.ev, d.in = nil, nil }()
 	if err := d.object("", d.top); err != nil {
 		return nil, err
 	}
@@ -146,7 +248,7 @@ func (d *decoder) decode(raw []byte) (ev *Event, err error) {
 
 // at names a field by its parent's path and its own name. The two are
 // joined only when an error needs the path, so that decoding allocates no
-// path strings; name is valid until the decoder reads on.
+// path strings; name is valid until the next member of its object.
 type at struct {
 	parent string
 	name   []byte
@@ -194,22 +296,24 @@ func (d *decoder) object(p string, member func(a at) error) error {
 	if tok.Kind() != '{' {
 		return d.typeErr(path(p), "an object", tok.Kind())
 	}
+	names := d.open()
 	for d.dec.PeekKind() != '}' {
 		v, err := d.dec.ReadValue()
 		if err != nil {
 			return d.syntax(path(p), err)
 		}
-		name := v[1 : len(v)-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
-			if d.name, err = jsontext.AppendUnquote(d.name[:0], v); err != nil {
-				return d.syntax(path(p), err)
-			}
-			name = d.name
+		name, isNew, err := names.add(v)
+		if err != nil {
+			return d.syntax(path(p), err)
+		}
+		if !isNew {
+			return duplicate(at{parent: p, name: name})
 		}
 		if err := member(at{parent: p, name: name}); err != nil {
 			return err
 		}
 	}
+	d.depth--
 	if _, err := d.dec.ReadToken(); err != nil {
 		return d.syntax(path(p), err)
 	}
@@ -240,6 +344,10 @@ func (d *decoder) typeErr(a at, want string, got jsontext.Kind) error {
 
 func unknown(a at) error {
 	return fieldErr(a.String(), "unknown field")
+}
+
+func duplicate(a at) error {
+	return fieldErr(a.String(), "duplicate member name")
 }
 
 // peek checks that the next value is of kind want.
@@ -316,11 +424,41 @@ func (d *decoder) timestamp(a at) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	t, ok := ParseTime(s)
+	if !ok {
 		return time.Time{}, fieldErr(a.String(), "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 	}
-	return t.UTC(), nil
+	return t, nil
+}
+
+// ParseTime reads an RFC 3339 time and returns it in UTC. RFC 3339 lets
+// the T between date and time and the Z of UTC be written in lower case,
+// so they may be.
+func ParseTime(s string) (time.Time, bool) {
+	if len(s) > 10 && (s[10] == 't' || s[len(s)-1] == 'z') {
+		b := []byte(s)
+		if b[10] == 't' {
+			b[10] = 'T'
+		}
+		if b[len(b)-1] == 'z' {
+			b[len(b)-1] = 'Z'
+		}
+		s = string(b)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
+}
+
+// CheckEarliest refuses, as a *FieldError for field, a time before
+// 1990-01-01: nothing audited here predates it. The zero time is one such.
+func CheckEarliest(field string, t time.Time) error {
+	if t.Before(earliest) {
+		return fieldErr(field, "is before 1990-01-01, which cannot be right")
+	}
+	return nil
 }
 
 func (d *decoder) top(a at) error {
@@ -330,9 +468,16 @@ func (d *decoder) top(a at) error {
 	case "id":
 		ev.ID, err = d.str(a, 128)
 	case "tenant":
-		ev.Tenant, err = d.str(a, 64)
+		// The tenant comes from the credentials unless an operator names
+		// one; an empty name would read as no name.
+		if ev.Tenant, err = d.str(a, 64); err == nil && ev.Tenant == "" {
+			return fieldErr(a.String(), "is empty: leave it out to use the credentials' tenant, or name one")
+		}
 	case "occurred_at":
-		ev.OccurredAt, err = d.timestamp(a)
+		if ev.OccurredAt, err = d.timestamp(a); err == nil && !d.leaf {
+			// Checked here, since Validate takes the zero time for none.
+			err = CheckEarliest(a.String(), ev.OccurredAt)
+		}
 	case "source":
 		err = d.source(a)
 	case "actor":
@@ -582,63 +727,142 @@ func (d *decoder) details(a at) (jsontext.Value, error) {
 	return d.freeform(a, d.lim.maxDetails(), d.lim.maxDepth())
 }
 
+// container is an object or array open in a free-form value.
+type container struct {
+	names *nameSet // the object's names; nil for an array
+	n     int      // the array's elements read
+	// value is whether the object's next token is a member's value.
+	value bool
+}
+
+// freeform reads a JSON value at a, nested at most maxDepth levels, and
+// returns it in canonical form. A duplicate member name is refused with its
+// path, and so is, outside stored leaves, a number whose canonical text
+// would denote another value (see ExactNumber).
 func (d *decoder) freeform(a at, maxBytes, maxDepth int) (jsontext.Value, error) {
-	v, err := d.dec.ReadValue()
-	if err != nil {
-		return nil, d.syntax(a, err)
+	start := d.dec.InputOffset()
+	d.stack = d.stack[:0]
+	depth := d.depth
+	defer func() { d.depth = depth }()
+	for {
+		if d.dec.InputOffset()-start > 4*int64(maxBytes) {
+			return nil, fieldErr(a.String(), "larger than %d bytes", maxBytes)
+		}
+		done, err := d.freeformToken(a, maxDepth)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			break
+		}
 	}
-	p := a.String()
-	if len(v) > 4*maxBytes {
-		return nil, fieldErr(p, "larger than %d bytes", maxBytes)
+	raw := bytes.TrimLeft(d.in[start:d.dec.InputOffset()], " \t\r\n:")
+	if len(raw) > 4*maxBytes {
+		return nil, fieldErr(a.String(), "larger than %d bytes", maxBytes)
 	}
-	if err := checkFreeform(p, v, maxDepth); err != nil {
-		return nil, err
-	}
-	cv := jsontext.Value(slices.Clone([]byte(v)))
+	cv := jsontext.Value(slices.Clone(raw))
 	if err := cv.Canonicalize(); err != nil {
-		return nil, fieldErr(p, "cannot be put in canonical form: %v", err)
+		return nil, fieldErr(a.String(), "cannot be put in canonical form: %v", err)
 	}
 	if len(cv) > maxBytes {
-		return nil, fieldErr(p, "larger than %d bytes", maxBytes)
+		return nil, fieldErr(a.String(), "larger than %d bytes", maxBytes)
 	}
 	return cv, nil
 }
 
-// checkFreeform rejects values whose canonical form would change their
-// meaning: numbers too large for a double, integers past 2^53, and nesting
-// deeper than maxDepth.
-func checkFreeform(path string, v []byte, maxDepth int) error {
-	var dec jsontext.Decoder
-	dec.Reset(bytes.NewReader(v))
-	for {
-		tok, err := dec.ReadToken()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fieldErr(path, "invalid JSON: %v", err)
-		}
-		if dec.StackDepth() > maxDepth {
-			return fieldErr(path, "nested deeper than %d levels", maxDepth)
-		}
-		if tok.Kind() != '0' {
-			continue
-		}
-		if err := checkNumber(tok.String()); err != nil {
-			return fieldErr(path+string(dec.StackPointer()), "%v", err)
-		}
+// freeformToken reads the next token or scalar of a free-form value, and
+// reports whether the value is complete.
+func (d *decoder) freeformToken(a at, maxDepth int) (done bool, err error) {
+	var top *container
+	if len(d.stack) > 0 {
+		top = &d.stack[len(d.stack)-1]
 	}
+	switch k := d.dec.PeekKind(); {
+	case k == 0:
+		_, err := d.dec.ReadToken()
+		return false, d.syntax(d.within(a), err)
+	case top != nil && (k == '}' || k == ']'):
+		if _, err := d.dec.ReadToken(); err != nil {
+			return false, d.syntax(d.within(a), err)
+		}
+		if top.names != nil {
+			d.depth--
+		}
+		d.stack = d.stack[:len(d.stack)-1]
+		return d.ended(), nil
+	case top != nil && top.names != nil && !top.value:
+		v, err := d.dec.ReadValue()
+		if err != nil {
+			return false, d.syntax(d.within(a), err)
+		}
+		_, isNew, err := top.names.add(v)
+		if err != nil {
+			return false, d.syntax(d.within(a), err)
+		}
+		top.value = true
+		if !isNew {
+			return false, duplicate(d.within(a))
+		}
+		return false, nil
+	case k == '{' || k == '[':
+		if len(d.stack) == maxDepth {
+			return false, fieldErr(a.String(), "nested deeper than %d levels", maxDepth)
+		}
+		if _, err := d.dec.ReadToken(); err != nil {
+			return false, d.syntax(d.within(a), err)
+		}
+		c := container{}
+		if k == '{' {
+			c.names = d.open()
+		}
+		d.stack = append(d.stack, c)
+		return false, nil
+	}
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return false, d.syntax(d.within(a), err)
+	}
+	// A stored leaf is in canonical form already, and every number in it
+	// is the canonical text of a double.
+	if v.Kind() == '0' && !d.leaf && !ExactNumber(v) {
+		return false, fieldErr(d.within(a).String(), "%v", ErrInexactNumber)
+	}
+	return d.ended(), nil
 }
 
-func checkNumber(lit string) error {
-	f, err := strconv.ParseFloat(lit, 64)
-	if err != nil || math.IsInf(f, 0) {
-		return errors.New("number out of range for a double")
+// ended marks the value just read as read in its container, and reports
+// whether it was the whole free-form value.
+func (d *decoder) ended() bool {
+	if len(d.stack) == 0 {
+		return true
 	}
-	if !strings.ContainsAny(lit, ".eE") && math.Abs(f) > 1<<53 {
-		return errors.New("integer larger than 2^53 cannot be kept exactly; send it as a string")
+	top := &d.stack[len(d.stack)-1]
+	if top.names != nil {
+		top.value = false
+	} else {
+		top.n++
 	}
-	return nil
+	return false
+}
+
+// within names the place in the free-form value at a that was read last.
+func (d *decoder) within(a at) at {
+	if len(d.stack) == 0 {
+		return a
+	}
+	var b strings.Builder
+	b.WriteString(a.String())
+	for _, c := range d.stack {
+		if c.names == nil {
+			b.WriteString("[" + strconv.Itoa(c.n) + "]")
+			continue
+		}
+		if name := c.names.last(); name != nil {
+			b.WriteByte('.')
+			b.Write(name)
+		}
+	}
+	return path(b.String())
 }
 
 // Validate checks an event's values against the schema: required fields,
@@ -647,8 +871,8 @@ func Validate(ev *Event, lim *Limits) error {
 	if ev.OccurredAt.IsZero() {
 		return fieldErr("occurred_at", "is required")
 	}
-	if ev.OccurredAt.Before(earliest) {
-		return fieldErr("occurred_at", "is before 1990-01-01, which cannot be right")
+	if err := CheckEarliest("occurred_at", ev.OccurredAt); err != nil {
+		return err
 	}
 	if limit := lim.now().Add(lim.skew()); ev.OccurredAt.After(limit) {
 		return fieldErr("occurred_at", "is in the future (more than %s ahead of this server's clock)", lim.skew())

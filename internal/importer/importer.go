@@ -1,7 +1,7 @@
 // Package importer reads audit records written by other systems (AWS
 // CloudTrail, Kubernetes audit logs) and attest's own NDJSON, and maps each
-// record to an audit event. A malformed record is reported with its index
-// and the reason, and never stops the records after it.
+// record to an audit event. A malformed record is reported with its
+// position and the reason, and never stops the records after it.
 package importer
 
 import (
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 
 	"github.com/attest/attest/internal/event"
 )
@@ -22,10 +23,23 @@ var Formats = []string{"cloudtrail", "kubernetes", "ndjson"}
 // Record is one record of an input: the event it maps to, or why it could
 // not be mapped.
 type Record struct {
-	// Index is the record's position in its input, from zero.
+	// Index is the record's position among the records of its input, from
+	// zero.
 	Index int
+	// Line is the line the record is on, from one, in inputs of one record
+	// a line; zero for records read out of JSON arrays and Records objects.
+	Line  int
 	Event *event.Event
 	Err   error
+}
+
+// Position names where the record is in its input, counting from one:
+// "line N" in inputs of one record a line, "record N" otherwise.
+func (r Record) Position() string {
+	if r.Line > 0 {
+		return "line " + strconv.Itoa(r.Line)
+	}
+	return "record " + strconv.Itoa(r.Index+1)
 }
 
 // Options tune the importers.
@@ -64,12 +78,8 @@ func Read(format string, r io.Reader, opts *Options, emit func(Record) error) er
 	case "kubernetes":
 		return readKubernetes(r, opts, emit)
 	case "ndjson":
-		return ReadNDJSON(r, opts.maxRecord(), func(i int, line []byte, err error) error {
-			rec := Record{Index: i, Err: err}
-			if err == nil {
-				rec.Event, rec.Err = event.DecodeProducer(line, opts.Limits)
-			}
-			return emit(rec)
+		return readLines(r, opts, emit, func(line []byte, opts *Options) (*event.Event, error) {
+			return event.DecodeProducer(line, opts.Limits)
 		})
 	}
 	return fmt.Errorf("importer: unknown format %q; use one of %v", format, Formats)
@@ -103,10 +113,15 @@ var ErrRecordTooLarge = errors.New("record larger than the limit")
 // among non-blank lines. A line longer than max is skipped and reported to
 // fn with ErrRecordTooLarge; reading goes on with the next line.
 func ReadNDJSON(r io.Reader, max int, fn func(i int, line []byte, err error) error) error {
+	return scanLines(r, max, func(i, _ int, line []byte, err error) error { return fn(i, line, err) })
+}
+
+// scanLines is ReadNDJSON that also passes fn each line's number, from one.
+func scanLines(r io.Reader, max int, fn func(i, lineNo int, line []byte, err error) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var buf []byte
 	i := 0
-	for {
+	for lineNo := 1; ; lineNo++ {
 		chunk, err := br.ReadSlice('\n')
 		buf = append(buf[:0], chunk...)
 		for errors.Is(err, bufio.ErrBufferFull) {
@@ -118,7 +133,7 @@ func ReadNDJSON(r io.Reader, max int, fn func(i int, line []byte, err error) err
 		}
 		tooLong := lineLen(buf) > max
 		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("importer: read line %d: %w", i+1, err)
+			return fmt.Errorf("importer: read line %d: %w", lineNo, err)
 		}
 		line := bytes.TrimSpace(buf)
 		if len(line) > 0 || tooLong {
@@ -127,7 +142,7 @@ func ReadNDJSON(r io.Reader, max int, fn func(i int, line []byte, err error) err
 				lerr = fmt.Errorf("%w (%d bytes)", ErrRecordTooLarge, max)
 				line = nil
 			}
-			if ferr := fn(i, line, lerr); ferr != nil {
+			if ferr := fn(i, lineNo, line, lerr); ferr != nil {
 				return ferr
 			}
 			i++

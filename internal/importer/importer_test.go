@@ -264,6 +264,16 @@ func TestCloudTrailForms(t *testing.T) {
 				in = gzipped(t, raw)
 			}
 			got := readAll(t, "cloudtrail", bytes.NewReader(in), nil)
+			for i := range got {
+				line := 0
+				if strings.HasSuffix(name, ".ndjson") {
+					line = i + 1
+				}
+				if got[i].Line != line {
+					t.Errorf("%s: record %d is on line %d, want %d", name, i, got[i].Line, line)
+				}
+				got[i].Line = 0
+			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("%s (gzip %v): records differ from the Records object (-want +got):\n%s", name, gz, diff)
 			}
@@ -604,7 +614,7 @@ func TestDetailsSize(t *testing.T) {
 }
 
 // TestMalformed checks that each malformed record is reported with its
-// index and the field at fault, and that the others are still imported.
+// position and the field at fault, and that the others are still imported.
 func TestMalformed(t *testing.T) {
 	const (
 		ct1  = `{"eventID":"e1","eventTime":"2024-01-02T03:04:05Z","eventSource":"s3.amazonaws.com","eventName":"GetObject"}`
@@ -613,8 +623,7 @@ func TestMalformed(t *testing.T) {
 		k8s3 = `{"kind":"Event","auditID":"a3","stage":"ResponseComplete","verb":"list","requestReceivedTimestamp":"2024-01-02T03:04:05Z"}`
 	)
 	type bad struct {
-		index         int
-		field, reason string
+		pos, field, reason string
 	}
 	for _, tc := range []struct {
 		name, format, input string
@@ -624,80 +633,105 @@ func TestMalformed(t *testing.T) {
 	}{
 		{"cloudtrail eventTime missing", "cloudtrail",
 			`[` + ct1 + `,{"eventID":"e2","eventSource":"s3.amazonaws.com","eventName":"GetObject"},` + ct3 + `]`, 0,
-			[]int{0, 2}, []bad{{1, "eventTime", "is required"}}},
+			[]int{0, 2}, []bad{{"record 2", "eventTime", "is required"}}},
 		{"cloudtrail bad eventTime", "cloudtrail",
 			ct1 + "\n" + strings.Replace(ct3, "2024-01-02T03:04:05Z", "yesterday", 1), 0,
-			[]int{0}, []bad{{1, "eventTime", "RFC 3339"}}},
+			[]int{0}, []bad{{"line 2", "eventTime", "RFC 3339"}}},
+		{"cloudtrail zero eventTime", "cloudtrail",
+			strings.Replace(ct1, "2024-01-02T03:04:05Z", "0001-01-01T00:00:00Z", 1) + "\n" +
+				strings.Replace(ct3, "2024-01-02T03:04:05Z", "2024-01-02t03:04:05z", 1), 0,
+			[]int{1}, []bad{{"line 1", "eventTime", "before 1990-01-01"}}},
+		{"kubernetes old time", "kubernetes",
+			strings.Replace(k8s1, "2024-01-02T03:04:05Z", "1989-12-31T23:59:59Z", 1) + "\n" +
+				strings.Replace(k8s3, "2024-01-02T03:04:05Z", "2024-01-02t03:04:05.5z", 1), 0,
+			[]int{1}, []bad{{"line 1", "requestReceivedTimestamp", "before 1990-01-01"}}},
 		{"cloudtrail eventID missing", "cloudtrail",
 			`{"Records":[` + ct1 + `,{"eventTime":"2024-01-02T03:04:05Z"},` + ct3 + `]}`, 0,
-			[]int{0, 2}, []bad{{1, "eventID", "is required"}}},
+			[]int{0, 2}, []bad{{"record 2", "eventID", "is required"}}},
 		{"cloudtrail wrong type", "cloudtrail",
 			`{"Records":[` + ct1 + `,` + strings.Replace(ct3, `"PutObject"`, `5`, 1) + `,` + ct3 + `]}`, 0,
-			[]int{0, 2}, []bad{{1, "eventName", "must be a string, not a number"}}},
+			[]int{0, 2}, []bad{{"record 2", "eventName", "must be a string, not a number"}}},
 		{"cloudtrail nested wrong type", "cloudtrail",
 			`[` + strings.Replace(ct1, `{`, `{"userIdentity":{"type":true},`, 1) + `,` + ct3 + `]`, 0,
-			[]int{1}, []bad{{0, "userIdentity.type", "must be a string, not a boolean"}}},
+			[]int{1}, []bad{{"record 1", "userIdentity.type", "must be a string, not a boolean"}}},
 		{"cloudtrail truncated array", "cloudtrail",
 			`[` + ct1 + `,` + ct3 + `,{"eventID":"e3","eventTi`, 0,
-			[]int{0, 1}, []bad{{2, "record", "invalid JSON"}}},
+			[]int{0, 1}, []bad{{"record 3", "record", "invalid JSON"}}},
 		{"cloudtrail truncated Records", "cloudtrail",
 			`{"Records":[` + ct1 + `,` + ct3, 0,
-			[]int{0, 1}, []bad{{2, "record", "unexpected EOF"}}},
+			[]int{0, 1}, []bad{{"record 3", "record", "unexpected EOF"}}},
 		{"cloudtrail missing comma", "cloudtrail",
 			`[` + ct1 + ` ` + ct3 + `]`, 0,
-			[]int{0}, []bad{{1, "record", "invalid character"}}},
+			[]int{0}, []bad{{"record 2", "record", "invalid character"}}},
 		{"cloudtrail duplicate member", "cloudtrail",
 			`[` + ct1 + `,` + strings.Replace(ct3, `{`, `{"eventName":"X",`, 1) + `,` + ct1 + `]`, 0,
-			[]int{0, 2}, []bad{{1, "eventName", "duplicate"}}},
+			[]int{0, 2}, []bad{{"record 2", "eventName", "duplicate member name"}}},
+		{"cloudtrail nested duplicate member", "cloudtrail",
+			`[` + strings.Replace(ct1, `{`, `{"requestParameters":{"a":[{"b":1,"\u0062":2}]},`, 1) + `,` + ct3 + `]`, 0,
+			[]int{1}, []bad{{"record 1", "requestParameters.a[0].b", "duplicate member name"}}},
+		{"kubernetes duplicate annotation", "kubernetes",
+			strings.Replace(k8s1, `{`, `{"annotations":{"x":"1","x":"2"},`, 1) + "\n" + k8s3, 0,
+			[]int{1}, []bad{{"line 1", "annotations.x", "duplicate member name"}}},
 		{"cloudtrail invalid UTF-8", "cloudtrail",
 			`[` + strings.Replace(ct1, "GetObject", "Get\xffObject", 1) + `,` + ct3 + `]`, 0,
-			[]int{1}, []bad{{0, "eventName", "invalid UTF-8"}}},
+			[]int{1}, []bad{{"record 1", "eventName", "invalid UTF-8"}}},
 		{"cloudtrail record not an object", "cloudtrail",
 			`[` + ct1 + `,"oops",` + ct3 + `]`, 0,
-			[]int{0, 2}, []bad{{1, "record", "must be an object, not a string"}}},
+			[]int{0, 2}, []bad{{"record 2", "record", "must be an object, not a string"}}},
 		{"cloudtrail Records not an array", "cloudtrail",
 			`{"Records":{"a":1}}`, 0,
-			nil, []bad{{0, "Records", "must be an array"}}},
+			nil, []bad{{"record 1", "Records", "must be an array"}}},
 		{"cloudtrail huge integer", "cloudtrail",
 			`[` + strings.Replace(ct1, `{`, `{"requestParameters":{"size":123456789012345678901},`, 1) + `,` + ct3 + `]`, 0,
-			[]int{1}, []bad{{0, "requestParameters.size", "2^53"}}},
+			[]int{1}, []bad{{"record 1", "requestParameters.size", "cannot be represented exactly"}}},
+		{"cloudtrail integer past 2^53", "cloudtrail",
+			`[` + ct3 + `,` + strings.Replace(ct1, `{`, `{"requestParameters":{"size":9007199254740993},`, 1) + `]`, 0,
+			[]int{0}, []bad{{"record 2", "requestParameters.size", "cannot be represented exactly"}}},
+		{"cloudtrail number out of range", "cloudtrail",
+			strings.Replace(ct1, `{`, `{"additionalEventData":{"n":[1,-1e400]},`, 1) + "\n" + ct3, 0,
+			[]int{1}, []bad{{"line 1", "additionalEventData.n[1]", "cannot be represented exactly"}}},
+		{"kubernetes fraction that rounds", "kubernetes",
+			strings.Replace(k8s1, `{`, `{"requestObject":{"spec":{"x":[0.1000000000000000055511151231257827]}},`, 1) +
+				"\n" + k8s3, 0,
+			[]int{1}, []bad{{"line 1", "requestObject.spec.x[0]", "cannot be represented exactly"}}},
 		{"cloudtrail over-long line", "cloudtrail",
 			ct1 + "\n" + strings.Replace(ct1, `{`, `{"pad":"`+strings.Repeat("x", 300)+`",`, 1) + "\n" + ct3 + "\n", 200,
-			[]int{0, 2}, []bad{{1, "", "record larger than the limit"}}},
+			[]int{0, 2}, []bad{{"line 2", "", "record larger than the limit"}}},
 		{"cloudtrail over-long array record", "cloudtrail",
 			`[` + ct1 + `,` + strings.Replace(ct1, `{`, `{"pad":"`+strings.Repeat("x", 300)+`",`, 1) + `,` + ct3 + `]`, 200,
-			[]int{0, 2}, []bad{{1, "", "record larger than the limit"}}},
+			[]int{0, 2}, []bad{{"record 2", "", "record larger than the limit"}}},
 		{"cloudtrail future time", "cloudtrail",
 			ct1 + "\n" + strings.Replace(ct3, "2024", "2999", 1), 0,
-			[]int{0}, []bad{{1, "occurred_at", "future"}}},
+			[]int{0}, []bad{{"line 2", "occurred_at", "future"}}},
 		{"kubernetes line not an object", "kubernetes",
 			k8s1 + "\n[1,2]\n" + k8s3, 0,
-			[]int{0, 2}, []bad{{1, "record", "must be an object, not an array"}}},
+			[]int{0, 2}, []bad{{"line 2", "record", "must be an object, not an array"}}},
 		{"kubernetes line not JSON", "kubernetes",
 			k8s1 + "\nnot json\n" + k8s3, 0,
-			[]int{0, 2}, []bad{{1, "record", "invalid JSON"}}},
+			[]int{0, 2}, []bad{{"line 2", "record", "invalid JSON"}}},
 		{"kubernetes kind not a string", "kubernetes",
 			k8s1 + "\n" + `{"kind": 0}` + "\n" + k8s3, 0,
-			[]int{0, 2}, []bad{{1, "kind", "must be a string, not a number"}}},
+			[]int{0, 2}, []bad{{"line 2", "kind", "must be a string, not a number"}}},
 		{"kubernetes wrong kind", "kubernetes",
 			k8s1 + "\n" + strings.Replace(k8s3, `"Event"`, `"EventList"`, 1), 0,
-			[]int{0}, []bad{{1, "kind", `must be "Event"`}}},
+			[]int{0}, []bad{{"line 2", "kind", `must be "Event"`}}},
 		{"kubernetes wrong apiVersion", "kubernetes",
 			strings.Replace(k8s1, `{`, `{"apiVersion":"v1",`, 1) + "\n" + k8s3, 0,
-			[]int{1}, []bad{{0, "apiVersion", "audit.k8s.io/v1"}}},
+			[]int{1}, []bad{{"line 1", "apiVersion", "audit.k8s.io/v1"}}},
 		{"kubernetes no auditID", "kubernetes",
 			k8s1 + "\n" + strings.Replace(k8s3, `"auditID":"a3",`, ``, 1) + "\n" + k8s3, 0,
-			[]int{0, 2}, []bad{{1, "auditID", "is required"}}},
+			[]int{0, 2}, []bad{{"line 2", "auditID", "is required"}}},
 		{"kubernetes no time", "kubernetes",
 			strings.Replace(k8s1, `,"requestReceivedTimestamp":"2024-01-02T03:04:05Z"`, ``, 1) + "\n" + k8s3, 0,
-			[]int{1}, []bad{{0, "requestReceivedTimestamp", "is required"}}},
+			[]int{1}, []bad{{"line 1", "requestReceivedTimestamp", "is required"}}},
 		{"kubernetes bad status", "kubernetes",
 			strings.Replace(k8s1, `{`, `{"responseStatus":{"code":1.5},`, 1) + "\n" +
 				strings.Replace(k8s1, `{`, `{"responseStatus":{"code":99},`, 1) + "\n" + k8s3, 0,
-			[]int{2}, []bad{{0, "responseStatus.code", "whole number"}, {1, "responseStatus.code", "100 to 599"}}},
+			[]int{2}, []bad{{"line 1", "responseStatus.code", "whole number"},
+				{"line 2", "responseStatus.code", "100 to 599"}}},
 		{"kubernetes over-long line", "kubernetes",
 			k8s1 + "\n" + strings.Replace(k8s1, `{`, `{"pad":"`+strings.Repeat("x", 300)+`",`, 1) + "\n" + k8s3, 200,
-			[]int{0, 2}, []bad{{1, "", "record larger than the limit"}}},
+			[]int{0, 2}, []bad{{"line 2", "", "record larger than the limit"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			recs := readAll(t, tc.format, strings.NewReader(tc.input), &Options{MaxRecordBytes: tc.maxRecord})
@@ -712,7 +746,7 @@ func TestMalformed(t *testing.T) {
 					events = append(events, r.Index)
 					continue
 				}
-				b := bad{index: r.Index, reason: r.Err.Error()}
+				b := bad{pos: r.Position(), reason: r.Err.Error()}
 				var fe *event.FieldError
 				if errors.As(r.Err, &fe) {
 					b.field, b.reason = fe.Field, fe.Reason
@@ -727,12 +761,27 @@ func TestMalformed(t *testing.T) {
 			}
 			for i, want := range tc.errs {
 				got := errs[i]
-				if got.index != want.index || got.field != want.field || !strings.Contains(got.reason, want.reason) {
-					t.Errorf("error %d = %+v, want index %d, field %q and a reason containing %q",
-						i, got, want.index, want.field, want.reason)
+				if got.pos != want.pos || got.field != want.field || !strings.Contains(got.reason, want.reason) {
+					t.Errorf("error %d = %+v, want %s, field %q and a reason containing %q",
+						i, got, want.pos, want.field, want.reason)
 				}
 			}
 		})
+	}
+}
+
+// TestOriginalNumbers checks that numbers whose canonical text denotes
+// the same value are kept in the original, in canonical form.
+func TestOriginalNumbers(t *testing.T) {
+	const rec = `{"eventID":"e1","eventTime":"2024-01-02T03:04:05Z","eventSource":"s3.amazonaws.com",` +
+		`"eventName":"GetObject","requestParameters":{"ratio":0.10,"max":9007199254740992,"big":1E22,"neg":-0}}`
+	recs := readAll(t, "cloudtrail", strings.NewReader(rec), nil)
+	if len(recs) != 1 || recs[0].Err != nil {
+		t.Fatalf("records %+v, want one event", recs)
+	}
+	want := `"requestParameters":{"big":1e+22,"max":9007199254740992,"neg":0,"ratio":0.1}`
+	if orig := string(recs[0].Event.Original); !strings.Contains(orig, want) {
+		t.Errorf("original = %s, want it to hold %s", orig, want)
 	}
 }
 
@@ -783,6 +832,11 @@ func TestReadError(t *testing.T) {
 			t.Errorf("%s: Read = %v, want the reader's error", input, err)
 		}
 	}
+	in := &failingReader{data: []byte(valid + "\n\n\n" + `{"ev`)}
+	err := Read("cloudtrail", in, nil, func(Record) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "read line 4:") {
+		t.Errorf("Read = %v, want an error reading line 4", err)
+	}
 }
 
 func TestEmptyInput(t *testing.T) {
@@ -832,6 +886,38 @@ func TestNDJSONFormat(t *testing.T) {
 	var fe *event.FieldError
 	if !errors.As(recs[1].Err, &fe) || recs[1].Index != 1 || fe.Field != "actor.type" {
 		t.Errorf("record 1 error = %v at index %d, want an actor.type error at index 1", recs[1].Err, recs[1].Index)
+	}
+	if p0, p1 := recs[0].Position(), recs[1].Position(); p0 != "line 1" || p1 != "line 3" {
+		t.Errorf("positions %q and %q, want line 1 and line 3", p0, p1)
+	}
+}
+
+// TestPositions checks that records are placed by line, blank lines and
+// over-long lines counted, in line formats, and by record from one in JSON
+// containers.
+func TestPositions(t *testing.T) {
+	const (
+		ct  = `{"eventID":"e1","eventTime":"2024-01-02T03:04:05Z","eventSource":"s3.amazonaws.com","eventName":"GetObject"}`
+		k8s = `{"kind":"Event","auditID":"a1","stage":"ResponseComplete","verb":"get","requestReceivedTimestamp":"2024-01-02T03:04:05Z"}`
+	)
+	long := strings.Replace(ct, `{`, `{"pad":"`+strings.Repeat("x", 300)+`",`, 1)
+	for _, tc := range []struct {
+		format, input string
+		want          []string
+	}{
+		{"kubernetes", "\n" + k8s + "\r\n\r\n  \n" + k8s + "\n{}\n", []string{"line 2", "line 5", "line 6"}},
+		{"cloudtrail", ct + "\n\n" + long + "\n" + ct, []string{"line 1", "line 3", "line 4"}},
+		{"ndjson", "\n\n{}\n", []string{"line 3"}},
+		{"cloudtrail", "[" + ct + "," + long + "]\n\n[" + ct + "]", []string{"record 1", "record 2", "record 3"}},
+		{"cloudtrail", `{"Records":[` + ct + `]}` + "\n" + `{"Other":1}`, []string{"record 1", "record 2"}},
+	} {
+		var got []string
+		for _, r := range readAll(t, tc.format, strings.NewReader(tc.input), &Options{MaxRecordBytes: 200}) {
+			got = append(got, r.Position())
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s %.30q...: positions (-want +got):\n%s", tc.format, tc.input, diff)
+		}
 	}
 }
 

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/netip"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,8 +45,8 @@ func mapRecord(raw []byte, opts *Options, m mapper) (*event.Event, error) {
 // readLines reads NDJSON and maps each line with mapLine.
 func readLines(r io.Reader, opts *Options, emit func(Record) error,
 	mapLine func([]byte, *Options) (*event.Event, error)) error {
-	return ReadNDJSON(r, opts.maxRecord(), func(i int, line []byte, err error) error {
-		rec := Record{Index: i, Err: err}
+	return scanLines(r, opts.maxRecord(), func(i, lineNo int, line []byte, err error) error {
+		rec := Record{Index: i, Line: lineNo, Err: err}
 		if err == nil {
 			rec.Event, rec.Err = mapLine(line, opts)
 		}
@@ -77,11 +75,14 @@ func parseTime(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, fieldError(field, "is required")
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	t, ok := event.ParseTime(s)
+	if !ok {
 		return time.Time{}, fieldError(field, "must be an RFC 3339 time such as 2024-08-02T08:53:24Z")
 	}
-	return t.UTC(), nil
+	if err := event.CheckEarliest(field, t); err != nil {
+		return time.Time{}, err
+	}
+	return t, nil
 }
 
 // makeAction maps each character that an action may not hold to '_'.
@@ -171,8 +172,8 @@ func canonicalDetails(v any) (jsontext.Value, error) {
 
 // canonicalOriginal returns raw in canonical form. Canonical JSON writes
 // numbers as doubles, so raw is refused, as the event decoder refuses such
-// values, when that would change a number; and when it nests deeper than
-// the decoder lets an original nest.
+// values, when that would change a number (see event.ExactNumber); and when
+// it nests deeper than the decoder lets an original nest.
 func canonicalOriginal(raw []byte) (jsontext.Value, error) {
 	if err := checkOriginal(raw); err != nil {
 		return nil, err
@@ -197,17 +198,8 @@ func checkOriginal(raw []byte) error {
 		if dec.StackDepth() > maxOriginalDepth {
 			return fieldError(fieldPath(dec.StackPointer()), "nested deeper than %d levels", maxOriginalDepth)
 		}
-		if tok.Kind() != '0' {
-			continue
-		}
-		lit := tok.String()
-		f, err := strconv.ParseFloat(lit, 64)
-		switch {
-		case err != nil || math.IsInf(f, 0):
-			return fieldError(fieldPath(dec.StackPointer()), "number out of range for a double")
-		case !strings.ContainsAny(lit, ".eE") && math.Abs(f) > 1<<53:
-			return fieldError(fieldPath(dec.StackPointer()),
-				"integer larger than 2^53 cannot be kept exactly in canonical form")
+		if tok.Kind() == '0' && !event.ExactNumber([]byte(tok.String())) {
+			return fieldError(fieldPath(dec.StackPointer()), "%v", event.ErrInexactNumber)
 		}
 	}
 }
@@ -220,6 +212,9 @@ func decodeError(err error) error {
 		return &event.FieldError{Field: fieldPath(se.JSONPointer), Reason: semanticReason(se)}
 	}
 	var sy *jsontext.SyntacticError
+	if errors.As(err, &sy) && errors.Is(err, jsontext.ErrDuplicateName) {
+		return fieldError(fieldPath(sy.JSONPointer), "duplicate member name")
+	}
 	if errors.As(err, &sy) {
 		return fieldError(fieldPath(sy.JSONPointer), "invalid JSON: %v", sy.Err)
 	}

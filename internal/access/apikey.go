@@ -90,6 +90,15 @@ func (r Role) CanGrant(other Role) bool {
 	return true
 }
 
+// CanRevoke reports whether a key of role r may revoke a key of role other:
+// nobody revokes a key that holds a permission they do not hold.
+func (r Role) CanRevoke(other Role) bool { return r.CanGrant(other) }
+
+// CrossTenant reports whether a key of role r may act on other tenants than
+// its own: only an operator key may. An admin key acts only in its own
+// tenant, the operator tenant included.
+func (r Role) CrossTenant() bool { return r == RoleOperator }
+
 // Key is a stored API key, without its secret.
 type Key struct {
 	ID        string
@@ -189,6 +198,10 @@ var (
 	ErrRevoked        = errors.New("access: API key revoked")
 	ErrExpired        = errors.New("access: API key expired")
 )
+
+// ErrAlreadyRevoked reports revoking a key that is revoked already; its
+// revocation time stays as it was.
+var ErrAlreadyRevoked = errors.New("access: API key already revoked")
 
 // Authenticate checks a token and returns its key. It reads the database on
 // every call, so that a revocation, even by another process, takes effect on
@@ -303,12 +316,28 @@ func (ks *Keys) Get(ctx context.Context, q store.Querier, tenantID int64, id str
 	return rows[0].key, nil
 }
 
-// Revoke marks a key revoked in tx. Revoking a revoked key changes nothing.
+// Revoke marks a key revoked in tx. It returns ErrAlreadyRevoked, changing
+// nothing, when the key is revoked already, and store.ErrNotFound when there
+// is no such key.
 func (ks *Keys) Revoke(ctx context.Context, tx *sql.Tx, id string) error {
-	_, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
+	res, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
 		ks.now().UTC().UnixMicro(), id)
 	if err != nil {
 		return fmt.Errorf("access: revoke key: %w", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("access: revoke key: %w", err)
+	}
+	if n == 1 {
+		return nil
+	}
+	rows, err := ks.query(ctx, tx, `id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return store.ErrNotFound
+	}
+	return ErrAlreadyRevoked
 }

@@ -157,12 +157,18 @@ func (s *Server) createKey(rq *request) error {
 	return writeJSON(rq.w, http.StatusCreated, v)
 }
 
-func (s *Server) listKeys(rq *request) error {
-	var scope int64
-	if rq.tenant.Name != tenant.Operator {
-		scope = rq.tenant.ID
+// keyScope is the tenant whose keys the request may see and revoke, or 0
+// for every tenant: only an operator key in the operator tenant sees them
+// all. An admin key of the operator tenant sees only that tenant's keys.
+func keyScope(rq *request) int64 {
+	if rq.key.Role.CrossTenant() && rq.tenant.Name == tenant.Operator {
+		return 0
 	}
-	ks, err := s.in.Keys.List(rq.r.Context(), scope)
+	return rq.tenant.ID
+}
+
+func (s *Server) listKeys(rq *request) error {
+	ks, err := s.in.Keys.List(rq.r.Context(), keyScope(rq))
 	if err != nil {
 		return err
 	}
@@ -173,10 +179,30 @@ func (s *Server) listKeys(rq *request) error {
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"api_keys": out})
 }
 
+// revokeKey revokes a key in the request's scope. Nobody revokes a key that
+// may do more than their own, and a revoked key stays revoked as of the
+// first revocation.
 func (s *Server) revokeKey(rq *request) error {
 	id := rq.r.PathValue("id")
 	rq.target = event.Target{Type: "api_key", ID: id}
-	k, err := s.in.RevokeKey(rq.r.Context(), rq.tenant, id, rq.actor(), func(ev *event.Event) {
+	ctx := rq.r.Context()
+	k, err := s.in.Keys.Get(ctx, s.in.DB.Read, keyScope(rq), id)
+	if isNotFound(err) {
+		return notFound("no such API key")
+	}
+	if err != nil {
+		return err
+	}
+	rq.target.Name = k.Name
+	if !rq.key.Role.CanRevoke(k.Role) {
+		return forbidden(fmt.Sprintf("a key with role %s may not revoke a key with role %s", rq.key.Role, k.Role))
+	}
+	if !k.RevokedAt.IsZero() {
+		return errAlreadyRevoked
+	}
+	// The key is known to lie in the request's scope, so revoking it as
+	// the request's tenant cannot reach another tenant's key.
+	k, err = s.in.RevokeKey(ctx, rq.tenant, id, rq.actor(), func(ev *event.Event) {
 		rq.decorate(ev)
 		ev.Request.Status = http.StatusOK
 		ev.Outcome.Status = http.StatusOK
@@ -190,3 +216,6 @@ func (s *Server) revokeKey(rq *request) error {
 	rq.audited = true
 	return writeJSON(rq.w, http.StatusOK, s.keyViewOf(rq, k))
 }
+
+var errAlreadyRevoked = &apiError{status: http.StatusConflict, title: "Conflict",
+	detail: "the API key is revoked already; its revocation time is unchanged"}

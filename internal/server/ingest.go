@@ -54,12 +54,14 @@ type ingestResponse struct {
 // one larger than the limit before anything of it is processed.
 func (s *Server) readBody(rq *request) ([]byte, error) {
 	limit := s.cfg.MaxBodyBytes
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large",
-		detail: fmt.Sprintf("the request body is larger than %d bytes", limit)}
 	if rq.r.ContentLength > limit {
-		return nil, tooLarge
+		return nil, bodyTooLarge(limit, "")
 	}
-	var r io.Reader = http.MaxBytesReader(rq.w, rq.r.Body, limit)
+	w := rq.w
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter // so that the server learns the body was cut off
+	}
+	var r io.Reader = http.MaxBytesReader(w, rq.r.Body, limit)
 	switch enc := strings.ToLower(rq.r.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
@@ -77,19 +79,51 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge
+		return nil, bodyTooLarge(limit, "")
 	case err != nil:
 		return nil, badRequest("body", "the body could not be read: "+err.Error())
 	case int64(len(b)) > limit:
-		tooLarge.detail = fmt.Sprintf("the request body is larger than %d bytes after decompression", limit)
-		return nil, tooLarge
+		return nil, bodyTooLarge(limit, " after decompression")
+	}
+	return b, nil
+}
+
+func bodyTooLarge(limit int64, after string) error {
+	return &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large",
+		detail: fmt.Sprintf("the request body is larger than %d bytes%s", limit, after)}
+}
+
+func tooManyEvents(max int) error {
+	return &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large", field: "body",
+		detail: fmt.Sprintf("a request may carry at most %d events; send the rest in further requests", max)}
+}
+
+// gunzipImport decompresses a gzip file sent for an importer, within the
+// body limit: the importers would otherwise decompress it without one.
+func (s *Server) gunzipImport(body []byte) ([]byte, error) {
+	if len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		return body, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, badRequest("body", "the body starts as gzip data but is not")
+	}
+	defer zr.Close()
+	limit := s.cfg.MaxBodyBytes
+	b, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, badRequest("body", "the gzip data is damaged")
+	}
+	if int64(len(b)) > limit {
+		return nil, bodyTooLarge(limit, " after decompression")
 	}
 	return b, nil
 }
 
 // ingest takes one JSON event, a JSON array of events or NDJSON, or, with
 // ?format=, a file of another system's records, and answers per event once
-// the accepted ones are committed.
+// the accepted ones are committed. A request of more than MaxEvents events
+// is refused before any of them is stored.
 func (s *Server) ingest(rq *request) error {
 	format := rq.r.URL.Query().Get("format")
 	if format != "" && !importer.ValidFormat(format) {
@@ -100,12 +134,16 @@ func (s *Server) ingest(rq *request) error {
 		return err
 	}
 	in := &ingestion{s: s, rq: rq, ctx: context.WithoutCancel(rq.r.Context()), sem: make(chan struct{}, ingestInFlight),
-		chunks: map[*tenant.Tenant]*chunk{}}
+		chunks: map[*tenant.Tenant]*chunk{}, resp: ingestResponse{Results: []ingestResult{}}}
 	lim := &event.Limits{Now: s.in.Now}
+	max := s.cfg.MaxEvents
 	switch {
 	case format != "":
-		err = importer.Read(format, bytes.NewReader(body), &importer.Options{Limits: lim}, in.add)
+		err = s.importRecords(format, body, lim, in.add)
 	case isNDJSON(rq.r.Header.Get("Content-Type")):
+		if countLines(body, max+1) > max {
+			return tooManyEvents(max)
+		}
 		err = importer.ReadNDJSON(bytes.NewReader(body), 1<<20, func(i int, line []byte, err error) error {
 			rec := importer.Record{Index: i, Err: err}
 			if err == nil {
@@ -114,7 +152,7 @@ func (s *Server) ingest(rq *request) error {
 			return in.add(rec)
 		})
 	default:
-		err = readJSONEvents(body, lim, in.add)
+		err = readJSONEvents(body, lim, max, in.add)
 	}
 	if ferr := in.finish(); err == nil {
 		err = ferr
@@ -135,13 +173,61 @@ func (s *Server) ingest(rq *request) error {
 	return writeJSON(rq.w, status, resp)
 }
 
+// importRecords reads a file in another system's format. Its records are
+// counted before any is stored, so that one over the limit stores nothing.
+func (s *Server) importRecords(format string, body []byte, lim *event.Limits, emit func(importer.Record) error) error {
+	body, err := s.gunzipImport(body)
+	if err != nil {
+		return err
+	}
+	max := s.cfg.MaxEvents
+	var recs []importer.Record
+	err = importer.Read(format, bytes.NewReader(body), &importer.Options{Limits: lim}, func(rec importer.Record) error {
+		if len(recs) == max {
+			return tooManyEvents(max)
+		}
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := emit(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countLines counts the non-blank lines of b, up to stop.
+func countLines(b []byte, stop int) int {
+	n := 0
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			if n++; n == stop {
+				break
+			}
+		}
+	}
+	return n
+}
+
 func isNDJSON(ct string) bool {
 	mt, _, _ := mime.ParseMediaType(ct)
 	return mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl"
 }
 
-// readJSONEvents reads one event object or an array of them.
-func readJSONEvents(body []byte, lim *event.Limits, emit func(importer.Record) error) error {
+// splitOptions let the decoder that splits an array into events pass
+// duplicate names and invalid UTF-8 inside an event through to the event's
+// own decoding, which rejects them: such an event fails alone instead of
+// ending the array.
+var splitOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// readJSONEvents reads one event object or an array of at most max events.
+// The array is split whole before any event is emitted, so that one too
+// long, or followed by anything but white space, is refused as a whole.
+func readJSONEvents(body []byte, lim *event.Limits, max int, emit func(importer.Record) error) error {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return badRequest("body", "the body is empty: send a JSON event, a JSON array of events or NDJSON")
@@ -154,25 +240,45 @@ func readJSONEvents(body []byte, lim *event.Limits, emit func(importer.Record) e
 		return badRequest("body", "the body must be a JSON event object, a JSON array of events, or NDJSON "+
 			"sent as application/x-ndjson")
 	}
-	dec := jsontext.NewDecoder(bytes.NewReader(trimmed))
+	dec := jsontext.NewDecoder(bytes.NewReader(trimmed), splitOptions...)
 	if _, err := dec.ReadToken(); err != nil {
 		return badRequest("body", "invalid JSON array")
 	}
-	for i := 0; ; i++ {
-		if dec.PeekKind() == ']' {
-			return nil
-		}
+	type span struct{ start, end int64 }
+	var spans []span
+	var broken error
+	for dec.PeekKind() != ']' {
 		v, err := dec.ReadValue()
 		if err != nil {
-			// Nothing after a syntax error can be located.
-			return emit(importer.Record{Index: i, Err: &event.FieldError{Field: "event",
-				Reason: "invalid JSON; the events after this one were not read: " + jsonReason(err)}})
+			broken = err
+			break
 		}
-		ev, err := event.DecodeProducer(v, lim)
+		if len(spans) == max {
+			return tooManyEvents(max)
+		}
+		end := dec.InputOffset()
+		spans = append(spans, span{end - int64(len(v)), end})
+	}
+	if broken == nil {
+		if _, err := dec.ReadToken(); err != nil {
+			return badRequest("body", "invalid JSON array")
+		}
+		if _, err := dec.ReadToken(); err != io.EOF {
+			return badRequest("body", "unexpected data after the JSON array")
+		}
+	}
+	for i, sp := range spans {
+		ev, err := event.DecodeProducer(trimmed[sp.start:sp.end], lim)
 		if err := emit(importer.Record{Index: i, Event: ev, Err: err}); err != nil {
 			return err
 		}
 	}
+	if broken != nil {
+		// Nothing after a syntax error can be located.
+		return emit(importer.Record{Index: len(spans), Err: &event.FieldError{Field: "event",
+			Reason: "invalid JSON; the events after this one were not read: " + jsonReason(broken)}})
+	}
+	return nil
 }
 
 func jsonReason(err error) string {

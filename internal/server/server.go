@@ -40,6 +40,9 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// MaxBodyBytes bounds a request body, after decompression; default 32 MiB.
 	MaxBodyBytes int64
+	// MaxEvents bounds the events of one ingest request; default 100000.
+	// A request carrying more is refused whole, before any is stored.
+	MaxEvents int
 	// TrustedProxies are the peers whose X-Forwarded-For header is believed.
 	TrustedProxies []netip.Prefix
 	// CheckpointInterval is how often new entries are checkpointed;
@@ -74,6 +77,9 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.MaxEvents <= 0 {
+		cfg.MaxEvents = 100000
 	}
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = 500 * time.Millisecond

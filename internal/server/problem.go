@@ -78,8 +78,8 @@ func writeProblem(w http.ResponseWriter, reqID string, ae *apiError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(ae.status)
-	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: ae.title, Status: ae.status, Detail: ae.detail,
-		Field: ae.field, RequestID: reqID})
+	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: ae.title, Status: ae.status, Detail: redact(ae.detail),
+		Field: redact(ae.field), RequestID: reqID})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -93,6 +93,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Logger = slog.New(redactingHandler{cfg.Logger.Handler()})
 	host, _ := os.Hostname()
 	s := &Server{in: in, cfg: cfg, log: cfg.Logger, host: host, metrics: newHTTPMetrics(cfg.Registry)}
 	s.routes = s.routeTable()
@@ -413,12 +414,14 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// decorate completes an audit event of this request.
+// decorate completes an audit event of this request, and removes from it
+// any API key the client put where it does not belong.
 func (rq *request) decorate(ev *event.Event) {
 	ev.Actor = rq.actor()
 	ev.Source = event.Source{Name: "attest", Host: rq.s.host, Version: rq.s.cfg.Version}
 	ev.Request = event.Request{ID: rq.id, Method: rq.r.Method, Path: truncate(rq.r.URL.Path, 2048),
 		DurationMicros: time.Since(rq.start).Microseconds()}
+	redactEvent(ev)
 }
 
 // audit records the request in its tenant's log, or in the operator's when
@@ -442,12 +445,12 @@ func (s *Server) audit(rq *request) {
 	ev.Action = rq.route.name
 	ev.Category = rq.route.category
 	ev.Target = rq.target
-	rq.decorate(ev)
-	ev.Request.Status = rq.status
 	ev.Outcome = event.Outcome{Result: resultOf(rq.status), Status: rq.status, Reason: truncate(rq.reason, 1024)}
 	if len(rq.details) > 0 {
 		ev.Details = detailsValue(rq.details)
 	}
+	rq.decorate(ev)
+	ev.Request.Status = rq.status
 	p, err := s.in.Log.Prepare(ctx, t, ev)
 	if err == nil {
 		err = s.in.Log.Enqueue(ctx, t, []*auditlog.Prepared{p})

@@ -30,7 +30,8 @@ const (
 	RoleAdmin Role = "admin"
 	// RoleIngest only sends events.
 	RoleIngest Role = "ingest"
-	// RoleReader reads the log: queries, events, proofs, checkpoints, tiles.
+	// RoleReader reads the log: queries, events, proofs, checkpoints, tiles;
+	// in the operator tenant also the metrics.
 	RoleReader Role = "reader"
 )
 
@@ -57,6 +58,10 @@ const (
 	PermKeysRead    Permission = "apikeys.read"
 	PermTenants     Permission = "tenants.manage"
 	PermTenantsRead Permission = "tenants.read"
+	// PermMetricsRead reads the Prometheus metrics, which describe every
+	// tenant: only keys of the operator tenant exercise it. Every role that
+	// reads holds it, so that nobody can grant it without holding it.
+	PermMetricsRead Permission = "metrics.read"
 	// PermNone marks routes that need no credential at all.
 	PermNone Permission = ""
 	// PermAny is held by every valid key: it marks routes that only need
@@ -65,11 +70,19 @@ const (
 )
 
 var rolePerms = map[Role][]Permission{
-	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead},
-	RoleAdmin:    {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead},
+	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead, PermMetricsRead},
+	RoleAdmin:    {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead},
 	RoleIngest:   {PermEventsWrite},
-	RoleReader:   {PermLogRead},
+	RoleReader:   {PermLogRead, PermMetricsRead},
 }
+
+// tenantBound lists the permissions that only keys of the operator tenant
+// exercise, whatever their role.
+var tenantBound = []Permission{PermMetricsRead}
+
+// OperatorTenantOnly reports whether a permission is held only by keys of
+// the operator tenant.
+func (p Permission) OperatorTenantOnly() bool { return slices.Contains(tenantBound, p) }
 
 // Allows reports whether a role holds a permission.
 func (r Role) Allows(p Permission) bool {

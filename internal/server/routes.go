@@ -37,6 +37,8 @@ func (s *Server) routeTable() []*route {
 			perm: access.PermKeysRead, handle: s.listKeys},
 		{method: "DELETE", pattern: "/api/v1/apikeys/{id}", name: "apikey.revoke", category: "admin",
 			perm: access.PermKeysManage, handle: s.revokeKey, selfAudited: true},
+		{method: "GET", pattern: "/metrics", name: "metrics.read", category: "system",
+			perm: access.PermMetricsRead, handle: s.serveMetrics},
 		{method: "GET", pattern: "/api/v1/openapi.json", name: "api.openapi.read", category: "system",
 			perm: access.PermNone, handle: s.openAPI},
 	}

@@ -68,6 +68,8 @@ type Server struct {
 	handler http.Handler
 	metrics *httpMetrics
 	ready   atomic.Bool
+
+	metricsHandler http.Handler
 }
 
 // New builds the server's route table for in.
@@ -106,7 +108,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	s.metricsHandler = promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})
 	// Everything else under the API answers as an audited 404.
 	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny,
 		handle: func(*request) error { return notFound("no such API route") }}
@@ -355,6 +357,15 @@ func (s *Server) authorize(rq *request) error {
 	if !key.Role.Allows(rq.route.perm) {
 		return forbidden(fmt.Sprintf("an API key with role %s may not %s", key.Role, rq.route.perm))
 	}
+	if rq.route.perm.OperatorTenantOnly() && own.Name != tenant.Operator {
+		return forbidden(fmt.Sprintf("only a key of the %s tenant may %s", tenant.Operator, rq.route.perm))
+	}
+	return nil
+}
+
+// serveMetrics answers the Prometheus metrics.
+func (s *Server) serveMetrics(rq *request) error {
+	s.metricsHandler.ServeHTTP(rq.w, rq.r)
 	return nil
 }
 

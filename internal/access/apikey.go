@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/attest/attest/internal/store"
 )
@@ -111,6 +113,31 @@ func (r Role) CanRevoke(other Role) bool { return r.CanGrant(other) }
 // its own: only an operator key may. An admin key acts only in its own
 // tenant, the operator tenant included.
 func (r Role) CrossTenant() bool { return r == RoleOperator }
+
+// MaxKeyNameLen bounds a key's name, in bytes.
+const MaxKeyNameLen = 128
+
+// ValidateKeyName checks a key's name: at most MaxKeyNameLen bytes of UTF-8
+// holding no control or bidirectional formatting character.
+func ValidateKeyName(name string) error {
+	if len(name) > MaxKeyNameLen || !utf8.ValidString(name) {
+		return fmt.Errorf("name must be at most %d bytes of UTF-8", MaxKeyNameLen)
+	}
+	if UnsafeText(name) {
+		return errors.New("name must not hold control or bidirectional formatting characters")
+	}
+	return nil
+}
+
+// UnsafeText reports whether s holds a control character (U+0000 to U+001F,
+// U+007F to U+009F) or a bidirectional embedding, override or isolate
+// (U+202A to U+202E, U+2066 to U+2069), any of which can make a name read
+// as something it is not.
+func UnsafeText(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+	})
+}
 
 // Key is a stored API key, without its secret.
 type Key struct {

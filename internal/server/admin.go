@@ -1,41 +1,94 @@
 package server
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/tenant"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// decodeJSON reads a small JSON request body into v, refusing unknown
-// fields, trailing data and bodies over 64 KiB.
+// maxJSONBody bounds the body of the small JSON requests.
+const maxJSONBody = 64 << 10
+
+// decodeJSON reads a small JSON request body into v, a pointer to a struct,
+// strictly: members are matched by their exact names, and unknown or
+// duplicate members, invalid UTF-8, trailing data and bodies over 64 KiB
+// are refused.
 func decodeJSON(rq *request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(rq.r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var ute *json.UnmarshalTypeError
+	b, err := io.ReadAll(io.LimitReader(rq.r.Body, maxJSONBody+1))
+	if err != nil {
+		return bodyReadError(err)
+	}
+	if len(b) > maxJSONBody {
+		return bodyTooLarge(maxJSONBody, "")
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return badRequest("body", "a JSON object is required")
+	}
+	err = json.Unmarshal(b, v, json.RejectUnknownMembers(true))
+	if err == nil {
+		return nil
+	}
+	var se *json.SemanticError
+	var sx *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &se):
+		field := pointerField(se.JSONPointer)
 		switch {
-		case errors.As(err, &ute):
-			return badRequest(ute.Field, fmt.Sprintf("%s must be a %s", ute.Field, ute.Type))
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return badRequest(f, "unknown field "+f)
-		case errors.Is(err, io.EOF):
+		case errors.Is(err, json.ErrUnknownName):
+			return badRequest(field, "unknown field "+field)
+		case field == "":
 			return badRequest("body", "a JSON object is required")
+		case se.GoType != nil:
+			return badRequest(field, fmt.Sprintf("%s must be a %s", field, jsonKind(se.GoType)))
 		}
-		return badRequest("body", "the body is not valid JSON")
+		return badRequest(field, "invalid value for "+field)
+	case errors.As(err, &sx):
+		switch {
+		case errors.Is(err, jsontext.ErrDuplicateName):
+			field := pointerField(sx.JSONPointer)
+			return badRequest(field, "duplicate field "+field)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("body", "the JSON object is incomplete")
+		}
+		return badRequest("body", "the body is not valid JSON: "+sx.Err.Error())
 	}
-	if dec.More() {
-		return badRequest("body", "unexpected data after the JSON object")
+	return badRequest("body", "the body is not valid JSON")
+}
+
+// pointerField turns a JSON pointer into a dotted field name.
+func pointerField(p jsontext.Pointer) string {
+	var parts []string
+	for tok := range p.Tokens() {
+		parts = append(parts, tok)
 	}
-	return nil
+	return strings.Join(parts, ".")
+}
+
+// jsonKind names the JSON kind a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "object"
 }
 
 type tenantView struct {
@@ -50,6 +103,9 @@ func (s *Server) createTenant(rq *request) error {
 	}
 	if err := decodeJSON(rq, &body); err != nil {
 		return err
+	}
+	if access.UnsafeText(body.Name) {
+		return badRequest("name", "name must not hold control or bidirectional formatting characters")
 	}
 	if err := tenant.ValidateName(body.Name); err != nil {
 		return badRequest("name", err.Error())
@@ -131,8 +187,8 @@ func (s *Server) createKey(rq *request) error {
 	if role == access.RoleOperator && rq.tenant.Name != tenant.Operator {
 		return badRequest("role", "operator keys belong to the operator tenant")
 	}
-	if len(body.Name) > 128 || strings.ContainsFunc(body.Name, func(r rune) bool { return r < 0x20 }) {
-		return badRequest("name", "name must be at most 128 printable characters")
+	if err := access.ValidateKeyName(body.Name); err != nil {
+		return badRequest("name", err.Error())
 	}
 	var expires time.Time
 	if body.Expires != "" {

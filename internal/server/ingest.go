@@ -81,11 +81,16 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 	case errors.As(err, &mbe):
 		return nil, bodyTooLarge(limit, "")
 	case err != nil:
-		return nil, badRequest("body", "the body could not be read: "+err.Error())
+		return nil, bodyReadError(err)
 	case int64(len(b)) > limit:
 		return nil, bodyTooLarge(limit, " after decompression")
 	}
 	return b, nil
+}
+
+// bodyReadError is the answer to a body that could not be read.
+func bodyReadError(err error) error {
+	return badRequest("body", "the body could not be read")
 }
 
 func bodyTooLarge(limit int64, after string) error {

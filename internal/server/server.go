@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,6 +71,7 @@ type Server struct {
 	metrics *httpMetrics
 	ready   atomic.Bool
 
+	mux            *http.ServeMux
 	metricsHandler http.Handler
 }
 
@@ -100,6 +103,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	s := &Server{in: in, cfg: cfg, log: cfg.Logger, host: host, metrics: newHTTPMetrics(cfg.Registry)}
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
+	s.mux = mux
 	for _, rt := range s.routes {
 		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
 	}
@@ -109,13 +113,37 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	s.metricsHandler = promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})
-	// Everything else under the API answers as an audited 404.
-	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny,
-		handle: func(*request) error { return notFound("no such API route") }}
+	// Everything else under the API answers as an audited 404, or 405 when
+	// the path is a route's but the method is not.
+	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny, handle: s.unknownRoute}
 	mux.Handle("/api/", s.wrap(notFoundRoute))
 	mux.Handle("/logs/", s.wrap(notFoundRoute))
 	s.handler = securityHeaders(mux)
 	return s, nil
+}
+
+// unknownRoute answers a request that no route matches.
+func (s *Server) unknownRoute(rq *request) error {
+	allow := s.allowedMethods(rq.r)
+	if len(allow) == 0 {
+		return notFound("no such API route")
+	}
+	rq.w.Header().Set("Allow", strings.Join(allow, ", "))
+	return &apiError{status: http.StatusMethodNotAllowed, title: "Method not allowed",
+		detail: fmt.Sprintf("%s is not allowed here; use %s", rq.r.Method, strings.Join(allow, " or "))}
+}
+
+// allowedMethods lists the methods that routes serve on r's path.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := *r
+		probe.Method = m
+		if _, pattern := s.mux.Handler(&probe); strings.Contains(pattern, " ") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Handler returns the server's HTTP handler.
@@ -199,7 +227,9 @@ type route struct {
 	name            string
 	category        string
 	perm            access.Permission
-	handle          func(*request) error
+	// params are the query parameters the route takes, each at most once.
+	params []string
+	handle func(*request) error
 	// selfAudited routes record their own success event in the same
 	// transaction as their change; the middleware records only failures.
 	selfAudited bool
@@ -280,6 +310,12 @@ func (s *Server) wrap(rt *route) http.Handler {
 		if err := s.authorize(rq); err != nil {
 			s.fail(rq, err)
 			return
+		}
+		if rt.pattern != "" {
+			if err := checkQuery(rq.r, rt.params); err != nil {
+				s.fail(rq, err)
+				return
+			}
 		}
 		if err := rt.handle(rq); err != nil {
 			s.fail(rq, err)
@@ -366,6 +402,24 @@ func (s *Server) authorize(rq *request) error {
 // serveMetrics answers the Prometheus metrics.
 func (s *Server) serveMetrics(rq *request) error {
 	s.metricsHandler.ServeHTTP(rq.w, rq.r)
+	return nil
+}
+
+// checkQuery refuses a query string that does not parse, or that holds a
+// parameter the route does not take or one given twice.
+func checkQuery(r *http.Request, params []string) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest("query", "the query string is malformed")
+	}
+	for name, vs := range q {
+		if !slices.Contains(params, name) {
+			return badRequest(name, "unknown query parameter "+strconv.Quote(name))
+		}
+		if len(vs) > 1 {
+			return badRequest(name, name+" may be given once")
+		}
+	}
 	return nil
 }
 

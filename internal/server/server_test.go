@@ -59,7 +59,9 @@ func start(t *testing.T, opts storetest.Options, cfg server.Config) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.CheckpointInterval = 50 * time.Millisecond
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 50 * time.Millisecond
+	}
 	cfg.Registry = reg
 	srv, err := server.New(in, cfg)
 	if err != nil {

@@ -21,10 +21,13 @@ import (
 const maxJSONBody = 64 << 10
 
 // decodeJSON reads a small JSON request body into v, a pointer to a struct,
-// strictly: members are matched by their exact names, and unknown or
-// duplicate members, invalid UTF-8, trailing data and bodies over 64 KiB
-// are refused.
+// strictly: the body must be application/json (or name no type), members
+// are matched by their exact names, and unknown or duplicate members,
+// invalid UTF-8, trailing data and bodies over 64 KiB are refused.
 func decodeJSON(rq *request, v any) error {
+	if _, err := mediaType(rq.r, jsonTypes); err != nil {
+		return err
+	}
 	b, err := io.ReadAll(io.LimitReader(rq.r.Body, maxJSONBody+1))
 	if err != nil {
 		return bodyReadError(err)

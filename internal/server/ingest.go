@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -134,6 +135,14 @@ func (s *Server) ingest(rq *request) error {
 	if format != "" && !importer.ValidFormat(format) {
 		return badRequest("format", fmt.Sprintf("format must be one of %s", strings.Join(importer.Formats, ", ")))
 	}
+	types := ingestTypes
+	if format != "" {
+		types = importTypes
+	}
+	mt, err := mediaType(rq.r, types)
+	if err != nil {
+		return err
+	}
 	body, err := s.readBody(rq)
 	if err != nil {
 		return err
@@ -145,7 +154,7 @@ func (s *Server) ingest(rq *request) error {
 	switch {
 	case format != "":
 		err = s.importRecords(format, body, lim, in.add)
-	case isNDJSON(rq.r.Header.Get("Content-Type")):
+	case isNDJSON(mt):
 		if countLines(body, max+1) > max {
 			return tooManyEvents(max)
 		}
@@ -218,9 +227,42 @@ func countLines(b []byte, stop int) int {
 	return n
 }
 
-func isNDJSON(ct string) bool {
-	mt, _, _ := mime.ParseMediaType(ct)
+// The media types of ingest bodies: JSON, NDJSON under its names, and for
+// a file sent to an importer also gzip.
+var (
+	ingestTypes = []string{"application/json", "application/x-ndjson", "application/ndjson", "application/jsonl"}
+	importTypes = append(slices.Clip(ingestTypes), "application/gzip")
+	jsonTypes   = []string{"application/json"}
+)
+
+func isNDJSON(mt string) bool {
 	return mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl"
+}
+
+// mediaType returns the request body's media type, application/json when
+// the request names none, and refuses with 415 a type not in allowed or a
+// parameter other than charset=utf-8.
+func mediaType(r *http.Request, allowed []string) (string, error) {
+	vs := r.Header.Values("Content-Type")
+	if len(vs) > 1 {
+		return "", badRequest("Content-Type", "Content-Type may be given once")
+	}
+	if len(vs) == 0 || strings.TrimSpace(vs[0]) == "" {
+		return "application/json", nil
+	}
+	unsupported := &apiError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type",
+		field: "Content-Type", detail: "Content-Type must be " + strings.Join(allowed, ", ") +
+			", optionally with charset=utf-8"}
+	mt, params, err := mime.ParseMediaType(vs[0])
+	if err != nil || !slices.Contains(allowed, mt) {
+		return "", unsupported
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return "", unsupported
+		}
+	}
+	return mt, nil
 }
 
 // splitOptions let the decoder that splits an array into events pass

@@ -350,13 +350,17 @@ func (s *Server) authorize(rq *request) error {
 		return nil
 	}
 	ctx := rq.r.Context()
-	authz := rq.r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(authz, "Bearer ")
-	if !ok || tok == "" {
+	for _, h := range []string{"Authorization", "Attest-Tenant"} {
+		if len(rq.r.Header.Values(h)) > 1 {
+			return badRequest(h, h+" may be given once")
+		}
+	}
+	tok, ok := bearerToken(rq.r.Header.Get("Authorization"))
+	if !ok {
 		rq.reason = "no API key"
 		return errUnauthenticated
 	}
-	key, err := s.in.Keys.Authenticate(ctx, strings.TrimSpace(tok))
+	key, err := s.in.Keys.Authenticate(ctx, tok)
 	if err != nil {
 		switch {
 		case errors.Is(err, access.ErrMalformedToken), errors.Is(err, access.ErrUnknownKey):
@@ -403,6 +407,17 @@ func (s *Server) authorize(rq *request) error {
 func (s *Server) serveMetrics(rq *request) error {
 	s.metricsHandler.ServeHTTP(rq.w, rq.r)
 	return nil
+}
+
+// bearerToken returns the credential of an Authorization header of the
+// Bearer scheme, whose name is case-insensitive (RFC 9110, section 11.1).
+func bearerToken(authz string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(authz), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
 }
 
 // checkQuery refuses a query string that does not parse, or that holds a

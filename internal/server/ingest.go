@@ -62,11 +62,15 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 	if sw, ok := w.(*statusWriter); ok {
 		w = sw.ResponseWriter // so that the server learns the body was cut off
 	}
-	var r io.Reader = http.MaxBytesReader(w, rq.r.Body, limit)
+	body := &bodyReader{r: http.MaxBytesReader(w, rq.r.Body, limit)}
+	var r io.Reader = body
 	switch enc := strings.ToLower(rq.r.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(r)
+		if err != nil && body.err != nil {
+			return nil, bodyReadError(body.err)
+		}
 		if err != nil {
 			return nil, badRequest("body", "Content-Encoding is gzip but the body is not gzip data")
 		}
@@ -81,17 +85,39 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 	switch {
 	case errors.As(err, &mbe):
 		return nil, bodyTooLarge(limit, "")
+	case body.err != nil:
+		return nil, bodyReadError(body.err)
 	case err != nil:
-		return nil, bodyReadError(err)
+		return nil, badRequest("body", "the gzip data is damaged")
 	case int64(len(b)) > limit:
 		return nil, bodyTooLarge(limit, " after decompression")
 	}
 	return b, nil
 }
 
-// bodyReadError is the answer to a body that could not be read.
+// bodyReader remembers how reading a request body failed, to tell a client
+// that went away from a compressed body that is damaged.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// bodyReadError is the answer to a request body that broke off: short of
+// its limit, only the client's going away stops a body being read.
 func bodyReadError(err error) error {
-	return badRequest("body", "the body could not be read")
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return bodyTooLarge(mbe.Limit, "")
+	}
+	return fmt.Errorf("%w: %w", errClientGone, err)
 }
 
 func bodyTooLarge(limit int64, after string) error {

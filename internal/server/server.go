@@ -263,10 +263,12 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-// statusWriter remembers the status written.
+// statusWriter remembers the status written, and the first write that
+// failed: the server's writes fail only when the client has gone.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	writeErr error
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -280,7 +282,11 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	if err != nil && w.writeErr == nil {
+		w.writeErr = err
+	}
+	return n, err
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -317,13 +323,44 @@ func (s *Server) wrap(rt *route) http.Handler {
 				return
 			}
 		}
-		if err := rt.handle(rq); err != nil {
+		err := rt.handle(rq)
+		if err == nil && sw.writeErr != nil {
+			err = sw.writeErr // a handler that cannot report it
+		}
+		if err != nil {
 			s.fail(rq, err)
 		}
 	})
 }
 
+// statusClientClosed records a request whose client disconnected before it
+// was complete, as some proxies do; no client ever sees it.
+const statusClientClosed = 499
+
+var errClientGone = &apiError{status: statusClientClosed, title: "Client closed request",
+	detail: "the client disconnected before the request was complete"}
+
+// clientGone reports whether err comes from the client disconnecting: its
+// body broke off, the request's context ended with it, or an answer could
+// not be written.
+func (rq *request) clientGone(err error) bool {
+	if errors.Is(err, errClientGone) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) && rq.r.Context().Err() != nil {
+		return true
+	}
+	sw, ok := rq.w.(*statusWriter)
+	return ok && sw.writeErr != nil
+}
+
 func (s *Server) fail(rq *request, err error) {
+	if rq.clientGone(err) {
+		// Routine on any network, and no fault of the server's.
+		s.log.Info("client disconnected", "request_id", rq.id, "route", rq.route.name)
+		rq.status, rq.reason = statusClientClosed, errClientGone.detail
+		return
+	}
 	ae := classify(err)
 	if ae.status >= 500 {
 		s.log.Error("request failed", "request_id", rq.id, "route", rq.route.name, "error", err)

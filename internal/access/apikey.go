@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/attest/attest/internal/store"
 )
@@ -30,7 +32,8 @@ const (
 	RoleAdmin Role = "admin"
 	// RoleIngest only sends events.
 	RoleIngest Role = "ingest"
-	// RoleReader reads the log: queries, events, proofs, checkpoints, tiles.
+	// RoleReader reads the log: queries, events, proofs, checkpoints, tiles;
+	// in the operator tenant also the metrics.
 	RoleReader Role = "reader"
 )
 
@@ -57,6 +60,10 @@ const (
 	PermKeysRead    Permission = "apikeys.read"
 	PermTenants     Permission = "tenants.manage"
 	PermTenantsRead Permission = "tenants.read"
+	// PermMetricsRead reads the Prometheus metrics, which describe every
+	// tenant: only keys of the operator tenant exercise it. Every role that
+	// reads holds it, so that nobody can grant it without holding it.
+	PermMetricsRead Permission = "metrics.read"
 	// PermNone marks routes that need no credential at all.
 	PermNone Permission = ""
 	// PermAny is held by every valid key: it marks routes that only need
@@ -65,11 +72,19 @@ const (
 )
 
 var rolePerms = map[Role][]Permission{
-	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead},
-	RoleAdmin:    {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead},
+	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead, PermMetricsRead},
+	RoleAdmin:    {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead},
 	RoleIngest:   {PermEventsWrite},
-	RoleReader:   {PermLogRead},
+	RoleReader:   {PermLogRead, PermMetricsRead},
 }
+
+// tenantBound lists the permissions that only keys of the operator tenant
+// exercise, whatever their role.
+var tenantBound = []Permission{PermMetricsRead}
+
+// OperatorTenantOnly reports whether a permission is held only by keys of
+// the operator tenant.
+func (p Permission) OperatorTenantOnly() bool { return slices.Contains(tenantBound, p) }
 
 // Allows reports whether a role holds a permission.
 func (r Role) Allows(p Permission) bool {
@@ -88,6 +103,40 @@ func (r Role) CanGrant(other Role) bool {
 		}
 	}
 	return true
+}
+
+// CanRevoke reports whether a key of role r may revoke a key of role other:
+// nobody revokes a key that holds a permission they do not hold.
+func (r Role) CanRevoke(other Role) bool { return r.CanGrant(other) }
+
+// CrossTenant reports whether a key of role r may act on other tenants than
+// its own: only an operator key may. An admin key acts only in its own
+// tenant, the operator tenant included.
+func (r Role) CrossTenant() bool { return r == RoleOperator }
+
+// MaxKeyNameLen bounds a key's name, in bytes.
+const MaxKeyNameLen = 128
+
+// ValidateKeyName checks a key's name: at most MaxKeyNameLen bytes of UTF-8
+// holding no control or bidirectional formatting character.
+func ValidateKeyName(name string) error {
+	if len(name) > MaxKeyNameLen || !utf8.ValidString(name) {
+		return fmt.Errorf("name must be at most %d bytes of UTF-8", MaxKeyNameLen)
+	}
+	if UnsafeText(name) {
+		return errors.New("name must not hold control or bidirectional formatting characters")
+	}
+	return nil
+}
+
+// UnsafeText reports whether s holds a control character (U+0000 to U+001F,
+// U+007F to U+009F) or a bidirectional embedding, override or isolate
+// (U+202A to U+202E, U+2066 to U+2069), any of which can make a name read
+// as something it is not.
+func UnsafeText(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+	})
 }
 
 // Key is a stored API key, without its secret.
@@ -189,6 +238,10 @@ var (
 	ErrRevoked        = errors.New("access: API key revoked")
 	ErrExpired        = errors.New("access: API key expired")
 )
+
+// ErrAlreadyRevoked reports revoking a key that is revoked already; its
+// revocation time stays as it was.
+var ErrAlreadyRevoked = errors.New("access: API key already revoked")
 
 // Authenticate checks a token and returns its key. It reads the database on
 // every call, so that a revocation, even by another process, takes effect on
@@ -303,12 +356,28 @@ func (ks *Keys) Get(ctx context.Context, q store.Querier, tenantID int64, id str
 	return rows[0].key, nil
 }
 
-// Revoke marks a key revoked in tx. Revoking a revoked key changes nothing.
+// Revoke marks a key revoked in tx. It returns ErrAlreadyRevoked, changing
+// nothing, when the key is revoked already, and store.ErrNotFound when there
+// is no such key.
 func (ks *Keys) Revoke(ctx context.Context, tx *sql.Tx, id string) error {
-	_, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
+	res, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
 		ks.now().UTC().UnixMicro(), id)
 	if err != nil {
 		return fmt.Errorf("access: revoke key: %w", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("access: revoke key: %w", err)
+	}
+	if n == 1 {
+		return nil
+	}
+	rows, err := ks.query(ctx, tx, `id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return store.ErrNotFound
+	}
+	return ErrAlreadyRevoked
 }

@@ -27,6 +27,7 @@ type serveConfig struct {
 	addr               string
 	tlsCert, tlsKey    string
 	maxBody            string
+	maxEvents          int
 	trustedProxies     string
 	instanceName       string
 	personal           string
@@ -42,6 +43,7 @@ func cmdServe(e *env, args []string) int {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file; empty means a self-signed certificate for localhost")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file for --tls-cert")
 	fs.StringVar(&c.maxBody, "max-body", "32MiB", "largest request body, after decompression")
+	fs.IntVar(&c.maxEvents, "max-events", 100000, "most events one ingest request may carry")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is trusted")
 	fs.StringVar(&c.instanceName, "instance-name", "", "instance name in checkpoint origins, fixed when the database is created")
 	fs.StringVar(&c.personal, "personal-fields", strings.Join(event.DefaultPersonal, ","),
@@ -59,6 +61,9 @@ func cmdServe(e *env, args []string) int {
 	maxBody, err := parseSize(c.maxBody)
 	if err != nil {
 		return usageErr(e, "--max-body: %v", err)
+	}
+	if c.maxEvents <= 0 {
+		return usageErr(e, "--max-events must be positive")
 	}
 	proxies, err := parsePrefixes(c.trustedProxies)
 	if err != nil {
@@ -97,7 +102,7 @@ func cmdServe(e *env, args []string) int {
 	if created {
 		log.Info("created a self-signed TLS certificate for localhost", "path", filepath.Join(c.dataDir, "tls", "cert.pem"))
 	}
-	srv, err := server.New(in, server.Config{Addr: c.addr, MaxBodyBytes: maxBody, TrustedProxies: proxies,
+	srv, err := server.New(in, server.Config{Addr: c.addr, MaxBodyBytes: maxBody, MaxEvents: c.maxEvents, TrustedProxies: proxies,
 		CheckpointInterval: c.checkpointInterval, ShutdownTimeout: c.shutdownTimeout, Version: Version, Registry: reg,
 		Logger: log})
 	if err != nil {

@@ -1,41 +1,97 @@
 package server
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/tenant"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// decodeJSON reads a small JSON request body into v, refusing unknown
-// fields, trailing data and bodies over 64 KiB.
+// maxJSONBody bounds the body of the small JSON requests.
+const maxJSONBody = 64 << 10
+
+// decodeJSON reads a small JSON request body into v, a pointer to a struct,
+// strictly: the body must be application/json (or name no type), members
+// are matched by their exact names, and unknown or duplicate members,
+// invalid UTF-8, trailing data and bodies over 64 KiB are refused.
 func decodeJSON(rq *request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(rq.r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var ute *json.UnmarshalTypeError
+	if _, err := mediaType(rq.r, jsonTypes); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(io.LimitReader(rq.r.Body, maxJSONBody+1))
+	if err != nil {
+		return bodyReadError(err)
+	}
+	if len(b) > maxJSONBody {
+		return bodyTooLarge(maxJSONBody, "")
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return badRequest("body", "a JSON object is required")
+	}
+	err = json.Unmarshal(b, v, json.RejectUnknownMembers(true))
+	if err == nil {
+		return nil
+	}
+	var se *json.SemanticError
+	var sx *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &se):
+		field := pointerField(se.JSONPointer)
 		switch {
-		case errors.As(err, &ute):
-			return badRequest(ute.Field, fmt.Sprintf("%s must be a %s", ute.Field, ute.Type))
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return badRequest(f, "unknown field "+f)
-		case errors.Is(err, io.EOF):
+		case errors.Is(err, json.ErrUnknownName):
+			return badRequest(field, "unknown field "+field)
+		case field == "":
 			return badRequest("body", "a JSON object is required")
+		case se.GoType != nil:
+			return badRequest(field, fmt.Sprintf("%s must be a %s", field, jsonKind(se.GoType)))
 		}
-		return badRequest("body", "the body is not valid JSON")
+		return badRequest(field, "invalid value for "+field)
+	case errors.As(err, &sx):
+		switch {
+		case errors.Is(err, jsontext.ErrDuplicateName):
+			field := pointerField(sx.JSONPointer)
+			return badRequest(field, "duplicate field "+field)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("body", "the JSON object is incomplete")
+		}
+		return badRequest("body", "the body is not valid JSON: "+sx.Err.Error())
 	}
-	if dec.More() {
-		return badRequest("body", "unexpected data after the JSON object")
+	return badRequest("body", "the body is not valid JSON")
+}
+
+// pointerField turns a JSON pointer into a dotted field name.
+func pointerField(p jsontext.Pointer) string {
+	var parts []string
+	for tok := range p.Tokens() {
+		parts = append(parts, tok)
 	}
-	return nil
+	return strings.Join(parts, ".")
+}
+
+// jsonKind names the JSON kind a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "object"
 }
 
 type tenantView struct {
@@ -50,6 +106,9 @@ func (s *Server) createTenant(rq *request) error {
 	}
 	if err := decodeJSON(rq, &body); err != nil {
 		return err
+	}
+	if access.UnsafeText(body.Name) {
+		return badRequest("name", "name must not hold control or bidirectional formatting characters")
 	}
 	if err := tenant.ValidateName(body.Name); err != nil {
 		return badRequest("name", err.Error())
@@ -131,8 +190,8 @@ func (s *Server) createKey(rq *request) error {
 	if role == access.RoleOperator && rq.tenant.Name != tenant.Operator {
 		return badRequest("role", "operator keys belong to the operator tenant")
 	}
-	if len(body.Name) > 128 || strings.ContainsFunc(body.Name, func(r rune) bool { return r < 0x20 }) {
-		return badRequest("name", "name must be at most 128 printable characters")
+	if err := access.ValidateKeyName(body.Name); err != nil {
+		return badRequest("name", err.Error())
 	}
 	var expires time.Time
 	if body.Expires != "" {
@@ -157,12 +216,18 @@ func (s *Server) createKey(rq *request) error {
 	return writeJSON(rq.w, http.StatusCreated, v)
 }
 
-func (s *Server) listKeys(rq *request) error {
-	var scope int64
-	if rq.tenant.Name != tenant.Operator {
-		scope = rq.tenant.ID
+// keyScope is the tenant whose keys the request may see and revoke, or 0
+// for every tenant: only an operator key in the operator tenant sees them
+// all. An admin key of the operator tenant sees only that tenant's keys.
+func keyScope(rq *request) int64 {
+	if rq.key.Role.CrossTenant() && rq.tenant.Name == tenant.Operator {
+		return 0
 	}
-	ks, err := s.in.Keys.List(rq.r.Context(), scope)
+	return rq.tenant.ID
+}
+
+func (s *Server) listKeys(rq *request) error {
+	ks, err := s.in.Keys.List(rq.r.Context(), keyScope(rq))
 	if err != nil {
 		return err
 	}
@@ -173,10 +238,30 @@ func (s *Server) listKeys(rq *request) error {
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"api_keys": out})
 }
 
+// revokeKey revokes a key in the request's scope. Nobody revokes a key that
+// may do more than their own, and a revoked key stays revoked as of the
+// first revocation.
 func (s *Server) revokeKey(rq *request) error {
 	id := rq.r.PathValue("id")
 	rq.target = event.Target{Type: "api_key", ID: id}
-	k, err := s.in.RevokeKey(rq.r.Context(), rq.tenant, id, rq.actor(), func(ev *event.Event) {
+	ctx := rq.r.Context()
+	k, err := s.in.Keys.Get(ctx, s.in.DB.Read, keyScope(rq), id)
+	if isNotFound(err) {
+		return notFound("no such API key")
+	}
+	if err != nil {
+		return err
+	}
+	rq.target.Name = k.Name
+	if !rq.key.Role.CanRevoke(k.Role) {
+		return forbidden(fmt.Sprintf("a key with role %s may not revoke a key with role %s", rq.key.Role, k.Role))
+	}
+	if !k.RevokedAt.IsZero() {
+		return errAlreadyRevoked
+	}
+	// The key is known to lie in the request's scope, so revoking it as
+	// the request's tenant cannot reach another tenant's key.
+	k, err = s.in.RevokeKey(ctx, rq.tenant, id, rq.actor(), func(ev *event.Event) {
 		rq.decorate(ev)
 		ev.Request.Status = http.StatusOK
 		ev.Outcome.Status = http.StatusOK
@@ -190,3 +275,6 @@ func (s *Server) revokeKey(rq *request) error {
 	rq.audited = true
 	return writeJSON(rq.w, http.StatusOK, s.keyViewOf(rq, k))
 }
+
+var errAlreadyRevoked = &apiError{status: http.StatusConflict, title: "Conflict",
+	detail: "the API key is revoked already; its revocation time is unchanged"}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -54,16 +55,22 @@ type ingestResponse struct {
 // one larger than the limit before anything of it is processed.
 func (s *Server) readBody(rq *request) ([]byte, error) {
 	limit := s.cfg.MaxBodyBytes
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large",
-		detail: fmt.Sprintf("the request body is larger than %d bytes", limit)}
 	if rq.r.ContentLength > limit {
-		return nil, tooLarge
+		return nil, bodyTooLarge(limit, "")
 	}
-	var r io.Reader = http.MaxBytesReader(rq.w, rq.r.Body, limit)
+	w := rq.w
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter // so that the server learns the body was cut off
+	}
+	body := &bodyReader{r: http.MaxBytesReader(w, rq.r.Body, limit)}
+	var r io.Reader = body
 	switch enc := strings.ToLower(rq.r.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(r)
+		if err != nil && body.err != nil {
+			return nil, bodyReadError(body.err)
+		}
 		if err != nil {
 			return nil, badRequest("body", "Content-Encoding is gzip but the body is not gzip data")
 		}
@@ -77,35 +84,106 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge
+		return nil, bodyTooLarge(limit, "")
+	case body.err != nil:
+		return nil, bodyReadError(body.err)
 	case err != nil:
-		return nil, badRequest("body", "the body could not be read: "+err.Error())
+		return nil, badRequest("body", "the gzip data is damaged")
 	case int64(len(b)) > limit:
-		tooLarge.detail = fmt.Sprintf("the request body is larger than %d bytes after decompression", limit)
-		return nil, tooLarge
+		return nil, bodyTooLarge(limit, " after decompression")
+	}
+	return b, nil
+}
+
+// bodyReader remembers how reading a request body failed, to tell a client
+// that went away from a compressed body that is damaged.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// bodyReadError is the answer to a request body that broke off: short of
+// its limit, only the client's going away stops a body being read.
+func bodyReadError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return bodyTooLarge(mbe.Limit, "")
+	}
+	return fmt.Errorf("%w: %w", errClientGone, err)
+}
+
+func bodyTooLarge(limit int64, after string) error {
+	return &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large",
+		detail: fmt.Sprintf("the request body is larger than %d bytes%s", limit, after)}
+}
+
+func tooManyEvents(max int) error {
+	return &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large", field: "body",
+		detail: fmt.Sprintf("a request may carry at most %d events; send the rest in further requests", max)}
+}
+
+// gunzipImport decompresses a gzip file sent for an importer, within the
+// body limit: the importers would otherwise decompress it without one.
+func (s *Server) gunzipImport(body []byte) ([]byte, error) {
+	if len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		return body, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, badRequest("body", "the body starts as gzip data but is not")
+	}
+	defer zr.Close()
+	limit := s.cfg.MaxBodyBytes
+	b, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, badRequest("body", "the gzip data is damaged")
+	}
+	if int64(len(b)) > limit {
+		return nil, bodyTooLarge(limit, " after decompression")
 	}
 	return b, nil
 }
 
 // ingest takes one JSON event, a JSON array of events or NDJSON, or, with
 // ?format=, a file of another system's records, and answers per event once
-// the accepted ones are committed.
+// the accepted ones are committed. A request of more than MaxEvents events
+// is refused before any of them is stored.
 func (s *Server) ingest(rq *request) error {
 	format := rq.r.URL.Query().Get("format")
 	if format != "" && !importer.ValidFormat(format) {
 		return badRequest("format", fmt.Sprintf("format must be one of %s", strings.Join(importer.Formats, ", ")))
+	}
+	types := ingestTypes
+	if format != "" {
+		types = importTypes
+	}
+	mt, err := mediaType(rq.r, types)
+	if err != nil {
+		return err
 	}
 	body, err := s.readBody(rq)
 	if err != nil {
 		return err
 	}
 	in := &ingestion{s: s, rq: rq, ctx: context.WithoutCancel(rq.r.Context()), sem: make(chan struct{}, ingestInFlight),
-		chunks: map[*tenant.Tenant]*chunk{}}
+		chunks: map[*tenant.Tenant]*chunk{}, resp: ingestResponse{Results: []ingestResult{}}}
 	lim := &event.Limits{Now: s.in.Now}
+	max := s.cfg.MaxEvents
 	switch {
 	case format != "":
-		err = importer.Read(format, bytes.NewReader(body), &importer.Options{Limits: lim}, in.add)
-	case isNDJSON(rq.r.Header.Get("Content-Type")):
+		err = s.importRecords(format, body, lim, in.add)
+	case isNDJSON(mt):
+		if countLines(body, max+1) > max {
+			return tooManyEvents(max)
+		}
 		err = importer.ReadNDJSON(bytes.NewReader(body), 1<<20, func(i int, line []byte, err error) error {
 			rec := importer.Record{Index: i, Err: err}
 			if err == nil {
@@ -114,7 +192,7 @@ func (s *Server) ingest(rq *request) error {
 			return in.add(rec)
 		})
 	default:
-		err = readJSONEvents(body, lim, in.add)
+		err = readJSONEvents(body, lim, max, in.add)
 	}
 	if ferr := in.finish(); err == nil {
 		err = ferr
@@ -135,13 +213,94 @@ func (s *Server) ingest(rq *request) error {
 	return writeJSON(rq.w, status, resp)
 }
 
-func isNDJSON(ct string) bool {
-	mt, _, _ := mime.ParseMediaType(ct)
+// importRecords reads a file in another system's format. Its records are
+// counted before any is stored, so that one over the limit stores nothing.
+func (s *Server) importRecords(format string, body []byte, lim *event.Limits, emit func(importer.Record) error) error {
+	body, err := s.gunzipImport(body)
+	if err != nil {
+		return err
+	}
+	max := s.cfg.MaxEvents
+	var recs []importer.Record
+	err = importer.Read(format, bytes.NewReader(body), &importer.Options{Limits: lim}, func(rec importer.Record) error {
+		if len(recs) == max {
+			return tooManyEvents(max)
+		}
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := emit(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countLines counts the non-blank lines of b, up to stop.
+func countLines(b []byte, stop int) int {
+	n := 0
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			if n++; n == stop {
+				break
+			}
+		}
+	}
+	return n
+}
+
+// The media types of ingest bodies: JSON, NDJSON under its names, and for
+// a file sent to an importer also gzip.
+var (
+	ingestTypes = []string{"application/json", "application/x-ndjson", "application/ndjson", "application/jsonl"}
+	importTypes = append(slices.Clip(ingestTypes), "application/gzip")
+	jsonTypes   = []string{"application/json"}
+)
+
+func isNDJSON(mt string) bool {
 	return mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl"
 }
 
-// readJSONEvents reads one event object or an array of them.
-func readJSONEvents(body []byte, lim *event.Limits, emit func(importer.Record) error) error {
+// mediaType returns the request body's media type, application/json when
+// the request names none, and refuses with 415 a type not in allowed or a
+// parameter other than charset=utf-8.
+func mediaType(r *http.Request, allowed []string) (string, error) {
+	vs := r.Header.Values("Content-Type")
+	if len(vs) > 1 {
+		return "", badRequest("Content-Type", "Content-Type may be given once")
+	}
+	if len(vs) == 0 || strings.TrimSpace(vs[0]) == "" {
+		return "application/json", nil
+	}
+	unsupported := &apiError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type",
+		field: "Content-Type", detail: "Content-Type must be " + strings.Join(allowed, ", ") +
+			", optionally with charset=utf-8"}
+	mt, params, err := mime.ParseMediaType(vs[0])
+	if err != nil || !slices.Contains(allowed, mt) {
+		return "", unsupported
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return "", unsupported
+		}
+	}
+	return mt, nil
+}
+
+// splitOptions let the decoder that splits an array into events pass
+// duplicate names and invalid UTF-8 inside an event through to the event's
+// own decoding, which rejects them: such an event fails alone instead of
+// ending the array.
+var splitOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// readJSONEvents reads one event object or an array of at most max events.
+// The array is split whole before any event is emitted, so that one too
+// long, or followed by anything but white space, is refused as a whole.
+func readJSONEvents(body []byte, lim *event.Limits, max int, emit func(importer.Record) error) error {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return badRequest("body", "the body is empty: send a JSON event, a JSON array of events or NDJSON")
@@ -154,25 +313,45 @@ func readJSONEvents(body []byte, lim *event.Limits, emit func(importer.Record) e
 		return badRequest("body", "the body must be a JSON event object, a JSON array of events, or NDJSON "+
 			"sent as application/x-ndjson")
 	}
-	dec := jsontext.NewDecoder(bytes.NewReader(trimmed))
+	dec := jsontext.NewDecoder(bytes.NewReader(trimmed), splitOptions...)
 	if _, err := dec.ReadToken(); err != nil {
 		return badRequest("body", "invalid JSON array")
 	}
-	for i := 0; ; i++ {
-		if dec.PeekKind() == ']' {
-			return nil
-		}
+	type span struct{ start, end int64 }
+	var spans []span
+	var broken error
+	for dec.PeekKind() != ']' {
 		v, err := dec.ReadValue()
 		if err != nil {
-			// Nothing after a syntax error can be located.
-			return emit(importer.Record{Index: i, Err: &event.FieldError{Field: "event",
-				Reason: "invalid JSON; the events after this one were not read: " + jsonReason(err)}})
+			broken = err
+			break
 		}
-		ev, err := event.DecodeProducer(v, lim)
+		if len(spans) == max {
+			return tooManyEvents(max)
+		}
+		end := dec.InputOffset()
+		spans = append(spans, span{end - int64(len(v)), end})
+	}
+	if broken == nil {
+		if _, err := dec.ReadToken(); err != nil {
+			return badRequest("body", "invalid JSON array")
+		}
+		if _, err := dec.ReadToken(); err != io.EOF {
+			return badRequest("body", "unexpected data after the JSON array")
+		}
+	}
+	for i, sp := range spans {
+		ev, err := event.DecodeProducer(trimmed[sp.start:sp.end], lim)
 		if err := emit(importer.Record{Index: i, Event: ev, Err: err}); err != nil {
 			return err
 		}
 	}
+	if broken != nil {
+		// Nothing after a syntax error can be located.
+		return emit(importer.Record{Index: len(spans), Err: &event.FieldError{Field: "event",
+			Reason: "invalid JSON; the events after this one were not read: " + jsonReason(broken)}})
+	}
+	return nil
 }
 
 func jsonReason(err error) string {

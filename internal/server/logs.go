@@ -12,13 +12,14 @@ import (
 
 // tile serves the C2SP tlog-tiles read layout of the tenant's log: hash
 // tiles at tile/<L>/<N>[.p/<W>] and entry bundles at tile/entries/<N>[.p/<W>],
-// whose entries are the leaves the tree commits to. A partial resource is
-// served when the log holds at least its width; a full one only when the
-// tile is complete.
+// whose entries are the leaves the tree commits to. Only tiles of the tree
+// of the latest checkpoint are served: a partial resource when that tree
+// holds at least its width, a full one only when the tile is complete.
 func (s *Server) tile(rq *request) error {
 	level, idx, width, err := tree.ParseTilePath(rq.r.PathValue("path"))
 	if err != nil {
-		return notFound("no such tile: " + err.Error())
+		return badRequest("path", "not a tile path: tiles are tile/<L>/<N>[.p/<W>] and entry bundles "+
+			"tile/entries/<N>[.p/<W>], with N in three-digit groups, all but the last prefixed x (C2SP tlog-tiles)")
 	}
 	rq.target = event.Target{Type: "tile", ID: tree.TilePath(level, idx, width)}
 	want := width
@@ -26,6 +27,13 @@ func (s *Server) tile(rq *request) error {
 		want = tree.TileWidth
 	}
 	ctx := rq.r.Context()
+	cp, err := s.in.Log.LatestCheckpoint(ctx, s.in.DB.Read, rq.tenant.ID)
+	if err != nil {
+		return err
+	}
+	if !tileInTree(level, idx, want, cp.Size) {
+		return notFound("the tree of the latest checkpoint does not hold that tile")
+	}
 	var body []byte
 	if level < 0 {
 		leaves, err := s.in.Log.BundleLeaves(ctx, s.in.DB.Read, rq.tenant, idx)
@@ -56,4 +64,16 @@ func (s *Server) tile(rq *request) error {
 	rq.w.WriteHeader(http.StatusOK)
 	_, err = rq.w.Write(body)
 	return err
+}
+
+// tileInTree reports whether the tree of size n holds the first width hashes
+// of tile idx at level (-1 for entry bundles, which count as level 0): each
+// hash of a level-L tile covers 256^L entries.
+func tileInTree(level int, idx int64, width int, n int64) bool {
+	for l := 0; l < level; l++ {
+		n /= tree.TileWidth
+	}
+	// idx*TileWidth + width <= n, without overflow.
+	w := int64(width)
+	return n >= w && idx <= (n-w)/tree.TileWidth
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/store"
@@ -62,6 +63,8 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusBadRequest, title: "Bad request", detail: "tree size is beyond the log", field: "tree_size"}
 	case errors.Is(err, auditlog.ErrNoCheckpoint):
 		return &apiError{status: http.StatusNotFound, title: "Not found", detail: "no checkpoint has been signed yet"}
+	case errors.Is(err, access.ErrAlreadyRevoked):
+		return errAlreadyRevoked
 	case errors.Is(err, tenant.ErrExists):
 		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "a tenant with that name exists", field: "name"}
 	case errors.Is(err, auditlog.ErrClosed):
@@ -75,8 +78,8 @@ func writeProblem(w http.ResponseWriter, reqID string, ae *apiError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(ae.status)
-	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: ae.title, Status: ae.status, Detail: ae.detail,
-		Field: ae.field, RequestID: reqID})
+	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: ae.title, Status: ae.status, Detail: redact(ae.detail),
+		Field: redact(ae.field), RequestID: reqID})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

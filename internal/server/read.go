@@ -48,16 +48,29 @@ func hashes(hs []tree.Hash) []string {
 	return out
 }
 
+// intParam reads a whole-number query parameter of at least min.
 func intParam(q url.Values, name string, min int64) (int64, bool, error) {
 	s := q.Get(name)
 	if s == "" {
 		return 0, false, nil
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < min {
-		return 0, false, badRequest(name, fmt.Sprintf("%s must be a whole number of at least %d", name, min))
+	n, ok := parseCanonical(s)
+	if !ok || n < min {
+		return 0, false, badRequest(name, fmt.Sprintf("%s must be a whole number of at least %d, in decimal "+
+			"without a sign or leading zeros", name, min))
 	}
 	return n, true, nil
+}
+
+// parseCanonical parses a non-negative decimal number written in its one
+// canonical form: no sign, no leading zeros, so that each number has
+// exactly one spelling in paths and in the audit trail.
+func parseCanonical(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != s {
+		return 0, false
+	}
+	return n, true
 }
 
 type inclusionView struct {
@@ -77,13 +90,17 @@ func inclusionViewOf(p *auditlog.Inclusion) inclusionView {
 // readEvent answers one event with its inclusion proof in the latest
 // checkpoint, or in ?tree_size=.
 func (s *Server) readEvent(rq *request) error {
-	seq, err := strconv.ParseInt(rq.r.PathValue("sequence"), 10, 64)
-	if err != nil || seq < 0 {
-		return badRequest("sequence", "sequence must be a non-negative whole number")
+	seq, ok := parseCanonical(rq.r.PathValue("sequence"))
+	if !ok {
+		return badRequest("sequence", "sequence must be a non-negative whole number, in decimal without a sign "+
+			"or leading zeros")
 	}
-	size, _, err := intParam(rq.r.URL.Query(), "tree_size", 1)
+	size, haveSize, err := intParam(rq.r.URL.Query(), "tree_size", 1)
 	if err != nil {
 		return err
+	}
+	if haveSize && seq >= size {
+		return notInTree("tree_size", seq, size)
 	}
 	rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
 	ctx := rq.r.Context()
@@ -148,6 +165,10 @@ func (s *Server) checkpoint(rq *request) error {
 func (s *Server) inclusionProof(rq *request) error {
 	q := rq.r.URL.Query()
 	ctx := rq.r.Context()
+	format := q.Get("format")
+	if format != "" && format != "tlog-proof" {
+		return badRequest("format", "format must be tlog-proof, or absent for JSON")
+	}
 	size, _, err := intParam(q, "tree_size", 1)
 	if err != nil {
 		return err
@@ -174,8 +195,22 @@ func (s *Server) inclusionProof(rq *request) error {
 		return badRequest("sequence", "give sequence or leaf_hash")
 	}
 	rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
+	field := "sequence"
+	if !haveSeq {
+		field = "leaf_hash"
+	}
 	var p *auditlog.Inclusion
 	err = s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		if size == 0 {
+			cp, err := s.in.Log.LatestCheckpoint(ctx, tx, rq.tenant.ID)
+			if err != nil {
+				return err
+			}
+			size = cp.Size
+		}
+		if seq >= size {
+			return notInTree(field, seq, size)
+		}
 		var err error
 		p, err = s.in.Log.ProveInclusion(ctx, tx, rq.tenant, seq, size)
 		return err
@@ -183,7 +218,7 @@ func (s *Server) inclusionProof(rq *request) error {
 	if err != nil {
 		return err
 	}
-	if q.Get("format") == "tlog-proof" {
+	if format == "tlog-proof" {
 		if len(p.Checkpoint) == 0 {
 			return badRequest("tree_size", "no signed checkpoint exists at that tree size; the tlog-proof form needs one")
 		}
@@ -197,6 +232,11 @@ func (s *Server) inclusionProof(rq *request) error {
 		return err
 	}
 	return writeJSON(rq.w, http.StatusOK, inclusionViewOf(p))
+}
+
+// notInTree refuses a proof for an entry beyond the tree.
+func notInTree(field string, seq, size int64) error {
+	return badRequest(field, fmt.Sprintf("entry %d is not in the tree of size %d", seq, size))
 }
 
 func decodeHash(s string) ([]byte, error) {
@@ -228,6 +268,16 @@ func (s *Server) consistencyProof(rq *request) error {
 	ctx := rq.r.Context()
 	var c *auditlog.Consistency
 	err = s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		if to == 0 {
+			cp, err := s.in.Log.LatestCheckpoint(ctx, tx, rq.tenant.ID)
+			if err != nil {
+				return err
+			}
+			to = cp.Size
+		}
+		if from > to {
+			return badRequest("from", fmt.Sprintf("from (%d) must not exceed to (%d)", from, to))
+		}
 		var err error
 		c, err = s.in.Log.ProveConsistency(ctx, tx, rq.tenant, from, to)
 		return err
@@ -243,11 +293,15 @@ func (s *Server) consistencyProof(rq *request) error {
 // publicKey answers the tenant log's verifier key in signed-note form, or
 // with ?format=json also its origin and the signing key history.
 func (s *Server) publicKey(rq *request) error {
+	format := rq.r.URL.Query().Get("format")
+	if format != "" && format != "json" {
+		return badRequest("format", "format must be json, or absent for the signed-note verifier key")
+	}
 	vk, err := s.in.Log.VerifierKey(rq.tenant.Name)
 	if err != nil {
 		return err
 	}
-	if rq.r.URL.Query().Get("format") != "json" {
+	if format != "json" {
 		rq.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		rq.w.WriteHeader(http.StatusOK)
 		_, err = fmt.Fprintln(rq.w, vk)

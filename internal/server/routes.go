@@ -4,25 +4,27 @@ import (
 	"github.com/attest/attest/internal/access"
 )
 
-// routeTable lists every API route. Each names the permission it needs and
-// the audit action and category of its requests; wrap checks the
-// permission before the handler runs, in one place.
+// routeTable lists every API route. Each names the permission it needs,
+// the audit action and category of its requests and the query parameters
+// it takes; wrap checks the permission and the parameters before the
+// handler runs, in one place.
 func (s *Server) routeTable() []*route {
 	return []*route{
 		{method: "POST", pattern: "/api/v1/audit/events", name: "audit.events.ingest", category: "data_change",
-			perm: access.PermEventsWrite, handle: s.ingest},
+			perm: access.PermEventsWrite, params: []string{"format"}, handle: s.ingest},
 		{method: "GET", pattern: "/api/v1/audit/events/{sequence}", name: "audit.event.read", category: "data_access",
-			perm: access.PermLogRead, handle: s.readEvent},
+			perm: access.PermLogRead, params: []string{"tree_size"}, handle: s.readEvent},
 		{method: "GET", pattern: "/api/v1/audit/checkpoint", name: "audit.checkpoint.read", category: "data_access",
 			perm: access.PermLogRead, handle: s.checkpoint},
 		{method: "GET", pattern: "/api/v1/audit/proofs/inclusion", name: "audit.proof.inclusion", category: "data_access",
-			perm: access.PermLogRead, handle: s.inclusionProof},
+			perm: access.PermLogRead, params: []string{"sequence", "leaf_hash", "tree_size", "format"},
+			handle: s.inclusionProof},
 		{method: "GET", pattern: "/api/v1/audit/proofs/consistency", name: "audit.proof.consistency", category: "data_access",
-			perm: access.PermLogRead, handle: s.consistencyProof},
+			perm: access.PermLogRead, params: []string{"from", "to"}, handle: s.consistencyProof},
 		{method: "GET", pattern: "/api/v1/audit/public-key", name: "audit.public_key.read", category: "data_access",
-			perm: access.PermLogRead, handle: s.publicKey},
+			perm: access.PermLogRead, params: []string{"format"}, handle: s.publicKey},
 		{method: "GET", pattern: "/api/v1/compliance/audit-trail", name: "audit.trail.query", category: "data_access",
-			perm: access.PermLogRead, handle: s.query},
+			perm: access.PermLogRead, params: QueryParams, handle: s.query},
 		{method: "GET", pattern: "/logs/{tenant}/checkpoint", name: "audit.tiles.checkpoint", category: "data_access",
 			perm: access.PermLogRead, handle: s.checkpoint, pathTenant: true},
 		{method: "GET", pattern: "/logs/{tenant}/tile/{path...}", name: "audit.tiles.read", category: "data_access",
@@ -37,6 +39,8 @@ func (s *Server) routeTable() []*route {
 			perm: access.PermKeysRead, handle: s.listKeys},
 		{method: "DELETE", pattern: "/api/v1/apikeys/{id}", name: "apikey.revoke", category: "admin",
 			perm: access.PermKeysManage, handle: s.revokeKey, selfAudited: true},
+		{method: "GET", pattern: "/metrics", name: "metrics.read", category: "system",
+			perm: access.PermMetricsRead, handle: s.serveMetrics},
 		{method: "GET", pattern: "/api/v1/openapi.json", name: "api.openapi.read", category: "system",
 			perm: access.PermNone, handle: s.openAPI},
 	}

@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,6 +42,9 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// MaxBodyBytes bounds a request body, after decompression; default 32 MiB.
 	MaxBodyBytes int64
+	// MaxEvents bounds the events of one ingest request; default 100000.
+	// A request carrying more is refused whole, before any is stored.
+	MaxEvents int
 	// TrustedProxies are the peers whose X-Forwarded-For header is believed.
 	TrustedProxies []netip.Prefix
 	// CheckpointInterval is how often new entries are checkpointed;
@@ -65,6 +70,9 @@ type Server struct {
 	handler http.Handler
 	metrics *httpMetrics
 	ready   atomic.Bool
+
+	mux            *http.ServeMux
+	metricsHandler http.Handler
 }
 
 // New builds the server's route table for in.
@@ -74,6 +82,9 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.MaxEvents <= 0 {
+		cfg.MaxEvents = 100000
 	}
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = 500 * time.Millisecond
@@ -87,10 +98,12 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Logger = slog.New(redactingHandler{cfg.Logger.Handler()})
 	host, _ := os.Hostname()
 	s := &Server{in: in, cfg: cfg, log: cfg.Logger, host: host, metrics: newHTTPMetrics(cfg.Registry)}
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
+	s.mux = mux
 	for _, rt := range s.routes {
 		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
 	}
@@ -99,14 +112,38 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
-	// Everything else under the API answers as an audited 404.
-	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny,
-		handle: func(*request) error { return notFound("no such API route") }}
+	s.metricsHandler = promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})
+	// Everything else under the API answers as an audited 404, or 405 when
+	// the path is a route's but the method is not.
+	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny, handle: s.unknownRoute}
 	mux.Handle("/api/", s.wrap(notFoundRoute))
 	mux.Handle("/logs/", s.wrap(notFoundRoute))
 	s.handler = securityHeaders(mux)
 	return s, nil
+}
+
+// unknownRoute answers a request that no route matches.
+func (s *Server) unknownRoute(rq *request) error {
+	allow := s.allowedMethods(rq.r)
+	if len(allow) == 0 {
+		return notFound("no such API route")
+	}
+	rq.w.Header().Set("Allow", strings.Join(allow, ", "))
+	return &apiError{status: http.StatusMethodNotAllowed, title: "Method not allowed",
+		detail: fmt.Sprintf("%s is not allowed here; use %s", rq.r.Method, strings.Join(allow, " or "))}
+}
+
+// allowedMethods lists the methods that routes serve on r's path.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := *r
+		probe.Method = m
+		if _, pattern := s.mux.Handler(&probe); strings.Contains(pattern, " ") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Handler returns the server's HTTP handler.
@@ -190,7 +227,9 @@ type route struct {
 	name            string
 	category        string
 	perm            access.Permission
-	handle          func(*request) error
+	// params are the query parameters the route takes, each at most once.
+	params []string
+	handle func(*request) error
 	// selfAudited routes record their own success event in the same
 	// transaction as their change; the middleware records only failures.
 	selfAudited bool
@@ -224,10 +263,12 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-// statusWriter remembers the status written.
+// statusWriter remembers the status written, and the first write that
+// failed: the server's writes fail only when the client has gone.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	writeErr error
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -241,7 +282,11 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	if err != nil && w.writeErr == nil {
+		w.writeErr = err
+	}
+	return n, err
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -272,13 +317,50 @@ func (s *Server) wrap(rt *route) http.Handler {
 			s.fail(rq, err)
 			return
 		}
-		if err := rt.handle(rq); err != nil {
+		if rt.pattern != "" {
+			if err := checkQuery(rq.r, rt.params); err != nil {
+				s.fail(rq, err)
+				return
+			}
+		}
+		err := rt.handle(rq)
+		if err == nil && sw.writeErr != nil {
+			err = sw.writeErr // a handler that cannot report it
+		}
+		if err != nil {
 			s.fail(rq, err)
 		}
 	})
 }
 
+// statusClientClosed records a request whose client disconnected before it
+// was complete, as some proxies do; no client ever sees it.
+const statusClientClosed = 499
+
+var errClientGone = &apiError{status: statusClientClosed, title: "Client closed request",
+	detail: "the client disconnected before the request was complete"}
+
+// clientGone reports whether err comes from the client disconnecting: its
+// body broke off, the request's context ended with it, or an answer could
+// not be written.
+func (rq *request) clientGone(err error) bool {
+	if errors.Is(err, errClientGone) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) && rq.r.Context().Err() != nil {
+		return true
+	}
+	sw, ok := rq.w.(*statusWriter)
+	return ok && sw.writeErr != nil
+}
+
 func (s *Server) fail(rq *request, err error) {
+	if rq.clientGone(err) {
+		// Routine on any network, and no fault of the server's.
+		s.log.Info("client disconnected", "request_id", rq.id, "route", rq.route.name)
+		rq.status, rq.reason = statusClientClosed, errClientGone.detail
+		return
+	}
 	ae := classify(err)
 	if ae.status >= 500 {
 		s.log.Error("request failed", "request_id", rq.id, "route", rq.route.name, "error", err)
@@ -305,13 +387,17 @@ func (s *Server) authorize(rq *request) error {
 		return nil
 	}
 	ctx := rq.r.Context()
-	authz := rq.r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(authz, "Bearer ")
-	if !ok || tok == "" {
+	for _, h := range []string{"Authorization", "Attest-Tenant"} {
+		if len(rq.r.Header.Values(h)) > 1 {
+			return badRequest(h, h+" may be given once")
+		}
+	}
+	tok, ok := bearerToken(rq.r.Header.Get("Authorization"))
+	if !ok {
 		rq.reason = "no API key"
 		return errUnauthenticated
 	}
-	key, err := s.in.Keys.Authenticate(ctx, strings.TrimSpace(tok))
+	key, err := s.in.Keys.Authenticate(ctx, tok)
 	if err != nil {
 		switch {
 		case errors.Is(err, access.ErrMalformedToken), errors.Is(err, access.ErrUnknownKey):
@@ -347,6 +433,44 @@ func (s *Server) authorize(rq *request) error {
 	}
 	if !key.Role.Allows(rq.route.perm) {
 		return forbidden(fmt.Sprintf("an API key with role %s may not %s", key.Role, rq.route.perm))
+	}
+	if rq.route.perm.OperatorTenantOnly() && own.Name != tenant.Operator {
+		return forbidden(fmt.Sprintf("only a key of the %s tenant may %s", tenant.Operator, rq.route.perm))
+	}
+	return nil
+}
+
+// serveMetrics answers the Prometheus metrics.
+func (s *Server) serveMetrics(rq *request) error {
+	s.metricsHandler.ServeHTTP(rq.w, rq.r)
+	return nil
+}
+
+// bearerToken returns the credential of an Authorization header of the
+// Bearer scheme, whose name is case-insensitive (RFC 9110, section 11.1).
+func bearerToken(authz string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(authz), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// checkQuery refuses a query string that does not parse, or that holds a
+// parameter the route does not take or one given twice.
+func checkQuery(r *http.Request, params []string) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest("query", "the query string is malformed")
+	}
+	for name, vs := range q {
+		if !slices.Contains(params, name) {
+			return badRequest(name, "unknown query parameter "+strconv.Quote(name))
+		}
+		if len(vs) > 1 {
+			return badRequest(name, name+" may be given once")
+		}
 	}
 	return nil
 }
@@ -407,12 +531,14 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// decorate completes an audit event of this request.
+// decorate completes an audit event of this request, and removes from it
+// any API key the client put where it does not belong.
 func (rq *request) decorate(ev *event.Event) {
 	ev.Actor = rq.actor()
 	ev.Source = event.Source{Name: "attest", Host: rq.s.host, Version: rq.s.cfg.Version}
 	ev.Request = event.Request{ID: rq.id, Method: rq.r.Method, Path: truncate(rq.r.URL.Path, 2048),
 		DurationMicros: time.Since(rq.start).Microseconds()}
+	redactEvent(ev)
 }
 
 // audit records the request in its tenant's log, or in the operator's when
@@ -436,12 +562,12 @@ func (s *Server) audit(rq *request) {
 	ev.Action = rq.route.name
 	ev.Category = rq.route.category
 	ev.Target = rq.target
-	rq.decorate(ev)
-	ev.Request.Status = rq.status
 	ev.Outcome = event.Outcome{Result: resultOf(rq.status), Status: rq.status, Reason: truncate(rq.reason, 1024)}
 	if len(rq.details) > 0 {
 		ev.Details = detailsValue(rq.details)
 	}
+	rq.decorate(ev)
+	ev.Request.Status = rq.status
 	p, err := s.in.Log.Prepare(ctx, t, ev)
 	if err == nil {
 		err = s.in.Log.Enqueue(ctx, t, []*auditlog.Prepared{p})

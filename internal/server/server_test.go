@@ -59,7 +59,9 @@ func start(t *testing.T, opts storetest.Options, cfg server.Config) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.CheckpointInterval = 50 * time.Millisecond
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 50 * time.Millisecond
+	}
 	cfg.Registry = reg
 	srv, err := server.New(in, cfg)
 	if err != nil {
@@ -175,7 +177,7 @@ func TestTLSAndHealth(t *testing.T) {
 	}
 	ts.do("GET", "/readyz", "", nil, "", http.StatusOK, nil)
 	ts.do("POST", "/api/v1/audit/events", ts.operator, nil, event("", "a.b"), http.StatusOK, nil)
-	m := ts.do("GET", "/metrics", "", nil, "", http.StatusOK, nil)
+	m := ts.do("GET", "/metrics", ts.operator, nil, "", http.StatusOK, nil)
 	b, _ := io.ReadAll(m.Body)
 	for _, name := range []string{"attest_audit_events_total", "attest_audit_batch_events", "attest_audit_commit_seconds",
 		"attest_audit_log_size", "attest_audit_checkpoint_age_seconds", "attest_http_requests_total"} {

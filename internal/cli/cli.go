@@ -227,9 +227,18 @@ func (sf *storeFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", sf.logFormat)
 }
 
+// open opens the store of a one-shot command, which attest init or serve
+// must have initialised: it looks first, so that a store that is missing,
+// empty or half-made is refused untouched rather than initialised.
 func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (*instance.Instance, error) {
 	if sf.dataDir == "" {
 		return nil, errors.New("--data-dir must not be empty")
+	}
+	if _, err := sf.probe(ctx); err != nil {
+		return nil, err
+	}
+	if err := sf.checkKeyFiles(); err != nil {
+		return nil, err
 	}
 	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log,
 		MustExist: true})

@@ -73,6 +73,9 @@ func cmdServe(e *env, args []string) int {
 	if c.checkpointInterval <= 0 || c.checkpointInterval > time.Minute {
 		return usageErr(e, "--checkpoint-interval must be between 1ms and 1m")
 	}
+	if err := c.checkCreate(); err != nil {
+		return usageErr(e, "%v", err)
+	}
 	log.Info("effective configuration", fs.effective()...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -132,6 +135,9 @@ func cmdInit(e *env, args []string) int {
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
+	if err := c.checkCreate(); err != nil {
+		return usageErr(e, "%v", err)
+	}
 	ctx := context.Background()
 	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName, Logger: log})
 	if err != nil {
@@ -183,6 +189,23 @@ Try:
     curl --cacert %s -H "Authorization: Bearer $KEY" https://%s/api/v1/compliance/audit-trail
 
 `, where, tok.Reveal(), key.ID, filepath.Join(c.dataDir, "tls", "cert.pem"), displayAddr(c.addr))
+	return nil
+}
+
+// checkCreate validates the flags that shape what init and serve create, so
+// that a mistake is reported before any file is made.
+func (c *serveConfig) checkCreate() error {
+	if c.dataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if c.instanceName != "" {
+		if err := instance.ValidateName(c.instanceName); err != nil {
+			return fmt.Errorf("--instance-name: %w", err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		return fmt.Errorf("--addr must be host:port, such as 127.0.0.1:8443: %w", err)
+	}
 	return nil
 }
 

@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/store"
+)
+
+// sqliteFile is the name of the SQLite database in a data directory.
+const sqliteFile = "attest.db"
+
+// probe reports the instance name of the store that sf names, looking
+// without creating or changing anything: no directory, file, table or row.
+// A store that does not exist, or has no attest schema or no instance
+// record, is refused with an error wrapping instance.ErrNotInitialised; a
+// store that cannot be read is refused with what went wrong.
+func (sf *storeFlags) probe(ctx context.Context) (string, error) {
+	if sf.databaseURL != "" {
+		db, err := store.Open(ctx, store.Options{URL: sf.databaseURL})
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		return readInstanceName(ctx, db.Read, store.Postgres, "the database at --database-url")
+	}
+	path := filepath.Join(sf.dataDir, sqliteFile)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", notInitialised(sf, "%s has no database", sf.dataDir)
+	case err != nil:
+		return "", err
+	case fi.Size() == 0:
+		return "", notInitialised(sf, "its database %s is empty", path)
+	}
+	// mode=ro: not even a journal or the header of an empty database may
+	// be written by looking.
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(30000)")
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	return readInstanceName(ctx, db, store.SQLite, path)
+}
+
+// readInstanceName reads the instance name from a database that attest
+// init or serve created, with where naming the database in errors.
+func readInstanceName(ctx context.Context, db *sql.DB, d store.Dialect, where string) (string, error) {
+	q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('schema_migrations', 'instance')`
+	if d == store.Postgres {
+		q = `SELECT (to_regclass('schema_migrations') IS NOT NULL)::int + (to_regclass('instance') IS NOT NULL)::int`
+	}
+	var tables int
+	if err := db.QueryRowContext(ctx, q).Scan(&tables); err != nil {
+		return "", fmt.Errorf("%s cannot be read as an attest database: %w", where, err)
+	}
+	if tables < 2 {
+		return "", fmt.Errorf("%w: %s has no attest schema (attest init creates one)", instance.ErrNotInitialised, where)
+	}
+	var name string
+	err := db.QueryRowContext(ctx, `SELECT value FROM instance WHERE name = 'name'`).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: %s has no instance record, so its initialisation never finished "+
+			"(attest init finishes it)", instance.ErrNotInitialised, where)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s cannot be read as an attest database: %w", where, err)
+	}
+	return name, nil
+}
+
+func notInitialised(sf *storeFlags, format string, args ...any) error {
+	return fmt.Errorf("%w: %s (attest init --data-dir %s creates one)", instance.ErrNotInitialised,
+		fmt.Sprintf(format, args...), sf.dataDir)
+}
+
+// checkKeyFiles refuses a data directory that lacks the instance's keys.
+func (sf *storeFlags) checkKeyFiles() error {
+	for _, f := range []string{instance.SigningKeyFile, instance.KEKFile} {
+		if _, err := os.Stat(filepath.Join(sf.dataDir, f)); err != nil {
+			return notInitialised(sf, "%s has no %s", sf.dataDir, f)
+		}
+	}
+	return nil
+}

@@ -260,3 +260,63 @@ func TestInitValidatesFlagsFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestDatabaseURLPasswordStaysOut checks that a PostgreSQL password, in
+// either form of connection string, reaches neither the logged
+// configuration nor an error, including when the string is malformed.
+func TestDatabaseURLPasswordStaysOut(t *testing.T) {
+	t.Parallel()
+	const pw = "hunter2"
+	// Port 1 refuses connections: serve logs its configuration, then fails
+	// to connect.
+	tests := []struct {
+		name, dsn string
+		code      int
+		want      string
+	}{
+		{"keyword=value", "host=127.0.0.1 port=1 user=attest password=" + pw + " connect_timeout=5", 1,
+			`database_url="postgres://attest:REDACTED@/?connect_timeout=5&host=127.0.0.1&port=1"`},
+		{"keyword=value, quoted", "host=127.0.0.1 port=1 password='" + pw + " x'", 1, "REDACTED"},
+		{"URL", "postgres://attest:" + pw + "@127.0.0.1:1/attest", 1,
+			"database_url=postgres://attest:REDACTED@127.0.0.1:1/attest"},
+		{"URL with a password parameter", "postgres://127.0.0.1:1/attest?password=" + pw, 1, "REDACTED"},
+		{"unterminated quote", "host=127.0.0.1 password='" + pw, 2, "--database-url must be"},
+		{"another scheme", "mysql://attest:" + pw + "@127.0.0.1:1/attest", 2, "--database-url must be"},
+		{"bad port", "postgres://attest:" + pw + "@127.0.0.1:port/attest", 2, "--database-url must be"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			env := []string{"ATTEST_DATABASE_URL=" + tt.dsn}
+			r := attestEnv(t, env, dir, "serve", "--addr", "127.0.0.1:1").want(t, tt.code)
+			if strings.Contains(r.stdout+r.stderr, pw) {
+				t.Errorf("the password is in the output:\n%s%s", r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tt.want)
+			}
+		})
+	}
+
+	t.Run("keyword=value connects", func(t *testing.T) {
+		u, err := url.Parse(storetest.PostgresURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kv []string
+		if u.User != nil {
+			kv = append(kv, "user="+u.User.Username())
+		}
+		kv = append(kv, "host="+u.Hostname(), "port="+u.Port(), "dbname="+strings.TrimPrefix(u.Path, "/"))
+		for k, v := range u.Query() {
+			kv = append(kv, k+"='"+v[0]+"'")
+		}
+		env := []string{"ATTEST_DATABASE_URL=" + strings.Join(kv, " ")}
+		dir := t.TempDir()
+		attestEnv(t, env, dir, "init").want(t, 0)
+		r := attestEnv(t, env, dir, "tenant list").want(t, 0)
+		if !slices.Contains(tenantNames(t, r.stdout), "operator") {
+			t.Errorf("tenant list over a keyword=value connection:\n%s\nwant the operator tenant", r.stdout)
+		}
+	})
+}

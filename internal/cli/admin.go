@@ -25,7 +25,7 @@ func cmdTenant(e *env, args []string) int {
 		return exitUsage
 	}
 	ctx := context.Background()
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
@@ -87,7 +87,7 @@ func cmdAPIKey(e *env, args []string) int {
 	if err := fs.parse(args[1:]); err != nil {
 		return exitUsage
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}

@@ -37,7 +37,7 @@ func cmdAuditKey(e *env, sub string, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return exitUsage
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
@@ -131,7 +131,7 @@ func cmdAuditQuery(e *env, args []string) int {
 		}
 		return usageErr(e, "%v", err)
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}

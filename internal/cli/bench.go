@@ -30,6 +30,13 @@ func cmdBench(e *env, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return exitUsage
 	}
+	if o.DatabaseURL != "" {
+		u, err := connURL(o.DatabaseURL)
+		if err != nil {
+			return usageErr(e, "%v", err)
+		}
+		o.DatabaseURL = u
+	}
 	o.Progress = e.stderr
 	if skip != "" {
 		o.Skip = strings.Split(skip, ",")

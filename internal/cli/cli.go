@@ -187,7 +187,7 @@ func (f *flags) effective() []any {
 		v := f.Lookup(n).Value.String()
 		switch {
 		case n == "database-url" && v != "":
-			v = store.RedactURL(v)
+			v = redactDSN(v)
 		case f.secrets[n] && v != "":
 			v = "REDACTED"
 		}
@@ -210,6 +210,20 @@ func (f *flags) store(sf *storeFlags) {
 	f.secret("database-url")
 	f.StringVar(&sf.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// setup validates the store flags, before anything could log them, and
+// returns the logger they ask for. A keyword=value database URL is turned
+// into the URL form the store opens.
+func (sf *storeFlags) setup(w io.Writer) (*slog.Logger, error) {
+	if sf.databaseURL != "" {
+		u, err := connURL(sf.databaseURL)
+		if err != nil {
+			return nil, err
+		}
+		sf.databaseURL = u
+	}
+	return sf.logger(w)
 }
 
 func (sf *storeFlags) logger(w io.Writer) (*slog.Logger, error) {

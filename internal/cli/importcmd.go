@@ -36,7 +36,7 @@ func cmdImport(e *env, args []string) int {
 	if fs.NArg() == 0 {
 		return usageErr(e, "usage: attest import --format FORMAT [--tenant T] FILE... (- reads standard input)")
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}

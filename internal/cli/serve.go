@@ -52,7 +52,7 @@ func cmdServe(e *env, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return exitUsage
 	}
-	log, err := c.logger(e.stderr)
+	log, err := c.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
@@ -131,7 +131,7 @@ func cmdInit(e *env, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return exitUsage
 	}
-	log, err := c.logger(e.stderr)
+	log, err := c.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}

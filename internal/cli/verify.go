@@ -47,7 +47,7 @@ func cmdVerify(e *env, args []string) int {
 		}
 		vkeys = []string{k}
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"database/sql"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,10 +37,13 @@ func oneShotCommands(t *testing.T) []commandLine {
 }
 
 // copyDir copies the regular files of the directory tree src into a new
-// temporary directory and returns it.
+// temporary directory of mode 0700 and returns it.
 func copyDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
+	if err := os.Chmod(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -317,6 +321,80 @@ func TestDatabaseURLPasswordStaysOut(t *testing.T) {
 		r := attestEnv(t, env, dir, "tenant list").want(t, 0)
 		if !slices.Contains(tenantNames(t, r.stdout), "operator") {
 			t.Errorf("tenant list over a keyword=value connection:\n%s\nwant the operator tenant", r.stdout)
+		}
+	})
+}
+
+// TestSecretKeyFilesMustBePrivate checks that a key file its group or
+// others may read is refused, by name and with the fix, and that a data
+// directory open to them is warned about.
+func TestSecretKeyFilesMustBePrivate(t *testing.T) {
+	t.Parallel()
+	base := initDir(t)
+	// A port in use: should serve get past the check, it fails fast.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.Addr().String()
+	tests := []struct {
+		name string
+		file string // relative to the data directory
+		mode os.FileMode
+		cmd  string
+		args []string
+	}{
+		{"signing key, group-readable", "log-signing.key", 0o640, "tenant list", nil},
+		{"signing key, world-readable", "log-signing.key", 0o604, "serve", []string{"--addr", port}},
+		{"key-encryption key", "kek.key", 0o660, "verify", nil},
+		{"key-encryption key, on import", "kek.key", 0o640, "import",
+			[]string{"--format", "ndjson", writeFile(t, "one.ndjson", string(ndjson(t, events(1, "s", "a.b"))))}},
+		{"self-signed TLS key", filepath.Join("tls", "key.pem"), 0o644, "serve", []string{"--addr", port}},
+		{"self-signed TLS key, on init", filepath.Join("tls", "key.pem"), 0o600 | 0o040, "init", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyDir(t, base)
+			path := filepath.Join(dir, tt.file)
+			if err := os.Chmod(path, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			r := attestCmd(t, dir, tt.cmd, tt.args...).want(t, 1)
+			if want := "chmod 600 " + path; !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, want)
+			}
+		})
+	}
+
+	t.Run("--tls-key", func(t *testing.T) {
+		dir := copyDir(t, base)
+		cert, key := filepath.Join(dir, "tls", "cert.pem"), filepath.Join(t.TempDir(), "key.pem")
+		b, err := os.ReadFile(filepath.Join(dir, "tls", "key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(key, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := attestCmd(t, dir, "serve", "--addr", port, "--tls-cert", cert, "--tls-key", key).want(t, 1)
+		if want := "chmod 600 " + key; !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q does not contain %q", r.stderr, want)
+		}
+	})
+
+	t.Run("open data directory", func(t *testing.T) {
+		dir := copyDir(t, base)
+		const warning = "the data directory is open to its group or others"
+		if r := attestCmd(t, dir, "tenant list").want(t, 0); strings.Contains(r.stderr, warning) {
+			t.Errorf("a mode 0700 data directory was warned about: %q", r.stderr)
+		}
+		if err := os.Chmod(dir, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		r := attestCmd(t, dir, "tenant list").want(t, 0)
+		if !strings.Contains(r.stderr, warning) || !strings.Contains(r.stderr, "chmod 700") {
+			t.Errorf("stderr %q, want a warning about the mode 0750 data directory", r.stderr)
 		}
 	})
 }

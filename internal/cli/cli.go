@@ -254,6 +254,9 @@ func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (
 	if err := sf.checkKeyFiles(); err != nil {
 		return nil, err
 	}
+	if err := sf.checkSecrets(log); err != nil {
+		return nil, err
+	}
 	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log,
 		MustExist: true})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -87,6 +88,42 @@ func (sf *storeFlags) checkKeyFiles() error {
 		if _, err := os.Stat(filepath.Join(sf.dataDir, f)); err != nil {
 			return notInitialised(sf, "%s has no %s", sf.dataDir, f)
 		}
+	}
+	return nil
+}
+
+// checkSecrets refuses secret key files that their group or others may
+// read: the data directory's signing key and key-encryption key, and the
+// TLS keys in extra. A file that does not exist yet is left to be created,
+// with mode 0600. It warns when the data directory itself is open to its
+// group or others.
+func (sf *storeFlags) checkSecrets(log *slog.Logger, extra ...string) error {
+	files := []string{filepath.Join(sf.dataDir, instance.SigningKeyFile), filepath.Join(sf.dataDir, instance.KEKFile)}
+	for _, path := range append(files, extra...) {
+		if err := checkPrivate(path); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Stat(sf.dataDir)
+	if err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the data directory is open to its group or others; run chmod 700 on it", "path", sf.dataDir,
+			"mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	return nil
+}
+
+// checkPrivate refuses a secret file whose mode lets its group or others in.
+func checkPrivate(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s holds a secret key, but its mode %04o lets its group or others read it; "+
+			"run chmod 600 %s", path, perm, path)
 	}
 	return nil
 }

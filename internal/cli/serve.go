@@ -76,6 +76,9 @@ func cmdServe(e *env, args []string) int {
 	if err := c.checkCreate(); err != nil {
 		return usageErr(e, "%v", err)
 	}
+	if err := c.checkSecrets(log, c.tlsKeyFile()); err != nil {
+		return fail(e, "%v", err)
+	}
 	log.Info("effective configuration", fs.effective()...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -137,6 +140,9 @@ func cmdInit(e *env, args []string) int {
 	}
 	if err := c.checkCreate(); err != nil {
 		return usageErr(e, "%v", err)
+	}
+	if err := c.checkSecrets(log, c.tlsKeyFile()); err != nil {
+		return fail(e, "%v", err)
 	}
 	ctx := context.Background()
 	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName, Logger: log})
@@ -207,6 +213,15 @@ func (c *serveConfig) checkCreate() error {
 		return fmt.Errorf("--addr must be host:port, such as 127.0.0.1:8443: %w", err)
 	}
 	return nil
+}
+
+// tlsKeyFile is the TLS key that serve loads: --tls-key, or the self-signed
+// certificate's in the data directory.
+func (c *serveConfig) tlsKeyFile() string {
+	if c.tlsCert != "" || c.tlsKey != "" {
+		return c.tlsKey
+	}
+	return filepath.Join(c.dataDir, "tls", "key.pem")
 }
 
 func displayAddr(addr string) string {

@@ -27,8 +27,9 @@ func cmdImport(e *env, args []string) int {
 	fs.store(&sf)
 	fs.StringVar(&format, "format", "", "input format: "+strings.Join(importer.Formats, ", "))
 	fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant whose log receives the events")
+	fs.takes("FILE... (- reads standard input)", -1)
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if !importer.ValidFormat(format) {
 		return usageErr(e, "--format must be one of %s", strings.Join(importer.Formats, ", "))
@@ -43,13 +44,13 @@ func cmdImport(e *env, args []string) int {
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
 	defer publish(ctx, in)
 	t, err := tenantNamed(ctx, in, tenantName)
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	imp := &fileImport{e: e, in: in, t: t, format: format, start: time.Now(), lastReport: time.Now()}
 	var total importStats

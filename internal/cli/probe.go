@@ -82,12 +82,20 @@ func notInitialised(sf *storeFlags, format string, args ...any) error {
 		fmt.Sprintf(format, args...), sf.dataDir)
 }
 
-// checkKeyFiles refuses a data directory that lacks the instance's keys.
+// checkKeyFiles refuses a data directory that lacks the keys of the
+// initialised store it goes with. With PostgreSQL that is a usage error:
+// the keys are in whichever directory init or serve was given.
 func (sf *storeFlags) checkKeyFiles() error {
 	for _, f := range []string{instance.SigningKeyFile, instance.KEKFile} {
-		if _, err := os.Stat(filepath.Join(sf.dataDir, f)); err != nil {
-			return notInitialised(sf, "%s has no %s", sf.dataDir, f)
+		_, err := os.Stat(filepath.Join(sf.dataDir, f))
+		switch {
+		case err == nil:
+			continue
+		case sf.databaseURL != "":
+			return usagef("--data-dir %s has no %s, but the database at --database-url is initialised: "+
+				"give the data directory that holds this instance's keys", sf.dataDir, f)
 		}
+		return notInitialised(sf, "%s has no %s", sf.dataDir, f)
 	}
 	return nil
 }

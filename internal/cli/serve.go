@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,7 @@ func cmdServe(e *env, args []string) int {
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", 500*time.Millisecond, "how often new entries are checkpointed")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	log, err := c.setup(e.stderr)
 	if err != nil {
@@ -66,7 +67,12 @@ func cmdServe(e *env, args []string) int {
 	}
 	var pers []string
 	for _, p := range strings.Split(c.personal, ",") {
-		if p = strings.TrimSpace(p); p != "" {
+		p = strings.TrimSpace(p)
+		if p != "" && !slices.Contains(event.ConfigurablePersonal, p) {
+			return usageErr(e, "--personal-fields: %q cannot be personal; choose from %s", p,
+				strings.Join(event.ConfigurablePersonal, ", "))
+		}
+		if p != "" {
 			pers = append(pers, p)
 		}
 	}
@@ -77,9 +83,12 @@ func cmdServe(e *env, args []string) int {
 		return usageErr(e, "%v", err)
 	}
 	if err := c.checkSecrets(log, c.tlsKeyFile()); err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	log.Info("effective configuration", fs.effective()...)
+	if err := c.checkExisting(context.Background()); err != nil {
+		return failErr(e, err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -98,7 +107,7 @@ func cmdServe(e *env, args []string) int {
 	cert, created, err := server.LoadCertificate(c.tlsCert, c.tlsKey, c.dataDir, time.Now())
 	if err != nil {
 		in.Log.Close()
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	if created {
 		log.Info("created a self-signed TLS certificate for localhost", "path", filepath.Join(c.dataDir, "tls", "cert.pem"))
@@ -108,7 +117,7 @@ func cmdServe(e *env, args []string) int {
 		Logger: log})
 	if err != nil {
 		in.Log.Close()
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -132,7 +141,7 @@ func cmdInit(e *env, args []string) int {
 	fs.StringVar(&c.instanceName, "instance-name", "", "instance name in checkpoint origins, fixed when the database is created")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8443", "the address serve will listen on, for the example printed")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	log, err := c.setup(e.stderr)
 	if err != nil {
@@ -142,7 +151,10 @@ func cmdInit(e *env, args []string) int {
 		return usageErr(e, "%v", err)
 	}
 	if err := c.checkSecrets(log, c.tlsKeyFile()); err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
+	}
+	if err := c.checkExisting(context.Background()); err != nil {
+		return failErr(e, err)
 	}
 	ctx := context.Background()
 	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName, Logger: log})
@@ -154,7 +166,7 @@ func cmdInit(e *env, args []string) int {
 		return fail(e, "bootstrap: %v", err)
 	}
 	if _, _, err := server.LoadCertificate("", "", c.dataDir, time.Now()); err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	publish(ctx, in)
 	fmt.Fprintf(e.stderr, "attest: %s is initialised (instance %s)\n", c.dataDir, in.Name)
@@ -201,9 +213,6 @@ Try:
 // checkCreate validates the flags that shape what init and serve create, so
 // that a mistake is reported before any file is made.
 func (c *serveConfig) checkCreate() error {
-	if c.dataDir == "" {
-		return errors.New("--data-dir must not be empty")
-	}
 	if c.instanceName != "" {
 		if err := instance.ValidateName(c.instanceName); err != nil {
 			return fmt.Errorf("--instance-name: %w", err)
@@ -211,6 +220,31 @@ func (c *serveConfig) checkCreate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		return fmt.Errorf("--addr must be host:port, such as 127.0.0.1:8443: %w", err)
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both or neither")
+	}
+	return nil
+}
+
+// checkExisting refuses, on a store that is already initialised, an
+// --instance-name other than the one it was created with, and, with
+// PostgreSQL, a data directory without its keys, which would otherwise be
+// replaced by new ones that open nothing sealed under the old.
+func (c *serveConfig) checkExisting(ctx context.Context) error {
+	name, err := c.probe(ctx)
+	if errors.Is(err, instance.ErrNotInitialised) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.instanceName != "" && c.instanceName != name {
+		return usagef("--instance-name %q does not match %q, the name this store was created with; "+
+			"leave the flag out", c.instanceName, name)
+	}
+	if c.databaseURL != "" {
+		return c.checkKeyFiles()
 	}
 	return nil
 }
@@ -232,7 +266,12 @@ func displayAddr(addr string) string {
 	return addr
 }
 
-// parseSize reads a byte size such as 32MiB, 512KiB, 1GiB or 1048576.
+// maxBodySize is the largest --max-body: a request body is held in memory
+// whole.
+const maxBodySize = 1 << 30
+
+// parseSize reads a request body size such as 32MiB, 512KiB, 1GiB or
+// 1048576, of at most maxBodySize.
 func parseSize(s string) (int64, error) {
 	units := []struct {
 		suffix string
@@ -249,6 +288,9 @@ func parseSize(s string) (int64, error) {
 	var n int64
 	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
 		return 0, errors.New("must be a positive size such as 32MiB")
+	}
+	if n > maxBodySize/mult {
+		return 0, errors.New("must be at most 1GiB")
 	}
 	return n * mult, nil
 }

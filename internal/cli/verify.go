@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func cmdVerify(e *env, args []string) int {
@@ -26,7 +28,7 @@ func cmdVerify(e *env, args []string) int {
 	fs.BoolVar(&deep, "deep", false, "also open every personal value against its commitment and rebuild the search index")
 	fs.BoolVar(&quiet, "quiet", false, "print only problems")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if all && tenantName != "" {
 		return usageErr(e, "give --tenant or --all, not both")
@@ -45,6 +47,10 @@ func cmdVerify(e *env, args []string) int {
 		if b, err := os.ReadFile(pubKey); err == nil {
 			k = string(bytes.TrimSpace(b))
 		}
+		if _, err := note.NewVerifier(k); err != nil {
+			return usageErr(e, "--public-key: %q is neither a verifier key, as attest audit public-key prints it, "+
+				"nor a file holding one", pubKey)
+		}
 		vkeys = []string{k}
 	}
 	log, err := sf.setup(e.stderr)
@@ -54,9 +60,10 @@ func cmdVerify(e *env, args []string) int {
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
+	fromCheckpoint := false
 	if cp != nil && tenantName == "" {
 		// The checkpoint's origin names its tenant.
 		origin, _, _ := strings.Cut(string(cp), "\n")
@@ -64,17 +71,20 @@ func cmdVerify(e *env, args []string) int {
 		if !ok {
 			return fail(e, "--checkpoint: its origin %q is not a log of this instance (%s/...)", origin, in.Name)
 		}
-		tenantName = name
+		tenantName, fromCheckpoint = name, true
 	}
 	var ts []*tenant.Tenant
 	if tenantName != "" {
 		t, err := tenantNamed(ctx, in, tenantName)
+		if err != nil && fromCheckpoint && errors.As(err, new(usageError)) {
+			return fail(e, "--checkpoint: its origin names tenant %q, which this instance does not have", tenantName)
+		}
 		if err != nil {
-			return fail(e, "%v", err)
+			return failErr(e, err)
 		}
 		ts = []*tenant.Tenant{t}
 	} else if ts, err = in.Tenants.List(ctx); err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	code := exitOK
 	for _, t := range ts {

@@ -145,11 +145,23 @@ func cmdAuditQuery(e *env, args []string) int {
 		return failErr(e, err)
 	}
 	defer in.Close()
+	defer publish(ctx, in)
 	t, err := tenantNamed(ctx, in, tenantName)
 	if err != nil {
 		return failErr(e, err)
 	}
+	h := &hostRecord{cmd: "audit query", action: "audit.trail.query", category: "data_access", start: time.Now(),
+		outcome: event.Outcome{Result: "success"}}
 	page, err := in.Log.Query(ctx, t, f)
+	if err != nil {
+		h.outcome = event.Outcome{Result: "failure", Reason: reason(err)}
+	} else {
+		h.details = map[string]any{"results": len(page.Items)}
+	}
+	if rerr := h.record(ctx, in, t); rerr != nil {
+		return fail(e, "the query could not be recorded in %s's audit log, so its results are withheld: %v",
+			t.Name, rerr)
+	}
 	if err != nil {
 		return fail(e, "query: %s", reason(err))
 	}

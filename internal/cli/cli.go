@@ -359,10 +359,11 @@ func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (
 		MustExist: true})
 }
 
-// hostActor is the actor of commands run on the host.
+// hostActor is the actor of commands run on the host: the operating system
+// user, or "cli" when it cannot be told.
 func hostActor() event.Actor {
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
+	name := "cli"
+	if u, err := user.Current(); err == nil && u.Username != "" {
 		name = u.Username
 	}
 	return event.Actor{Type: "user", ID: "host:" + name, Name: name, Auth: event.Auth{Method: "host_cli"}}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
 	"golang.org/x/mod/sumdb/note"
@@ -63,6 +64,7 @@ func cmdVerify(e *env, args []string) int {
 		return failErr(e, err)
 	}
 	defer in.Close()
+	defer publish(ctx, in)
 	fromCheckpoint := false
 	if cp != nil && tenantName == "" {
 		// The checkpoint's origin names its tenant.
@@ -86,13 +88,40 @@ func cmdVerify(e *env, args []string) int {
 	} else if ts, err = in.Tenants.List(ctx); err != nil {
 		return failErr(e, err)
 	}
+	start := time.Now()
 	code := exitOK
+	var failed []string
 	for _, t := range ts {
 		if c := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet); c != exitOK {
 			code = c
+			failed = append(failed, t.Name)
 		}
 	}
+	if err := recordVerify(ctx, in, start, tenantName, len(ts), failed, deep, cp != nil); err != nil {
+		return fail(e, "the verification could not be recorded in the operator's audit log: %v", err)
+	}
 	return code
+}
+
+// recordVerify logs a verification in the operator's trail, which holds
+// what concerns the instance, so that a damaged log is not appended to: the
+// tenant verified, or all of them, and which failed.
+func recordVerify(ctx context.Context, in *instance.Instance, start time.Time, tenantName string, n int,
+	failed []string, deep, checkpoint bool) error {
+	op, err := in.Operator(ctx)
+	if err != nil {
+		return err
+	}
+	h := &hostRecord{cmd: "verify", action: "audit.log.verify", category: "data_access", start: start,
+		target: event.Target{Type: "instance", ID: in.Name}, outcome: event.Outcome{Result: "success"},
+		details: map[string]any{"tenants": n, "failed": len(failed), "deep": deep, "checkpoint": checkpoint}}
+	if tenantName != "" {
+		h.target = event.Target{Type: "tenant", ID: tenantName, Name: tenantName}
+	}
+	if len(failed) > 0 {
+		h.outcome = event.Outcome{Result: "failure", Reason: "verification failed: " + strings.Join(failed, ", ")}
+	}
+	return h.record(ctx, in, op)
 }
 
 func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.Tenant, opts auditlog.VerifyOptions, quiet bool) int {

@@ -226,14 +226,6 @@ func (f *flags) source(name string) string {
 	return "--" + name
 }
 
-// given reports whether a flag was set, on the command line or from the
-// environment.
-func (f *flags) given(name string) bool {
-	found := false
-	f.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
-	return found
-}
-
 // fromEnv fills every flag not given on the command line from its
 // environment variable.
 func (f *flags) fromEnv() error {

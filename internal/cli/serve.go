@@ -67,14 +67,14 @@ func cmdServe(e *env, args []string) int {
 	}
 	var pers []string
 	for _, p := range strings.Split(c.personal, ",") {
-		p = strings.TrimSpace(p)
-		if p != "" && !slices.Contains(event.ConfigurablePersonal, p) {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !slices.Contains(event.ConfigurablePersonal, p) {
 			return usageErr(e, "--personal-fields: %q cannot be personal; choose from %s", p,
 				strings.Join(event.ConfigurablePersonal, ", "))
 		}
-		if p != "" {
-			pers = append(pers, p)
-		}
+		pers = append(pers, p)
 	}
 	if c.checkpointInterval <= 0 || c.checkpointInterval > time.Minute {
 		return usageErr(e, "--checkpoint-interval must be between 1ms and 1m")

@@ -258,7 +258,7 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		runUsageCases(t, dir, []usageCase{
 			{"unknown role", "apikey create", fields("--tenant default --role superuser"), 2, "--role"},
 			{"no role", "apikey create", fields("--tenant default"), 2, "--role"},
-			{"unknown tenant", "apikey create", fields("--tenant nope --role ingest"), anyFailure, `"nope"`},
+			{"unknown tenant", "apikey create", fields("--tenant nope --role ingest"), 2, `"nope"`},
 			{"operator key in a tenant", "apikey create", fields("--tenant default --role operator"), 2,
 				"operator keys"},
 			{"negative lifetime", "apikey create", fields("--tenant default --role ingest --expires -1h"), 2,
@@ -467,7 +467,7 @@ func TestVerifyWhileServing(t *testing.T) {
 	})
 	t.Run("refused", func(t *testing.T) {
 		runUsageCases(t, dir, []usageCase{
-			{"unknown tenant", "verify", []string{"--tenant", "nope"}, 1, `"nope"`},
+			{"unknown tenant", "verify", []string{"--tenant", "nope"}, 2, `"nope"`},
 			{"tenant and all", "verify", []string{"--tenant", "acme", "--all"}, 2, "--all"},
 			{"missing checkpoint file", "verify", []string{"--checkpoint", filepath.Join(dir, "nope")}, 2,
 				"--checkpoint"},
@@ -607,7 +607,7 @@ func TestAuditQuery(t *testing.T) {
 			{"unknown order", "audit query", []string{"--order", "sideways"}, 2, "--order"},
 			{"unknown output", "audit query", []string{"--output", "xml"}, 2, "--output"},
 			{"bad time", "audit query", []string{"--occurred-from", "yesterday"}, 2, "--occurred-from"},
-			{"unknown tenant", "audit query", []string{"--tenant", "nope"}, 1, `"nope"`},
+			{"unknown tenant", "audit query", []string{"--tenant", "nope"}, 2, `"nope"`},
 		})
 	})
 }

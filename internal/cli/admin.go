@@ -14,18 +14,25 @@ import (
 )
 
 func cmdTenant(e *env, args []string) int {
+	const use = "usage: attest tenant create NAME | attest tenant list"
+	if len(args) > 0 && isHelp(args[0]) {
+		return help(e, use)
+	}
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
-		return usageErr(e, "usage: attest tenant create NAME | attest tenant list")
+		return usageErr(e, use)
 	}
 	sub := args[0]
 	var sf storeFlags
 	fs := newFlags(e, "tenant "+sub)
 	fs.store(&sf)
+	if sub == "create" {
+		fs.takes("NAME", 1)
+	}
 	if err := fs.parse(args[1:]); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	ctx := context.Background()
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
@@ -39,7 +46,7 @@ func cmdTenant(e *env, args []string) int {
 	}
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
 	if sub == "create" {
@@ -56,7 +63,7 @@ func cmdTenant(e *env, args []string) int {
 	}
 	ts, err := in.Tenants.List(ctx)
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCREATED\tSYSTEM")
@@ -68,8 +75,12 @@ func cmdTenant(e *env, args []string) int {
 }
 
 func cmdAPIKey(e *env, args []string) int {
+	const use = "usage: attest apikey create --tenant T --role R [--name N] [--expires D] | list [--tenant T] | revoke ID"
+	if len(args) > 0 && isHelp(args[0]) {
+		return help(e, use)
+	}
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list" && args[0] != "revoke") {
-		return usageErr(e, "usage: attest apikey create --tenant T --role R [--name N] [--expires D] | list [--tenant T] | revoke ID")
+		return usageErr(e, use)
 	}
 	sub := args[0]
 	var sf storeFlags
@@ -81,13 +92,16 @@ func cmdAPIKey(e *env, args []string) int {
 	if sub == "create" {
 		fs.StringVar(&role, "role", "", "operator, admin, ingest or reader")
 		fs.StringVar(&name, "name", "", "a name to recognise the key by")
-		fs.DurationVar(&expires, "expires", 0, "lifetime, such as 720h; zero means the key does not expire")
+		fs.DurationVar(&expires, "expires", 0, "lifetime, such as 720h; leave it out for a key that does not expire")
+	}
+	if sub == "revoke" {
+		fs.takes("ID", 1)
 	}
 	fs.StringVar(&output, "output", "text", "output: text or json")
 	if err := fs.parse(args[1:]); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
@@ -106,9 +120,6 @@ func cmdAPIKey(e *env, args []string) int {
 		if r == access.RoleOperator && tenantName != tenant.Operator {
 			return usageErr(e, "operator keys belong to the operator tenant; leave out --tenant")
 		}
-		if expires < 0 {
-			return usageErr(e, "--expires must be positive")
-		}
 	case "revoke":
 		if fs.NArg() != 1 {
 			return usageErr(e, "usage: attest apikey revoke ID")
@@ -120,7 +131,7 @@ func cmdAPIKey(e *env, args []string) int {
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
 	defer publish(ctx, in)
@@ -128,7 +139,7 @@ func cmdAPIKey(e *env, args []string) int {
 	case "create":
 		t, err := tenantNamed(ctx, in, tenantName)
 		if err != nil {
-			return fail(e, "%v", err)
+			return failErr(e, err)
 		}
 		var exp time.Time
 		if expires > 0 {
@@ -151,23 +162,23 @@ func cmdAPIKey(e *env, args []string) int {
 		if tenantName != "" {
 			t, err := tenantNamed(ctx, in, tenantName)
 			if err != nil {
-				return fail(e, "%v", err)
+				return failErr(e, err)
 			}
 			scope = t.ID
 		}
 		ks, err := in.Keys.List(ctx, scope)
 		if err != nil {
-			return fail(e, "%v", err)
+			return failErr(e, err)
 		}
 		return printKeys(e, ctx, in.Tenants, ks, output)
 	default:
 		var scope *tenant.Tenant
 		if scope, err = in.Operator(ctx); err != nil {
-			return fail(e, "%v", err)
+			return failErr(e, err)
 		}
 		if tenantName != "" {
 			if scope, err = tenantNamed(ctx, in, tenantName); err != nil {
-				return fail(e, "%v", err)
+				return failErr(e, err)
 			}
 		}
 		k, err := in.RevokeKey(ctx, scope, fs.Arg(0), hostActor(), hostDecorate("apikey revoke"))

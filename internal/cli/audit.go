@@ -16,8 +16,12 @@ import (
 )
 
 func cmdAudit(e *env, args []string) int {
+	const use = "usage: attest audit query [filters] | public-key | checkpoint  [--tenant T]"
+	if len(args) > 0 && isHelp(args[0]) {
+		return help(e, use)
+	}
 	if len(args) == 0 {
-		return usageErr(e, "usage: attest audit query [filters] | public-key | checkpoint  [--tenant T]")
+		return usageErr(e, use)
 	}
 	switch args[0] {
 	case "query":
@@ -35,26 +39,26 @@ func cmdAuditKey(e *env, sub string, args []string) int {
 	fs.store(&sf)
 	fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant whose log")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
 	t, err := tenantNamed(ctx, in, tenantName)
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	if sub == "public-key" {
 		vk, err := in.Log.VerifierKey(t.Name)
 		if err != nil {
-			return fail(e, "%v", err)
+			return failErr(e, err)
 		}
 		fmt.Fprintln(e.stdout, vk)
 		return exitOK
@@ -62,7 +66,7 @@ func cmdAuditKey(e *env, sub string, args []string) int {
 	publish(ctx, in)
 	cp, err := in.Log.LatestCheckpoint(ctx, in.DB.Read, t.ID)
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	e.stdout.Write(cp.Note)
 	return exitOK
@@ -95,7 +99,7 @@ func cmdAuditQuery(e *env, args []string) int {
 	fs.StringVar(&order, "order", "desc", "desc (newest first) or asc")
 	fs.StringVar(&output, "output", "table", "table or json")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	for _, tf := range []struct {
 		flag, val string
@@ -131,21 +135,33 @@ func cmdAuditQuery(e *env, args []string) int {
 		}
 		return usageErr(e, "%v", err)
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
+	defer publish(ctx, in)
 	t, err := tenantNamed(ctx, in, tenantName)
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
+	h := &hostRecord{cmd: "audit query", action: "audit.trail.query", category: "data_access", start: time.Now(),
+		outcome: event.Outcome{Result: "success"}}
 	page, err := in.Log.Query(ctx, t, f)
+	if err != nil {
+		h.outcome = event.Outcome{Result: "failure", Reason: reason(err)}
+	} else {
+		h.details = map[string]any{"results": len(page.Items)}
+	}
+	if rerr := h.record(ctx, in, t); rerr != nil {
+		return fail(e, "the query could not be recorded in %s's audit log, so its results are withheld: %v",
+			t.Name, rerr)
+	}
 	if err != nil {
 		return fail(e, "query: %s", reason(err))
 	}

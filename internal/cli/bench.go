@@ -28,7 +28,14 @@ func cmdBench(e *env, args []string) int {
 	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: ingest (reuse the --data-dir of an earlier run), verify, queries")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
+	}
+	if o.DatabaseURL != "" {
+		u, err := connURL(o.DatabaseURL)
+		if err != nil {
+			return usageErr(e, "%v", err)
+		}
+		o.DatabaseURL = u
 	}
 	o.Progress = e.stderr
 	if skip != "" {

@@ -48,11 +48,16 @@ func commands() []command {
 		{"verify", "verify the audit log: every entry, the tree, the checkpoints", cmdVerify},
 		{"audit", "query the audit trail, print the public key or the latest checkpoint", cmdAudit},
 		{"bench", "measure ingest, query and verify speed on a fresh server", cmdBench},
-		{"version", "print attest's version", func(e *env, _ []string) int {
-			fmt.Fprintln(e.stdout, "attest", Version)
-			return exitOK
-		}},
+		{"version", "print attest's version", cmdVersion},
 	}
+}
+
+func cmdVersion(e *env, args []string) int {
+	if err := newFlags(e, "version").parse(args); err != nil {
+		return parseExit(err)
+	}
+	fmt.Fprintln(e.stdout, "attest", Version)
+	return exitOK
 }
 
 // env is what every command gets.
@@ -96,12 +101,42 @@ type flags struct {
 	*flag.FlagSet
 	e       *env
 	secrets map[string]bool
+	// operands names the positional arguments in the usage line, such as
+	// NAME or FILE...; maxArgs is how many there may be, -1 for any number.
+	operands string
+	maxArgs  int
+	// envSet holds the flags set from their environment variables.
+	envSet map[string]bool
 }
 
 func newFlags(e *env, name string) *flags {
 	fs := flag.NewFlagSet("attest "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	return &flags{FlagSet: fs, e: e, secrets: map[string]bool{}}
+	fs.Usage = func() {} // parse prints the usage: on stdout when asked for it
+	return &flags{FlagSet: fs, e: e, secrets: map[string]bool{}, envSet: map[string]bool{}}
+}
+
+// takes declares the positional arguments a command takes: their names
+// for the usage line, and at most how many, -1 for any number. Without it
+// a command takes none.
+func (f *flags) takes(operands string, max int) {
+	f.operands, f.maxArgs = operands, max
+}
+
+func (f *flags) synopsis() string {
+	s := f.Name() + " [flags]"
+	if f.operands != "" {
+		s += " " + f.operands
+	}
+	return s
+}
+
+// usage prints the command's synopsis and flags.
+func (f *flags) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s\n\nFlags:\n", f.synopsis())
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(f.e.stderr)
 }
 
 func envName(flagName string) string {
@@ -112,9 +147,39 @@ func envName(flagName string) string {
 func (f *flags) secret(name string) { f.secrets[name] = true }
 
 // parse parses args, then fills every flag not given on the command line
-// from its environment variable. Flags may come before or after the
-// positional arguments; "--" ends the flags. Errors are printed.
+// from its environment variable, and checks the number of positional
+// arguments and that every duration given is positive. Flags may come
+// before or after the positional arguments; "--" ends the flags. Errors
+// are printed; -h prints the usage on standard output and returns
+// flag.ErrHelp (see parseExit).
 func (f *flags) parse(args []string) error {
+	if err := f.parseArgs(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			f.usage(f.e.stdout)
+		} else {
+			f.usage(f.e.stderr)
+		}
+		return err
+	}
+	err := f.fromEnv()
+	if err == nil {
+		err = f.check()
+	}
+	if err != nil {
+		fmt.Fprintf(f.e.stderr, "attest: %v\n", err)
+	}
+	return err
+}
+
+// parseExit is the exit code of a command whose parse returned err.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+func (f *flags) parseArgs(args []string) error {
 	var positional []string
 	for {
 		if err := f.Parse(args); err != nil {
@@ -131,14 +196,34 @@ func (f *flags) parse(args []string) error {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
-	if err := f.Parse(append([]string{"--"}, positional...)); err != nil {
-		return err
+	return f.Parse(append([]string{"--"}, positional...))
+}
+
+// check refuses surplus positional arguments and a duration flag given a
+// value that is not positive.
+func (f *flags) check() error {
+	if f.maxArgs >= 0 && f.NArg() > f.maxArgs {
+		return fmt.Errorf("unexpected argument %q; usage: %s", f.Arg(f.maxArgs), f.synopsis())
 	}
-	if err := f.fromEnv(); err != nil {
-		fmt.Fprintf(f.e.stderr, "attest: %v\n", err)
-		return err
+	var err error
+	f.Visit(func(fl *flag.Flag) {
+		g, ok := fl.Value.(flag.Getter)
+		if !ok || err != nil {
+			return
+		}
+		if d, ok := g.Get().(time.Duration); ok && d <= 0 {
+			err = fmt.Errorf("%s must be a positive duration such as 30s or 720h, not %s", f.source(fl.Name), fl.Value)
+		}
+	})
+	return err
+}
+
+// source names where a flag's value came from: --name or ATTEST_NAME.
+func (f *flags) source(name string) string {
+	if f.envSet[name] {
+		return envName(name)
 	}
-	return nil
+	return "--" + name
 }
 
 // fromEnv fills every flag not given on the command line from its
@@ -164,9 +249,10 @@ func (f *flags) fromEnv() error {
 			}
 		}
 		if ok {
-			if serr := fl.Value.Set(v); serr != nil {
+			if serr := f.Set(fl.Name, v); serr != nil {
 				err = fmt.Errorf("%s: %w", name, serr)
 			}
+			f.envSet[fl.Name] = true
 		}
 	})
 	return err
@@ -187,7 +273,7 @@ func (f *flags) effective() []any {
 		v := f.Lookup(n).Value.String()
 		switch {
 		case n == "database-url" && v != "":
-			v = store.RedactURL(v)
+			v = redactDSN(v)
 		case f.secrets[n] && v != "":
 			v = "REDACTED"
 		}
@@ -212,6 +298,27 @@ func (f *flags) store(sf *storeFlags) {
 	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
+// setup validates the store flags, before anything could log them, and
+// returns the logger they ask for. A keyword=value database URL is turned
+// into the URL form the store opens.
+func (sf *storeFlags) setup(w io.Writer) (*slog.Logger, error) {
+	if sf.dataDir == "" {
+		if sf.databaseURL != "" {
+			return nil, errors.New("--data-dir is required with --database-url: " +
+				"it holds the log signing key and the key-encryption key")
+		}
+		return nil, errors.New("--data-dir must not be empty")
+	}
+	if sf.databaseURL != "" {
+		u, err := connURL(sf.databaseURL)
+		if err != nil {
+			return nil, err
+		}
+		sf.databaseURL = u
+	}
+	return sf.logger(w)
+}
+
 func (sf *storeFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(sf.logLevel)); err != nil {
@@ -227,18 +334,28 @@ func (sf *storeFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", sf.logFormat)
 }
 
+// open opens the store of a one-shot command, which attest init or serve
+// must have initialised: it looks first, so that a store that is missing,
+// empty or half-made is refused untouched rather than initialised.
 func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (*instance.Instance, error) {
-	if sf.dataDir == "" {
-		return nil, errors.New("--data-dir must not be empty")
+	if _, err := sf.probe(ctx); err != nil {
+		return nil, err
+	}
+	if err := sf.checkKeyFiles(); err != nil {
+		return nil, err
+	}
+	if err := sf.checkSecrets(log); err != nil {
+		return nil, err
 	}
 	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log,
 		MustExist: true})
 }
 
-// hostActor is the actor of commands run on the host.
+// hostActor is the actor of commands run on the host: the operating system
+// user, or "cli" when it cannot be told.
 func hostActor() event.Actor {
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
+	name := "cli"
+	if u, err := user.Current(); err == nil && u.Username != "" {
 		name = u.Username
 	}
 	return event.Actor{Type: "user", ID: "host:" + name, Name: name, Auth: event.Auth{Method: "host_cli"}}
@@ -257,9 +374,38 @@ func hostDecorate(cmd string) func(*event.Event) {
 func tenantNamed(ctx context.Context, in *instance.Instance, name string) (*tenant.Tenant, error) {
 	t, err := in.Tenants.ByName(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("--tenant: no tenant named %q (attest tenant list shows them)", name)
+		return nil, usagef("--tenant: no tenant named %q (attest tenant list shows them)", name)
 	}
 	return t, err
+}
+
+// usageError is a mistake in a command line, such as a flag naming
+// something that does not exist: the command exits with exitUsage.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// failErr prints err and returns exitUsage for a usage error, exitProblem
+// for any other.
+func failErr(e *env, err error) int {
+	fmt.Fprintf(e.stderr, "attest: %v\n", err)
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	return exitProblem
+}
+
+// isHelp reports whether a command's first argument asks for its usage.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// help prints the usage of a command with subcommands on standard output.
+func help(e *env, use string) int {
+	fmt.Fprintf(e.stdout, "Usage: %s\n\nRun a subcommand with -h for its flags.\n", strings.TrimPrefix(use, "usage: "))
+	return exitOK
 }
 
 func fail(e *env, format string, args ...any) int {

@@ -27,8 +27,9 @@ func cmdImport(e *env, args []string) int {
 	fs.store(&sf)
 	fs.StringVar(&format, "format", "", "input format: "+strings.Join(importer.Formats, ", "))
 	fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant whose log receives the events")
+	fs.takes("FILE... (- reads standard input)", -1)
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if !importer.ValidFormat(format) {
 		return usageErr(e, "--format must be one of %s", strings.Join(importer.Formats, ", "))
@@ -36,34 +37,44 @@ func cmdImport(e *env, args []string) int {
 	if fs.NArg() == 0 {
 		return usageErr(e, "usage: attest import --format FORMAT [--tenant T] FILE... (- reads standard input)")
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
 	defer publish(ctx, in)
 	t, err := tenantNamed(ctx, in, tenantName)
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	imp := &fileImport{e: e, in: in, t: t, format: format, start: time.Now(), lastReport: time.Now()}
 	var total importStats
+	var files int
+	var ferr error
 	for _, name := range fs.Args() {
 		st, err := imp.file(ctx, name)
+		files++
 		total.records += st.records
 		total.accepted += st.accepted
 		total.duplicate += st.duplicate
 		total.rejected += st.rejected
 		if err != nil {
-			return fail(e, "%s: %v", name, err)
+			ferr = fmt.Errorf("%s: %w", name, err)
+			break
 		}
 		fmt.Fprintf(e.stdout, "%s: %d records: %d imported, %d already present, %d rejected\n",
 			name, st.records, st.accepted, st.duplicate, st.rejected)
+	}
+	if err := imp.record(ctx, total, files, fs.NArg(), ferr); err != nil {
+		return fail(e, "the import could not be recorded in %s's audit log: %v", t.Name, err)
+	}
+	if ferr != nil {
+		return fail(e, "%v", ferr)
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintf(e.stdout, "total: %d records: %d imported, %d already present, %d rejected\n",
@@ -73,6 +84,23 @@ func cmdImport(e *env, args []string) int {
 		return exitProblem
 	}
 	return exitOK
+}
+
+// record logs the import in its tenant's trail: how many files and records
+// and what became of them, never what they held.
+func (fi *fileImport) record(ctx context.Context, total importStats, files, of int, err error) error {
+	out := event.Outcome{Result: "success"}
+	switch {
+	case err != nil:
+		out = event.Outcome{Result: "error", Reason: fmt.Sprintf("stopped by an error in file %d of %d", files, of)}
+	case total.rejected > 0:
+		out = event.Outcome{Result: "failure", Reason: fmt.Sprintf("%d of %d records rejected", total.rejected,
+			total.records)}
+	}
+	h := &hostRecord{cmd: "import", action: "audit.events.import", category: "data_change", start: fi.start,
+		outcome: out, details: map[string]any{"format": fi.format, "files": of, "records": total.records,
+			"accepted": total.accepted, "duplicate": total.duplicate, "rejected": total.rejected}}
+	return h.record(ctx, fi.in, fi.t)
 }
 
 type fileImport struct {

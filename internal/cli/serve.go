@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,9 +53,9 @@ func cmdServe(e *env, args []string) int {
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", 500*time.Millisecond, "how often new entries are checkpointed")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
-	log, err := c.logger(e.stderr)
+	log, err := c.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
@@ -71,14 +72,28 @@ func cmdServe(e *env, args []string) int {
 	}
 	var pers []string
 	for _, p := range strings.Split(c.personal, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			pers = append(pers, p)
+		if p = strings.TrimSpace(p); p == "" {
+			continue
 		}
+		if !slices.Contains(event.ConfigurablePersonal, p) {
+			return usageErr(e, "--personal-fields: %q cannot be personal; choose from %s", p,
+				strings.Join(event.ConfigurablePersonal, ", "))
+		}
+		pers = append(pers, p)
 	}
 	if c.checkpointInterval <= 0 || c.checkpointInterval > time.Minute {
 		return usageErr(e, "--checkpoint-interval must be between 1ms and 1m")
 	}
+	if err := c.checkCreate(); err != nil {
+		return usageErr(e, "%v", err)
+	}
+	if err := c.checkSecrets(log, c.tlsKeyFile()); err != nil {
+		return failErr(e, err)
+	}
 	log.Info("effective configuration", fs.effective()...)
+	if err := c.checkExisting(context.Background()); err != nil {
+		return failErr(e, err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,7 +112,7 @@ func cmdServe(e *env, args []string) int {
 	cert, created, err := server.LoadCertificate(c.tlsCert, c.tlsKey, c.dataDir, time.Now())
 	if err != nil {
 		in.Log.Close()
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	if created {
 		log.Info("created a self-signed TLS certificate for localhost", "path", filepath.Join(c.dataDir, "tls", "cert.pem"))
@@ -107,7 +122,7 @@ func cmdServe(e *env, args []string) int {
 		Logger: log})
 	if err != nil {
 		in.Log.Close()
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -131,11 +146,20 @@ func cmdInit(e *env, args []string) int {
 	fs.StringVar(&c.instanceName, "instance-name", "", "instance name in checkpoint origins, fixed when the database is created")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8443", "the address serve will listen on, for the example printed")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
-	log, err := c.logger(e.stderr)
+	log, err := c.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
+	}
+	if err := c.checkCreate(); err != nil {
+		return usageErr(e, "%v", err)
+	}
+	if err := c.checkSecrets(log, c.tlsKeyFile()); err != nil {
+		return failErr(e, err)
+	}
+	if err := c.checkExisting(context.Background()); err != nil {
+		return failErr(e, err)
 	}
 	ctx := context.Background()
 	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName, Logger: log})
@@ -147,7 +171,7 @@ func cmdInit(e *env, args []string) int {
 		return fail(e, "bootstrap: %v", err)
 	}
 	if _, _, err := server.LoadCertificate("", "", c.dataDir, time.Now()); err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	publish(ctx, in)
 	fmt.Fprintf(e.stderr, "attest: %s is initialised (instance %s)\n", c.dataDir, in.Name)
@@ -191,6 +215,54 @@ Try:
 	return nil
 }
 
+// checkCreate validates the flags that shape what init and serve create, so
+// that a mistake is reported before any file is made.
+func (c *serveConfig) checkCreate() error {
+	if c.instanceName != "" {
+		if err := instance.ValidateName(c.instanceName); err != nil {
+			return fmt.Errorf("--instance-name: %w", err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		return fmt.Errorf("--addr must be host:port, such as 127.0.0.1:8443: %w", err)
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both or neither")
+	}
+	return nil
+}
+
+// checkExisting refuses, on a store that is already initialised, an
+// --instance-name other than the one it was created with, and, with
+// PostgreSQL, a data directory without its keys, which would otherwise be
+// replaced by new ones that open nothing sealed under the old.
+func (c *serveConfig) checkExisting(ctx context.Context) error {
+	name, err := c.probe(ctx)
+	if errors.Is(err, instance.ErrNotInitialised) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.instanceName != "" && c.instanceName != name {
+		return usagef("--instance-name %q does not match %q, the name this store was created with; "+
+			"leave the flag out", c.instanceName, name)
+	}
+	if c.databaseURL != "" {
+		return c.checkKeyFiles()
+	}
+	return nil
+}
+
+// tlsKeyFile is the TLS key that serve loads: --tls-key, or the self-signed
+// certificate's in the data directory.
+func (c *serveConfig) tlsKeyFile() string {
+	if c.tlsCert != "" || c.tlsKey != "" {
+		return c.tlsKey
+	}
+	return filepath.Join(c.dataDir, "tls", "key.pem")
+}
+
 func displayAddr(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" || host == "127.0.0.1" || host == "0.0.0.0" || host == "::" {
@@ -199,7 +271,12 @@ func displayAddr(addr string) string {
 	return addr
 }
 
-// parseSize reads a byte size such as 32MiB, 512KiB, 1GiB or 1048576.
+// maxBodySize is the largest --max-body: a request body is held in memory
+// whole.
+const maxBodySize = 1 << 30
+
+// parseSize reads a request body size such as 32MiB, 512KiB, 1GiB or
+// 1048576, of at most maxBodySize.
 func parseSize(s string) (int64, error) {
 	units := []struct {
 		suffix string
@@ -216,6 +293,9 @@ func parseSize(s string) (int64, error) {
 	var n int64
 	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != s {
 		return 0, errors.New("must be a positive size such as 32MiB")
+	}
+	if n > maxBodySize/mult {
+		return 0, errors.New("must be at most 1GiB")
 	}
 	return n * mult, nil
 }

@@ -3,14 +3,17 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func cmdVerify(e *env, args []string) int {
@@ -26,7 +29,7 @@ func cmdVerify(e *env, args []string) int {
 	fs.BoolVar(&deep, "deep", false, "also open every personal value against its commitment and rebuild the search index")
 	fs.BoolVar(&quiet, "quiet", false, "print only problems")
 	if err := fs.parse(args); err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if all && tenantName != "" {
 		return usageErr(e, "give --tenant or --all, not both")
@@ -45,18 +48,24 @@ func cmdVerify(e *env, args []string) int {
 		if b, err := os.ReadFile(pubKey); err == nil {
 			k = string(bytes.TrimSpace(b))
 		}
+		if _, err := note.NewVerifier(k); err != nil {
+			return usageErr(e, "--public-key: %q is neither a verifier key, as attest audit public-key prints it, "+
+				"nor a file holding one", pubKey)
+		}
 		vkeys = []string{k}
 	}
-	log, err := sf.logger(e.stderr)
+	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
 	ctx := context.Background()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
 	defer in.Close()
+	defer publish(ctx, in)
+	fromCheckpoint := false
 	if cp != nil && tenantName == "" {
 		// The checkpoint's origin names its tenant.
 		origin, _, _ := strings.Cut(string(cp), "\n")
@@ -64,25 +73,55 @@ func cmdVerify(e *env, args []string) int {
 		if !ok {
 			return fail(e, "--checkpoint: its origin %q is not a log of this instance (%s/...)", origin, in.Name)
 		}
-		tenantName = name
+		tenantName, fromCheckpoint = name, true
 	}
 	var ts []*tenant.Tenant
 	if tenantName != "" {
 		t, err := tenantNamed(ctx, in, tenantName)
+		if err != nil && fromCheckpoint && errors.As(err, new(usageError)) {
+			return fail(e, "--checkpoint: its origin names tenant %q, which this instance does not have", tenantName)
+		}
 		if err != nil {
-			return fail(e, "%v", err)
+			return failErr(e, err)
 		}
 		ts = []*tenant.Tenant{t}
 	} else if ts, err = in.Tenants.List(ctx); err != nil {
-		return fail(e, "%v", err)
+		return failErr(e, err)
 	}
+	start := time.Now()
 	code := exitOK
+	var failed []string
 	for _, t := range ts {
 		if c := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet); c != exitOK {
 			code = c
+			failed = append(failed, t.Name)
 		}
 	}
+	if err := recordVerify(ctx, in, start, tenantName, len(ts), failed, deep, cp != nil); err != nil {
+		return fail(e, "the verification could not be recorded in the operator's audit log: %v", err)
+	}
 	return code
+}
+
+// recordVerify logs a verification in the operator's trail, which holds
+// what concerns the instance, so that a damaged log is not appended to: the
+// tenant verified, or all of them, and which failed.
+func recordVerify(ctx context.Context, in *instance.Instance, start time.Time, tenantName string, n int,
+	failed []string, deep, checkpoint bool) error {
+	op, err := in.Operator(ctx)
+	if err != nil {
+		return err
+	}
+	h := &hostRecord{cmd: "verify", action: "audit.log.verify", category: "data_access", start: start,
+		target: event.Target{Type: "instance", ID: in.Name}, outcome: event.Outcome{Result: "success"},
+		details: map[string]any{"tenants": n, "failed": len(failed), "deep": deep, "checkpoint": checkpoint}}
+	if tenantName != "" {
+		h.target = event.Target{Type: "tenant", ID: tenantName, Name: tenantName}
+	}
+	if len(failed) > 0 {
+		h.outcome = event.Outcome{Result: "failure", Reason: "verification failed: " + strings.Join(failed, ", ")}
+	}
+	return h.record(ctx, in, op)
 }
 
 func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.Tenant, opts auditlog.VerifyOptions, quiet bool) int {

@@ -360,12 +360,12 @@ func TestImportDatasets(t *testing.T) {
 		}
 		var rejected []string
 		for _, l := range strings.Split(r.stderr, "\n") {
-			if strings.Contains(l, ": record ") {
+			if strings.Contains(l, ": line ") {
 				rejected = append(rejected, l)
 			}
 		}
-		if len(rejected) != 1 || !strings.Contains(rejected[0], "fal_01_003.json: record 0:") {
-			t.Errorf("rejections on stderr %q, want one for fal_01_003.json record 0", rejected)
+		if len(rejected) != 1 || !strings.Contains(rejected[0], "fal_01_003.json: line 1:") {
+			t.Errorf("rejections on stderr %q, want one for fal_01_003.json line 1", rejected)
 		}
 	})
 

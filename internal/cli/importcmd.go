@@ -127,7 +127,7 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 		r = f
 	}
 	var chunk []*event.Event
-	var idx []int
+	var pos []string // where each record of chunk is in its file
 	// One chunk commits while the next is read and prepared.
 	type outcome struct {
 		accepted, duplicate, rejected int
@@ -152,8 +152,8 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 		if err := merge(<-pending); err != nil {
 			return err
 		}
-		indexes := idx
-		chunk, idx = nil, nil
+		positions := pos
+		chunk, pos = nil, nil
 		go func() {
 			var o outcome
 			rs, err := fi.in.Log.Append(ctx, fi.t, ps)
@@ -161,7 +161,7 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 				switch {
 				case r.Err != nil:
 					o.rejected++
-					fmt.Fprintf(fi.e.stderr, "%s: record %d: %v\n", name, indexes[i], r.Err)
+					fmt.Fprintf(fi.e.stderr, "%s: %s: %v\n", name, positions[i], r.Err)
 				case r.Duplicate:
 					o.duplicate++
 				default:
@@ -178,11 +178,11 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 		st.records++
 		if rec.Err != nil {
 			st.rejected++
-			fmt.Fprintf(fi.e.stderr, "%s: record %d: %v\n", name, rec.Index, reason(rec.Err))
+			fmt.Fprintf(fi.e.stderr, "%s: %s: %v\n", name, rec.Position(), reason(rec.Err))
 			return nil
 		}
 		chunk = append(chunk, rec.Event)
-		idx = append(idx, rec.Index)
+		pos = append(pos, rec.Position())
 		if len(chunk) >= importChunk {
 			return flush()
 		}

@@ -208,7 +208,8 @@ Bootstrap operator API key, shown this once and stored only as a hash:
 Key id %s. Keep it somewhere safe; create narrower keys with it
 (attest apikey create, or POST /api/v1/apikeys) and revoke it when done.
 
-Try:
+Try, in another shell:
+    export KEY=<the key above>
     curl --cacert %s -H "Authorization: Bearer $KEY" https://%s/api/v1/compliance/audit-trail
 
 `, where, tok.Reveal(), key.ID, filepath.Join(c.dataDir, "tls", "cert.pem"), displayAddr(c.addr))

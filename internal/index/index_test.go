@@ -315,3 +315,16 @@ func TestSearcherMatchesBruteForce(t *testing.T) {
 		}
 	})
 }
+
+func BenchmarkBuildSegment(b *testing.B) {
+	mem := NewMemtable(0)
+	for _, d := range testDocs(SegmentSize, 4) {
+		mem.Add(d)
+	}
+	snap := mem.Snapshot()
+	b.ResetTimer()
+	for range b.N {
+		snap.BuildSegment()
+	}
+	b.ReportMetric(float64(b.N*SegmentSize)/b.Elapsed().Seconds(), "docs/s")
+}

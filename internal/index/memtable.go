@@ -145,15 +145,13 @@ func (s *Snapshot) BuildSegment() *SegmentData {
 		n    int32 // postings
 		last int32 // the last doc counted, to count each doc once
 	}
-	index := make(map[Term]int32, 4*n)
+	index := newTermTable(4 * n)
 	var slots []slot
 	occ := make([]int32, 0, 48*n) // the slot of each posting, doc by doc
 	var grams []Term
 	see := func(t Term, doc int32) {
-		k, ok := index[t]
-		if !ok {
-			k = int32(len(slots))
-			index[t] = k
+		k := index.slot(t, int32(len(slots)))
+		if k == int32(len(slots)) {
 			slots = append(slots, slot{term: t, last: -1})
 		}
 		if sl := &slots[k]; sl.last != doc {
@@ -266,4 +264,51 @@ func (s *Snapshot) View(terms []Term) *MemView {
 	}
 	sort.Strings(v.Actions)
 	return v
+}
+
+// termTable maps the terms of a segment being built to their slots. Term
+// hashes are well spread, so an open-addressed table probed linearly from
+// a multiplicative hash does the work of a map at a fraction of its cost.
+type termTable struct {
+	terms []Term
+	slots []int32 // slot+1 of terms[i]; 0 for an empty cell
+	shift uint
+	used  int
+}
+
+func newTermTable(hint int) *termTable {
+	bits := uint(4)
+	for 1<<bits < 2*hint {
+		bits++
+	}
+	return &termTable{terms: make([]Term, 1<<bits), slots: make([]int32, 1<<bits), shift: 64 - bits}
+}
+
+// slot returns t's slot, giving it next when t is new.
+func (tt *termTable) slot(t Term, next int32) int32 {
+	mask := uint64(len(tt.slots) - 1)
+	i := ((uint64(t.Hash) ^ uint64(t.Field)<<56) * 0x9e3779b97f4a7c15) >> tt.shift
+	for {
+		switch s := tt.slots[i]; {
+		case s == 0:
+			tt.terms[i], tt.slots[i] = t, next+1
+			if tt.used++; 2*tt.used > len(tt.slots) {
+				tt.grow()
+			}
+			return next
+		case tt.terms[i] == t:
+			return s - 1
+		}
+		i = (i + 1) & mask
+	}
+}
+
+func (tt *termTable) grow() {
+	old := *tt
+	*tt = *newTermTable(len(old.slots))
+	for i, s := range old.slots {
+		if s != 0 {
+			tt.slot(old.terms[i], s-1)
+		}
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"hash"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -368,6 +369,9 @@ func (kr *Keyring) Prefetch(ctx context.Context, tenantID int64, subjects []stri
 	if len(missing) == 0 {
 		return nil
 	}
+	// Concurrent batches create keys in one order, so that on PostgreSQL
+	// two of them never wait on each other's rows.
+	slices.Sort(missing)
 	found := map[string]*SubjectKey{}
 	err := kr.db.ReadTx(ctx, func(rtx *sql.Tx) error {
 		q := store.Cache(rtx)
@@ -468,10 +472,19 @@ func (kr *Keyring) createTx(ctx context.Context, tx store.Querier, tenantID int6
 	gen++
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	if _, err := tx.ExecContext(ctx, kr.db.Rebind(`INSERT INTO subjects (tenant_id, subject, generation, wrapped_key, created_at)
-		VALUES (?, ?, ?, ?, ?)`), tenantID, subject, gen, kr.kek.Wrap(secret, wrapAAD(tenantID, subject, gen)),
-		kr.now().UTC().UnixMicro()); err != nil {
+	// Another process creating the same subject's key meanwhile wins: on
+	// PostgreSQL the insert waits for its transaction and then finds the
+	// row, which this transaction, reading committed rows, then uses.
+	res, err := tx.ExecContext(ctx, kr.db.Rebind(`INSERT INTO subjects (tenant_id, subject, generation, wrapped_key, created_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), tenantID, subject, gen, kr.kek.Wrap(secret, wrapAAD(tenantID, subject, gen)),
+		kr.now().UTC().UnixMicro())
+	if err != nil {
 		return nil, fmt.Errorf("personal: store subject key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("personal: store subject key: %w", err)
+	} else if n == 0 {
+		return kr.loadActive(ctx, tx, tenantID, subject)
 	}
 	return deriveSubjectKey(subject, gen, secret)
 }

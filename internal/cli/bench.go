@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -25,7 +26,7 @@ func cmdBench(e *env, args []string) int {
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep the run's data directory here; default a temporary one")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	var cpuProfile, skip string
-	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: ingest (reuse the --data-dir of an earlier run), verify, queries")
+	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: ingest (reuse the --data-dir of an earlier run), verify, deep (verify --deep), queries")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
@@ -40,6 +41,11 @@ func cmdBench(e *env, args []string) int {
 	o.Progress = e.stderr
 	if skip != "" {
 		o.Skip = strings.Split(skip, ",")
+		for _, p := range o.Skip {
+			if !slices.Contains([]string{"ingest", "verify", "deep", "queries"}, p) {
+				return usageErr(e, "--skip: unknown phase %q; the phases are ingest, verify, deep and queries", p)
+			}
+		}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)

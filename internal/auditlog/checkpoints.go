@@ -66,7 +66,9 @@ type SigningKey struct {
 
 // PublishCheckpoints signs a checkpoint for every tenant whose log has grown
 // since its latest checkpoint, or that has none, and returns how many it
-// signed. Each covers the committed state of the log as read.
+// signed. Each covers the committed state of the log as read, once the
+// stored tiles prove it and prove that it extends the checkpoints signed
+// before; a log that fails this is left unsigned, with ErrRefusedToSign.
 func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 	type head struct {
 		tenant int64
@@ -97,21 +99,30 @@ func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("auditlog: read log heads: %w", err)
 	}
+	// A tenant whose log is refused a checkpoint does not hold up the rest.
 	n := 0
+	var errs []error
 	for _, h := range heads {
 		t, err := l.tenants.ByID(ctx, h.tenant)
 		if err != nil {
 			return n, err
 		}
 		if err := l.signAndStore(ctx, t.Name, h.tenant, h.size, tree.Hash(h.root)); err != nil {
-			return n, err
+			if !errors.Is(err, ErrRefusedToSign) {
+				return n, err
+			}
+			errs = append(errs, err)
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 func (l *Log) signAndStore(ctx context.Context, tenantName string, tenantID, size int64, root tree.Hash) error {
+	if err := l.checkBeforeSigning(ctx, tenantID, tenantName, size, root); err != nil {
+		return err
+	}
 	s, err := l.key.Signer(l.Origin(tenantName))
 	if err != nil {
 		return err
@@ -126,7 +137,7 @@ func (l *Log) signAndStore(ctx context.Context, tenantName string, tenantID, siz
 	if err != nil {
 		return fmt.Errorf("auditlog: store checkpoint: %w", err)
 	}
-	return nil
+	return l.recordWitness(tenantID, tenantName, size, note)
 }
 
 // RunCheckpoints publishes checkpoints every interval until ctx ends, so

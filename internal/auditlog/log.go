@@ -51,6 +51,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements; nil means none.
 	Metrics *Metrics
+	// WitnessDir, when set, is a directory outside the database where the
+	// log keeps the newest checkpoint it signed for each tenant, which
+	// signing and verification then hold the log to.
+	WitnessDir string
 }
 
 // Log is the audit trail of every tenant in one database.

@@ -3,7 +3,6 @@ package auditlog
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -70,6 +69,9 @@ type VerifyReport struct {
 	Elapsed  time.Duration
 	// Problem is nil when the log is intact.
 	Problem *Problem
+	// Witness is the size of the checkpoint this data directory signed
+	// last, which the log was found to extend; zero when there is none.
+	Witness int64
 	// ExtendsCheckpoint is set when a checkpoint was given and the log
 	// extends it.
 	ExtendsCheckpoint bool
@@ -97,11 +99,16 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 		return err
 	}
 	rep.Size, rep.Root = head.Size, head.Root
+	// Without keys given, only the log's own signing key is trusted: the
+	// key history in the database is no more trustworthy than the rest of
+	// the database.
 	vkeys := opts.VerifierKeys
 	if len(vkeys) == 0 {
-		if vkeys, err = l.historyVerifierKeys(ctx, tx, t.Name); err != nil {
+		vk, err := l.VerifierKey(t.Name)
+		if err != nil {
 			return err
 		}
+		vkeys = []string{vk}
 	}
 	cps, err := l.Checkpoints(ctx, tx, t.ID)
 	if err != nil {
@@ -120,10 +127,23 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 		}
 	}
 	var given *checkpoint.Checkpoint
+	givenWhat := "the given checkpoint"
 	if opts.Checkpoint != nil {
 		if given, err = checkpoint.Open(opts.Checkpoint, l.Origin(t.Name), vkeys...); err != nil {
 			rep.Problem = &Problem{Sequence: -1, What: fmt.Sprintf("the given checkpoint: %v", err)}
 			return nil
+		}
+	} else {
+		// The data directory's witness stands in for a checkpoint kept
+		// outside: the log must extend what this directory signed last.
+		w, _, err := l.Witness(t.ID, t.Name)
+		if err != nil {
+			rep.Problem = &Problem{Sequence: -1, What: err.Error()}
+			return nil
+		}
+		if w != nil {
+			given, givenWhat = w, "the checkpoint this data directory signed last"
+			rep.Witness = w.Size
 		}
 	}
 	if len(cps) > 0 && cps[len(cps)-1].Size > head.Size {
@@ -134,13 +154,13 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 	}
 	if given != nil && given.Size > head.Size {
 		rep.Problem = &Problem{Sequence: head.Size, What: fmt.Sprintf("the log has been truncated or rolled back: "+
-			"the given checkpoint is at size %d but the log holds %d entries", given.Size, head.Size)}
+			"%s is at size %d but the log holds %d entries", givenWhat, given.Size, head.Size)}
 		return nil
 	}
 	if afterVerifySnapshot != nil {
 		afterVerifySnapshot()
 	}
-	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, given: given,
+	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, given: given, givenWhat: givenWhat,
 		rng:   rangeFactory.NewEmptyRange(0),
 		tiles: tree.NewReader(l.db, tx, t.ID)}
 	if err := w.walk(); err != nil {
@@ -153,25 +173,6 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 // afterVerifySnapshot, when set by a test, runs once Verify has read the log
 // it verifies, so that the test can append while it works.
 var afterVerifySnapshot func()
-
-func (l *Log) historyVerifierKeys(ctx context.Context, q store.Querier, tenantName string) ([]string, error) {
-	hist, err := l.KeyHistory(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, k := range hist {
-		if k.Algorithm != "ed25519" || len(k.PublicKey) != ed25519.PublicKeySize {
-			continue
-		}
-		vk, err := checkpoint.VerifierKey(l.Origin(tenantName), ed25519.PublicKey(k.PublicKey))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, vk)
-	}
-	return out, nil
-}
 
 // walker goes through a tenant's entries in order. Workers read, decode and
 // hash chunks of the log in parallel, each in a read transaction of its
@@ -189,8 +190,10 @@ type walker struct {
 	head  State
 	cps   []StoredCheckpoint
 	given *checkpoint.Checkpoint
-	rng   *compact.Range
-	tiles *tree.Reader
+	// givenWhat says where given comes from, for messages.
+	givenWhat string
+	rng       *compact.Range
+	tiles     *tree.Reader
 
 	next    int64 // next sequence number expected
 	tileErr *Problem
@@ -269,10 +272,10 @@ func (w *walker) walk() error {
 			return err
 		}
 		if got != w.given.Root {
-			return ignoreStop(w.fail(w.given.Size-1, "the log does not extend the given checkpoint at size %d: "+
-				"it has been rewritten", w.given.Size))
+			return ignoreStop(w.fail(w.given.Size-1, "the log does not extend %s at size %d: "+
+				"it has been rewritten", w.givenWhat, w.given.Size))
 		}
-		w.rep.ExtendsCheckpoint = true
+		w.rep.ExtendsCheckpoint = w.opts.Checkpoint != nil
 	}
 	if err := w.coverage(good); err != nil {
 		return ignoreStop(err)

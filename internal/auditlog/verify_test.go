@@ -29,6 +29,11 @@ type testLog struct {
 
 func newTestLog(t *testing.T, db *store.DB, dir string, n int) *testLog {
 	t.Helper()
+	return newTestLogWith(t, db, dir, n, Config{Instance: "verify.test"})
+}
+
+func newTestLogWith(t *testing.T, db *store.DB, dir string, n int, cfg Config) *testLog {
+	t.Helper()
 	ctx := context.Background()
 	kek, _, err := personal.LoadOrCreateKEK(filepath.Join(dir, "kek.key"))
 	if err != nil {
@@ -46,7 +51,7 @@ func newTestLog(t *testing.T, db *store.DB, dir string, n int) *testLog {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(db, Config{Instance: "verify.test"}, personal.NewKeyring(db, kek, nil), reg, key)
+	l, err := Open(db, cfg, personal.NewKeyring(db, kek, nil), reg, key)
 	if err != nil {
 		t.Fatal(err)
 	}

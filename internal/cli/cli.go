@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/store"
@@ -421,7 +422,11 @@ func usageErr(e *env, format string, args ...any) int {
 // publish signs a checkpoint for whatever a one-shot command appended, so
 // that it is covered at once even when no server is running.
 func publish(ctx context.Context, in *instance.Instance) {
-	if _, err := in.Log.PublishCheckpoints(ctx); err != nil {
+	_, err := in.Log.PublishCheckpoints(ctx)
+	switch {
+	case errors.Is(err, auditlog.ErrRefusedToSign):
+		slog.Error("the log does not match what was signed before; run attest verify", "error", err)
+	case err != nil:
 		slog.Warn("could not sign a checkpoint; a running server will", "error", err)
 	}
 }

@@ -158,6 +158,10 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 		if rep.ExtendsCheckpoint {
 			fmt.Fprintf(e.stdout, "%s: the log extends the given checkpoint\n", t.Name)
 		}
+		if rep.Witness > 0 {
+			fmt.Fprintf(e.stdout, "%s: the log extends the checkpoint at size %d that this data directory signed last\n",
+				t.Name, rep.Witness)
+		}
 	}
 	return exitOK
 }

@@ -72,7 +72,10 @@ type Instance struct {
 // Paths inside a data directory.
 const (
 	SigningKeyFile = "log-signing.key"
-	KEKFile        = "kek.key"
+	// WitnessDir, under the data directory, keeps the newest checkpoint
+	// signed for each tenant.
+	WitnessDir = "checkpoints"
+	KEKFile    = "kek.key"
 )
 
 // Open opens the data directory and database, creating and migrating what
@@ -121,6 +124,7 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 	}
 	cfg := opts.Log
 	cfg.Instance = in.Name
+	cfg.WitnessDir = filepath.Join(opts.DataDir, WitnessDir)
 	cfg.Now = opts.Now
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger

@@ -1,0 +1,141 @@
+package auditlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/attest/attest/internal/checkpoint"
+	"github.com/attest/attest/internal/tree"
+)
+
+// The witness is the newest checkpoint this data directory signed for each
+// tenant, kept as a file beside the signing key rather than in the
+// database. Someone who can write to the database but not to the data
+// directory can then neither delete the checkpoints to rewrite the log
+// unnoticed nor have attest sign a rewritten one.
+
+// ErrRefusedToSign means the log's stored state disagrees with its tiles or
+// with a checkpoint signed before, so that no checkpoint may be signed for it
+// until the log is verified and repaired.
+var ErrRefusedToSign = errors.New("auditlog: refused to sign a checkpoint")
+
+func (l *Log) witnessPath(tenantID int64) string {
+	return filepath.Join(l.cfg.WitnessDir, strconv.FormatInt(tenantID, 10)+".checkpoint")
+}
+
+// Witness returns the newest checkpoint this data directory signed for the
+// tenant, opened under the log's own key, or nil when there is none.
+func (l *Log) Witness(tenantID int64, tenantName string) (*checkpoint.Checkpoint, []byte, error) {
+	if l.cfg.WitnessDir == "" {
+		return nil, nil, nil
+	}
+	msg, err := os.ReadFile(l.witnessPath(tenantID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("auditlog: read the checkpoint witness: %w", err)
+	}
+	vk, err := l.VerifierKey(tenantName)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := checkpoint.Open(msg, l.Origin(tenantName), vk)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auditlog: the checkpoint witness %s: %w", l.witnessPath(tenantID), err)
+	}
+	return cp, msg, nil
+}
+
+// recordWitness keeps note as the tenant's witness unless the witness
+// already records a larger tree. The file is replaced whole.
+func (l *Log) recordWitness(tenantID int64, tenantName string, size int64, note []byte) error {
+	if l.cfg.WitnessDir == "" {
+		return nil
+	}
+	if old, _, err := l.Witness(tenantID, tenantName); err == nil && old != nil && old.Size >= size {
+		return nil
+	}
+	if err := os.MkdirAll(l.cfg.WitnessDir, 0o700); err != nil {
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	f, err := os.CreateTemp(l.cfg.WitnessDir, ".checkpoint-*")
+	if err != nil {
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(note); err != nil {
+		f.Close()
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	if err := os.Rename(f.Name(), l.witnessPath(tenantID)); err != nil {
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	return nil
+}
+
+// checkBeforeSigning proves, from the stored tiles, that the tree of the
+// given size has the given root and still has the roots of the newest
+// stored checkpoint and of the witness: the log only grew since they were
+// signed.
+func (l *Log) checkBeforeSigning(ctx context.Context, tenantID int64, tenantName string, size int64, root tree.Hash) error {
+	return l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		tiles := tree.NewReader(l.db, tx, tenantID)
+		got, err := tree.TreeHash(ctx, tiles, size)
+		if err != nil {
+			return fmt.Errorf("%w for %s at size %d: the stored tiles do not hold that tree: %v",
+				ErrRefusedToSign, tenantName, size, err)
+		}
+		if got != root {
+			return fmt.Errorf("%w for %s at size %d: the log state's root is not the root of the stored tiles",
+				ErrRefusedToSign, tenantName, size)
+		}
+		type prior struct {
+			what string
+			size int64
+			root tree.Hash
+		}
+		var priors []prior
+		switch last, err := l.LatestCheckpoint(ctx, tx, tenantID); {
+		case err == nil:
+			priors = append(priors, prior{"the newest stored checkpoint", last.Size, last.Root})
+		case !errors.Is(err, ErrNoCheckpoint):
+			return err
+		}
+		w, _, err := l.Witness(tenantID, tenantName)
+		if err != nil {
+			return fmt.Errorf("%w for %s: %v", ErrRefusedToSign, tenantName, err)
+		}
+		if w != nil {
+			priors = append(priors, prior{"the checkpoint this data directory signed last", w.Size, w.Root})
+		}
+		for _, p := range priors {
+			if p.size > size {
+				return fmt.Errorf("%w for %s at size %d: %s is at size %d: the log has been truncated or rolled back",
+					ErrRefusedToSign, tenantName, size, p.what, p.size)
+			}
+			got, err := tree.TreeHash(ctx, tiles, p.size)
+			if err != nil {
+				return fmt.Errorf("%w for %s: %v", ErrRefusedToSign, tenantName, err)
+			}
+			if got != p.root {
+				return fmt.Errorf("%w for %s at size %d: the stored tree no longer has the root of %s at size %d: "+
+					"the log has been rewritten", ErrRefusedToSign, tenantName, size, p.what, p.size)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,95 @@
+package auditlog
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/store/storetest"
+	"github.com/attest/attest/internal/tree"
+)
+
+// With a witness in the data directory, a rollback that removes all its
+// traces from the database is found, and no checkpoint is signed for it.
+func TestWitnessCatchesRollbackWithoutTraces(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		cfg := Config{Instance: "verify.test", WitnessDir: filepath.Join(opts.DataDir, "checkpoints")}
+		tl := newTestLogWith(t, db, opts.DataDir, attackSize, cfg)
+		if rep := tl.verify(t, VerifyOptions{}); rep.Problem != nil || rep.Witness != attackSize {
+			t.Fatalf("intact log: problem %v, witness at %d", rep.Problem, rep.Witness)
+		}
+		r := tree.NewReader(tl.db, tl.db.Read, tl.t.ID)
+		root, _ := tree.TreeHash(ctx, r, 1536)
+		tl.exec(t, `DELETE FROM entries WHERE tenant_id = ? AND first_seq >= 1536`, tl.t.ID)
+		tl.exec(t, `DELETE FROM checkpoints WHERE tenant_id = ? AND size > 1536`, tl.t.ID)
+		tl.exec(t, `UPDATE log_state SET size = 1536, root = ? WHERE tenant_id = ?`, root[:], tl.t.ID)
+		tl.exec(t, `DELETE FROM tiles WHERE tenant_id = ? AND level = 0 AND idx >= 6`, tl.t.ID)
+		tl.exec(t, `UPDATE tiles SET width = 6, hashes = substr(hashes, 1, 192) WHERE tenant_id = ? AND level = 1 AND idx = 0`, tl.t.ID)
+		rep := tl.verify(t, VerifyOptions{})
+		wantProblem(t, rep, 1536, "the checkpoint this data directory signed last is at size")
+
+		// The rolled-back log gets no checkpoint, and grows none either.
+		g := eventgen.New(9, time.Now().Add(-time.Minute))
+		var ps []*Prepared
+		for range 10 {
+			p, err := tl.l.Prepare(ctx, tl.t, g.Next())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
+			t.Fatal(err)
+		}
+		_, err := tl.l.PublishCheckpoints(ctx)
+		if !errors.Is(err, ErrRefusedToSign) || !strings.Contains(err.Error(), "rolled back") {
+			t.Fatalf("publishing on a rolled-back log: %v", err)
+		}
+		if cp, err := tl.l.LatestCheckpoint(ctx, db.Read, tl.t.ID); err != nil || cp.Size > 1536 {
+			t.Fatalf("latest checkpoint %+v (%v)", cp, err)
+		}
+	})
+}
+
+// A log state that its tiles do not prove is never signed.
+func TestNoCheckpointForAnUnprovenState(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		tl := newTestLog(t, db, opts.DataDir, 600)
+		publish := func(want string) {
+			t.Helper()
+			_, err := tl.l.PublishCheckpoints(ctx)
+			if !errors.Is(err, ErrRefusedToSign) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("publishing: %v, want %q", err, want)
+			}
+		}
+		tl.exec(t, `UPDATE log_state SET size = 750 WHERE tenant_id = ?`, tl.t.ID)
+		publish("do not hold that tree")
+		tl.exec(t, `UPDATE log_state SET size = 600 WHERE tenant_id = ?`, tl.t.ID)
+
+		// Ten more entries, with their tiles, under a root that is not theirs.
+		g := eventgen.New(9, time.Now().Add(-time.Minute))
+		var ps []*Prepared
+		for range 10 {
+			p, err := tl.l.Prepare(ctx, tl.t, g.Next())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
+			t.Fatal(err)
+		}
+		tl.exec(t, `UPDATE log_state SET root = ? WHERE tenant_id = ?`, make([]byte, tree.HashSize), tl.t.ID)
+		publish("is not the root of the stored tiles")
+		if cp, err := tl.l.LatestCheckpoint(ctx, db.Read, tl.t.ID); err != nil || cp.Size != 600 {
+			t.Fatalf("latest checkpoint %+v (%v)", cp, err)
+		}
+	})
+}

@@ -35,18 +35,7 @@ func TestWitnessCatchesRollbackWithoutTraces(t *testing.T) {
 		wantProblem(t, rep, 1536, "the checkpoint this data directory signed last is at size")
 
 		// The rolled-back log gets no checkpoint, and grows none either.
-		g := eventgen.New(9, time.Now().Add(-time.Minute))
-		var ps []*Prepared
-		for range 10 {
-			p, err := tl.l.Prepare(ctx, tl.t, g.Next())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps = append(ps, p)
-		}
-		if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
-			t.Fatal(err)
-		}
+		tl.appendGenerated(t, 10)
 		_, err := tl.l.PublishCheckpoints(ctx)
 		if !errors.Is(err, ErrRefusedToSign) || !strings.Contains(err.Error(), "rolled back") {
 			t.Fatalf("publishing on a rolled-back log: %v", err)
@@ -74,22 +63,29 @@ func TestNoCheckpointForAnUnprovenState(t *testing.T) {
 		tl.exec(t, `UPDATE log_state SET size = 600 WHERE tenant_id = ?`, tl.t.ID)
 
 		// Ten more entries, with their tiles, under a root that is not theirs.
-		g := eventgen.New(9, time.Now().Add(-time.Minute))
-		var ps []*Prepared
-		for range 10 {
-			p, err := tl.l.Prepare(ctx, tl.t, g.Next())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps = append(ps, p)
-		}
-		if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
-			t.Fatal(err)
-		}
+		tl.appendGenerated(t, 10)
 		tl.exec(t, `UPDATE log_state SET root = ? WHERE tenant_id = ?`, make([]byte, tree.HashSize), tl.t.ID)
 		publish("is not the root of the stored tiles")
 		if cp, err := tl.l.LatestCheckpoint(ctx, db.Read, tl.t.ID); err != nil || cp.Size != 600 {
 			t.Fatalf("latest checkpoint %+v (%v)", cp, err)
 		}
 	})
+}
+
+// appendGenerated appends n generated events.
+func (tl *testLog) appendGenerated(t *testing.T, n int) {
+	t.Helper()
+	ctx := context.Background()
+	g := eventgen.New(9, time.Now().Add(-time.Minute))
+	var ps []*Prepared
+	for range n {
+		p, err := tl.l.Prepare(ctx, tl.t, g.Next())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if _, err := tl.l.Append(ctx, tl.t, ps); err != nil {
+		t.Fatal(err)
+	}
 }

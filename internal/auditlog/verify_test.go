@@ -191,6 +191,9 @@ func TestVerifyDetectsAttacks(t *testing.T) {
 				b.personal = append(b.personal[:i], b.personal[i+1:]...)
 			})
 		}, 700, "sequence 701"},
+		{"checkpoint root column changed", func(t *testing.T, tl *testLog) {
+			tl.exec(t, `UPDATE checkpoints SET root = ? WHERE tenant_id = ? AND size > 0`, make([]byte, tree.HashSize), tl.t.ID)
+		}, -1, "root column differs"},
 		{"deleted row", func(t *testing.T, tl *testLog) {
 			tl.exec(t, `DELETE FROM entries WHERE tenant_id = ? AND first_seq = 512`, tl.t.ID)
 		}, 512, "missing"},

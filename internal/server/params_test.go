@@ -56,6 +56,7 @@ func TestParameters(t *testing.T) {
 		{"consistency backwards", "GET", "/api/v1/audit/proofs/consistency?from=200&to=100", reader, 400, "from"},
 		{"consistency past the checkpoint", "GET", fmt.Sprintf("/api/v1/audit/proofs/consistency?from=%d", n+1), reader, 400, "from"},
 		{"consistency", "GET", "/api/v1/audit/proofs/consistency?from=100&to=200", reader, 200, ""},
+		{"consistency beyond the log", "GET", "/api/v1/audit/proofs/consistency?from=3&to=999999", reader, 400, "to"},
 		{"inclusion at the size", "GET", "/api/v1/audit/proofs/inclusion?sequence=5&tree_size=5", reader, 400, "sequence"},
 		{"inclusion past the checkpoint", "GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d", n), reader, 400, "sequence"},
 		{"inclusion", "GET", "/api/v1/audit/proofs/inclusion?sequence=4&tree_size=5", reader, 200, ""},

@@ -376,7 +376,7 @@ func (s *Server) fail(rq *request, err error) {
 }
 
 var errUnauthenticated = &apiError{status: http.StatusUnauthorized, title: "Unauthorized",
-	detail: "a valid API key is required: send it as Authorization: Bearer atk_..."}
+	detail: "a valid API key is required: send it as Authorization: Bearer <API key>"}
 
 // authorize authenticates the request, settles its tenant and checks the
 // route's permission. The tenant comes from the key; only an operator key

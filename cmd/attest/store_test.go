@@ -398,3 +398,86 @@ func TestSecretKeyFilesMustBePrivate(t *testing.T) {
 		}
 	})
 }
+
+// TestInitAndServeKeepKeysWithTheirDatabase checks that init and serve
+// refuse, untouched, a data directory whose key files and database do not
+// go together: keys without a database would sign a second log, and a
+// database without its keys would get new ones that match nothing in it.
+func TestInitAndServeKeepKeysWithTheirDatabase(t *testing.T) {
+	t.Parallel()
+	base := initDir(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() }) // the subtests run after this function returns
+	cmds := []commandLine{{"init", nil}, {"serve", []string{"--addr", busy.Addr().String()}}}
+	remove := func(names ...string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			for _, n := range names {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	states := []struct {
+		name  string
+		spoil func(t *testing.T, dir string)
+		want  []string
+	}{
+		{"keys without a database", remove("attest.db"),
+			[]string{"log-signing.key", "kek.key", "attest.db is missing", "second log"}},
+		{"keys with an empty database", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "attest.db"), nil, 0o600)
+		}, []string{"log-signing.key", "second log"}},
+		{"keys with a database without the attest schema", func(t *testing.T, dir string) {
+			remove("attest.db")(t, dir)
+			sqliteExec(t, filepath.Join(dir, "attest.db"), `CREATE TABLE notes (body TEXT)`)
+		}, []string{"log-signing.key", "second log"}},
+		{"key-encryption key without a database", remove("attest.db", "log-signing.key"),
+			[]string{"kek.key", "second log"}},
+		{"database without the signing key", remove("log-signing.key"),
+			[]string{"has no log-signing.key", "restore"}},
+		{"database without the key-encryption key", remove("kek.key"),
+			[]string{"has no kek.key", "restore"}},
+	}
+	for _, st := range states {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			for _, cmd := range cmds {
+				dir := copyDir(t, base)
+				st.spoil(t, dir)
+				before := snapshot(t, dir)
+				r := attestCmd(t, dir, cmd.cmd, cmd.args...)
+				if r.code != 1 {
+					t.Errorf("attest %s: exit code %d, stderr %q; want 1", strings.Join(r.args, " "), r.code, r.stderr)
+				}
+				for _, w := range st.want {
+					if !strings.Contains(r.stderr, w) {
+						t.Errorf("attest %s: stderr %q does not say %q", strings.Join(r.args, " "), r.stderr, w)
+					}
+				}
+				if !sameFiles(before, snapshot(t, dir)) {
+					t.Errorf("attest %s changed the data directory", strings.Join(r.args, " "))
+				}
+			}
+		})
+	}
+
+	t.Run("keys with a fresh PostgreSQL database", func(t *testing.T) {
+		u := storetest.PostgresURL(t)
+		for _, cmd := range cmds {
+			dir := copyDir(t, base)
+			r := attestCmd(t, dir, cmd.cmd, append(slices.Clone(cmd.args), "--database-url", u)...)
+			if r.code != 1 || !strings.Contains(r.stderr, "log-signing.key") ||
+				!strings.Contains(r.stderr, "--database-url is missing or has no attest schema") {
+				t.Errorf("attest %s: exit code %d, stderr %q; want 1 and the key files named",
+					strings.Join(r.args, " "), r.code, r.stderr)
+			}
+		}
+		if n := pgTables(t, u); n != 0 {
+			t.Errorf("the fresh schema has %d tables after the refused commands, want none", n)
+		}
+	})
+}

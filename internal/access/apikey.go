@@ -114,6 +114,22 @@ func (r Role) CanRevoke(other Role) bool { return r.CanGrant(other) }
 // tenant, the operator tenant included.
 func (r Role) CrossTenant() bool { return r == RoleOperator }
 
+// CheckTenant refuses a role for a key of a tenant that may not hold it:
+// operator keys belong to the operator tenant, and ingest keys to every
+// other, since the operator tenant holds attest's own audit trail and takes
+// no events from producers. operatorTenant tells whether the key's tenant
+// is the operator tenant.
+func (r Role) CheckTenant(operatorTenant bool) error {
+	switch {
+	case r == RoleOperator && !operatorTenant:
+		return errors.New("operator keys belong to the operator tenant")
+	case r == RoleIngest && operatorTenant:
+		return errors.New("the operator tenant holds attest's own audit trail and takes no events, " +
+			"so it has no ingest keys; create the key in the tenant it sends to")
+	}
+	return nil
+}
+
 // MaxKeyNameLen bounds a key's name, in bytes.
 const MaxKeyNameLen = 128
 

@@ -39,6 +39,27 @@ func TestRoleScope(t *testing.T) {
 	}
 }
 
+func TestRoleTenant(t *testing.T) {
+	for _, tc := range []struct {
+		role     access.Role
+		operator bool
+		ok       bool
+	}{
+		{access.RoleOperator, true, true},
+		{access.RoleOperator, false, false},
+		{access.RoleAdmin, true, true},
+		{access.RoleAdmin, false, true},
+		{access.RoleIngest, true, false},
+		{access.RoleIngest, false, true},
+		{access.RoleReader, true, true},
+		{access.RoleReader, false, true},
+	} {
+		if err := tc.role.CheckTenant(tc.operator); (err == nil) != tc.ok {
+			t.Errorf("%s.CheckTenant(operator tenant %v) = %v, want allowed %v", tc.role, tc.operator, err, tc.ok)
+		}
+	}
+}
+
 // clock is a test clock that moves on by a second each time it is read.
 type clock struct {
 	mu  sync.Mutex

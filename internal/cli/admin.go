@@ -117,8 +117,11 @@ func cmdAPIKey(e *env, args []string) int {
 			}
 			tenantName = tenant.Operator
 		}
-		if r == access.RoleOperator && tenantName != tenant.Operator {
-			return usageErr(e, "operator keys belong to the operator tenant; leave out --tenant")
+		if err := r.CheckTenant(tenantName == tenant.Operator); err != nil {
+			if r == access.RoleOperator {
+				return usageErr(e, "%v; leave out --tenant", err)
+			}
+			return usageErr(e, "--tenant %s: %v", tenantName, err)
 		}
 	case "revoke":
 		if fs.NArg() != 1 {

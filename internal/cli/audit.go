@@ -162,6 +162,9 @@ func cmdAuditQuery(e *env, args []string) int {
 		return fail(e, "the query could not be recorded in %s's audit log, so its results are withheld: %v",
 			t.Name, rerr)
 	}
+	if errors.Is(err, auditlog.ErrBadCursor) {
+		return usageErr(e, "--cursor: %v; give the cursor a previous page printed, with the same filters", err)
+	}
 	if err != nil {
 		return fail(e, "query: %s", reason(err))
 	}

@@ -365,7 +365,7 @@ func hostActor() event.Actor {
 func hostDecorate(cmd string) func(*event.Event) {
 	host, _ := os.Hostname()
 	return func(ev *event.Event) {
-		ev.Source = event.Source{Name: "attest", Host: host, Version: Version}
+		ev.Source = event.Source{Name: event.SelfSource, Host: host, Version: Version}
 		ev.Request = event.Request{ID: "cli-" + fmt.Sprint(time.Now().UnixNano()), Method: "CLI", Path: "attest " + cmd,
 			DurationMicros: -1}
 	}

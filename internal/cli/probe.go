@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/store"
@@ -20,8 +21,9 @@ const sqliteFile = "attest.db"
 // probe reports the instance name of the store that sf names, looking
 // without creating or changing anything: no directory, file, table or row.
 // A store that does not exist, or has no attest schema or no instance
-// record, is refused with an error wrapping instance.ErrNotInitialised; a
-// store that cannot be read is refused with what went wrong.
+// record, is refused with an error wrapping instance.ErrNotInitialised, and
+// one that holds nothing of attest's yet with an emptyStoreError; a store
+// that cannot be read is refused with what went wrong.
 func (sf *storeFlags) probe(ctx context.Context) (string, error) {
 	if sf.databaseURL != "" {
 		db, err := store.Open(ctx, store.Options{URL: sf.databaseURL})
@@ -63,7 +65,8 @@ func readInstanceName(ctx context.Context, db *sql.DB, d store.Dialect, where st
 		return "", fmt.Errorf("%s cannot be read as an attest database: %w", where, err)
 	}
 	if tables < 2 {
-		return "", fmt.Errorf("%w: %s has no attest schema (attest init creates one)", instance.ErrNotInitialised, where)
+		return "", emptyStoreError{fmt.Errorf("%w: %s has no attest schema (attest init creates one)",
+			instance.ErrNotInitialised, where)}
 	}
 	var name string
 	err := db.QueryRowContext(ctx, `SELECT value FROM instance WHERE name = 'name'`).Scan(&name)
@@ -77,16 +80,28 @@ func readInstanceName(ctx context.Context, db *sql.DB, d store.Dialect, where st
 	return name, nil
 }
 
+// emptyStoreError is probe's error for a store that holds nothing of
+// attest's: no database, an empty one or one without the attest schema. It
+// wraps instance.ErrNotInitialised.
+type emptyStoreError struct{ error }
+
+func (e emptyStoreError) Unwrap() error { return e.error }
+
 func notInitialised(sf *storeFlags, format string, args ...any) error {
-	return fmt.Errorf("%w: %s (attest init --data-dir %s creates one)", instance.ErrNotInitialised,
-		fmt.Sprintf(format, args...), sf.dataDir)
+	return emptyStoreError{fmt.Errorf("%w: %s (attest init --data-dir %s creates one)", instance.ErrNotInitialised,
+		fmt.Sprintf(format, args...), sf.dataDir)}
 }
 
+// keyFiles are the files of a data directory that hold an instance's keys.
+var keyFiles = []string{instance.SigningKeyFile, instance.KEKFile}
+
 // checkKeyFiles refuses a data directory that lacks the keys of the
-// initialised store it goes with. With PostgreSQL that is a usage error:
-// the keys are in whichever directory init or serve was given.
+// initialised store it goes with, rather than let new keys be made that
+// match neither the log's signatures nor what is sealed under the old. With
+// PostgreSQL that is a usage error: the keys are in whichever directory
+// init or serve was given.
 func (sf *storeFlags) checkKeyFiles() error {
-	for _, f := range []string{instance.SigningKeyFile, instance.KEKFile} {
+	for _, f := range keyFiles {
 		_, err := os.Stat(filepath.Join(sf.dataDir, f))
 		switch {
 		case err == nil:
@@ -95,9 +110,33 @@ func (sf *storeFlags) checkKeyFiles() error {
 			return usagef("--data-dir %s has no %s, but the database at --database-url is initialised: "+
 				"give the data directory that holds this instance's keys", sf.dataDir, f)
 		}
-		return notInitialised(sf, "%s has no %s", sf.dataDir, f)
+		return fmt.Errorf("%s has no %s, but its database is initialised: restore the key file from a "+
+			"backup of this data directory; new keys would not match the log it holds", sf.dataDir, f)
 	}
 	return nil
+}
+
+// checkNoKeyFiles refuses to create a database next to key files, which
+// belong to a log whose database is missing: a new database would start a
+// second log signed with the same key.
+func (sf *storeFlags) checkNoKeyFiles() error {
+	var found []string
+	for _, f := range keyFiles {
+		if _, err := os.Lstat(filepath.Join(sf.dataDir, f)); err == nil {
+			found = append(found, filepath.Join(sf.dataDir, f))
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	db := "the database at --database-url"
+	if sf.databaseURL == "" {
+		db = filepath.Join(sf.dataDir, sqliteFile)
+	}
+	return fmt.Errorf("%s already holds %s, but %s is missing or has no attest schema; "+
+		"a new database would start a second log signed with the same key. Restore the database "+
+		"that goes with these keys, or, if they never signed a log, move them out of %s and run again",
+		sf.dataDir, strings.Join(found, " and "), db, sf.dataDir)
 }
 
 // checkSecrets refuses secret key files that their group or others may
@@ -106,7 +145,10 @@ func (sf *storeFlags) checkKeyFiles() error {
 // with mode 0600. It warns when the data directory itself is open to its
 // group or others.
 func (sf *storeFlags) checkSecrets(log *slog.Logger, extra ...string) error {
-	files := []string{filepath.Join(sf.dataDir, instance.SigningKeyFile), filepath.Join(sf.dataDir, instance.KEKFile)}
+	var files []string
+	for _, f := range keyFiles {
+		files = append(files, filepath.Join(sf.dataDir, f))
+	}
 	for _, path := range append(files, extra...) {
 		if err := checkPrivate(path); err != nil {
 			return err

@@ -233,24 +233,29 @@ func (c *serveConfig) checkCreate() error {
 	return nil
 }
 
-// checkExisting refuses, on a store that is already initialised, an
-// --instance-name other than the one it was created with, and, with
-// PostgreSQL, a data directory without its keys, which would otherwise be
-// replaced by new ones that open nothing sealed under the old.
+// checkExisting looks at the store before init or serve creates anything.
+// It refuses a store that holds nothing yet next to key files, which belong
+// to some other database; and, on a store that is already initialised, a
+// data directory without its keys, which would otherwise be replaced by new
+// ones, and an --instance-name other than the one it was created with. A
+// store whose initialisation never finished is left for init to finish.
 func (c *serveConfig) checkExisting(ctx context.Context) error {
 	name, err := c.probe(ctx)
+	if errors.As(err, new(emptyStoreError)) {
+		return c.checkNoKeyFiles()
+	}
 	if errors.Is(err, instance.ErrNotInitialised) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	if err := c.checkKeyFiles(); err != nil {
+		return err
+	}
 	if c.instanceName != "" && c.instanceName != name {
 		return usagef("--instance-name %q does not match %q, the name this store was created with; "+
 			"leave the flag out", c.instanceName, name)
-	}
-	if c.databaseURL != "" {
-		return c.checkKeyFiles()
 	}
 	return nil
 }

@@ -199,8 +199,9 @@ func (d *decoder) open() *nameSet {
 }
 
 // DecodeProducer decodes one event as a producer sent it. Unknown fields,
-// duplicate fields, wrong types, oversize values and impossible times are
-// rejected with a *FieldError naming the field.
+// duplicate fields, wrong types, oversize values, impossible times and the
+// source name of attest's own events are rejected with a *FieldError
+// naming the field.
 func DecodeProducer(raw []byte, lim *Limits) (*Event, error) {
 	if lim == nil {
 		lim = &Limits{}
@@ -214,6 +215,9 @@ func DecodeProducer(raw []byte, lim *Limits) (*Event, error) {
 	}
 	if err := Validate(ev, lim); err != nil {
 		return nil, err
+	}
+	if strings.EqualFold(strings.TrimSpace(ev.Source.Name), SelfSource) {
+		return nil, fieldErr("source.name", "%q is reserved for attest's own events", ev.Source.Name)
 	}
 	return ev, nil
 }

@@ -164,3 +164,20 @@ func TestTenant(t *testing.T) {
 		t.Errorf("tenant acme: %v, %v; want tenant acme", ev, err)
 	}
 }
+
+// TestSelfSourceReserved checks that a producer cannot send an event under
+// the source name of attest's own events, in any spelling of it.
+func TestSelfSourceReserved(t *testing.T) {
+	for _, src := range []string{`"attest"`, `"Attest"`, `" ATTEST "`, `{"name":"attest","host":"h"}`} {
+		body := "{" + strings.Replace(minimal, `"source":"s"`, `"source":`+src, 1) + "}"
+		if fe := decodeErr(t, body); fe.Field != "source.name" || !strings.Contains(fe.Reason, "reserved") {
+			t.Errorf("source %s: error %q, want source.name reserved", src, fe)
+		}
+	}
+	for _, src := range []string{`"attest-agent"`, `"my-attest"`} {
+		body := "{" + strings.Replace(minimal, `"source":"s"`, `"source":`+src, 1) + "}"
+		if _, err := DecodeProducer([]byte(body), &Limits{Now: fixedNow}); err != nil {
+			t.Errorf("source %s: %v, want it accepted", src, err)
+		}
+	}
+}

@@ -41,6 +41,10 @@ type Event struct {
 	Original jsontext.Value
 }
 
+// SelfSource is the source name of attest's own events, the record of what
+// was done through its API and CLI. No producer may send an event under it.
+const SelfSource = "attest"
+
 // Source is the producing system.
 type Source struct {
 	Name    string

@@ -170,7 +170,7 @@ func (s *Server) keyViewOf(rq *request, k *access.Key) keyView {
 
 // createKey creates an API key in the request's tenant. Nobody creates a key
 // that may do more than their own; operator keys belong to the operator
-// tenant.
+// tenant, and ingest keys to every other.
 func (s *Server) createKey(rq *request) error {
 	var body struct {
 		Role    string `json:"role"`
@@ -187,8 +187,8 @@ func (s *Server) createKey(rq *request) error {
 	if !rq.key.Role.CanGrant(role) {
 		return forbidden(fmt.Sprintf("a key with role %s may not create a key with role %s", rq.key.Role, role))
 	}
-	if role == access.RoleOperator && rq.tenant.Name != tenant.Operator {
-		return badRequest("role", "operator keys belong to the operator tenant")
+	if err := role.CheckTenant(rq.tenant.Name == tenant.Operator); err != nil {
+		return badRequest("role", err.Error())
 	}
 	if err := access.ValidateKeyName(body.Name); err != nil {
 		return badRequest("name", err.Error())

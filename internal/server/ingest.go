@@ -427,21 +427,28 @@ func (in *ingestion) reject(slot int, err error) {
 }
 
 // tenantOf is the tenant an event goes to: the request's, unless an
-// operator key names another in the event.
+// operator key names another in the event. The operator tenant takes no
+// events: it holds attest's own audit trail, which only attest writes.
 func (in *ingestion) tenantOf(ev *event.Event) (*tenant.Tenant, error) {
-	rt := in.rq.tenant
-	if ev.Tenant == "" || ev.Tenant == rt.Name {
-		return rt, nil
+	t := in.rq.tenant
+	if ev.Tenant != "" && ev.Tenant != t.Name {
+		if in.rq.key.Role != access.RoleOperator {
+			return nil, &event.FieldError{Field: "tenant", Reason: "a tenant API key sends events only to its own tenant"}
+		}
+		var err error
+		if t, err = in.s.in.Tenants.ByName(in.ctx, ev.Tenant); err != nil {
+			return nil, &event.FieldError{Field: "tenant", Reason: "no such tenant"}
+		}
 	}
-	if in.rq.key.Role != access.RoleOperator {
-		return nil, &event.FieldError{Field: "tenant", Reason: "a tenant API key sends events only to its own tenant"}
-	}
-	t, err := in.s.in.Tenants.ByName(in.ctx, ev.Tenant)
-	if err != nil {
-		return nil, &event.FieldError{Field: "tenant", Reason: "no such tenant"}
+	if t.Name == tenant.Operator {
+		return nil, errOperatorIngest
 	}
 	return t, nil
 }
+
+var errOperatorIngest = &event.FieldError{Field: "tenant", Reason: "the " + tenant.Operator +
+	" tenant holds attest's own audit trail and takes no events; name the tenant to send to " +
+	"in the event's tenant field or the Attest-Tenant header"}
 
 func (in *ingestion) submit(t *tenant.Tenant, c *chunk) error {
 	ps, err := in.s.in.Log.PrepareAll(in.ctx, t, c.events)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -124,5 +125,55 @@ func TestGzipBomb(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestNoForgedSelfEvents checks that no producer sends events under
+// attest's own source name, nor into the operator tenant, which holds
+// attest's own audit trail, and that no ingest key is made for it.
+func TestNoForgedSelfEvents(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	ts := start(t, opts, server.Config{})
+	ing := ts.key(tenant.Default, "ingest")
+	admin := ts.key(tenant.Operator, "admin")
+	toDefault := map[string]string{"Attest-Tenant": tenant.Default}
+	toOperator := map[string]string{"Attest-Tenant": tenant.Operator}
+	named := func(ten string) string {
+		return strings.Replace(event("", "a.b"), "{", fmt.Sprintf(`{"tenant":%q,`, ten), 1)
+	}
+	for _, tc := range []struct {
+		name, key string
+		hdr       map[string]string
+		body      string
+		field     string
+	}{
+		{"source attest", ing, nil, strings.Replace(event("", "a.b"), `"voice-api"`, `"attest"`, 1), "source.name"},
+		{"source object Attest", ing, nil,
+			strings.Replace(event("", "a.b"), `"voice-api"`, `{"name":"Attest","host":"h"}`, 1), "source.name"},
+		{"source attest by an operator key", ts.operator, toDefault,
+			strings.Replace(event("", "a.b"), `"voice-api"`, `"attest"`, 1), "source.name"},
+		{"operator key, its own tenant", ts.operator, nil, event("", "a.b"), "tenant"},
+		{"operator key, Attest-Tenant operator", ts.operator, toOperator, event("", "a.b"), "tenant"},
+		{"operator key, event names operator", ts.operator, toDefault, named(tenant.Operator), "tenant"},
+		{"admin key of the operator tenant", admin, nil, event("", "a.b"), "tenant"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r ingestResp
+			ts.do("POST", "/api/v1/audit/events", tc.key, tc.hdr, tc.body, http.StatusBadRequest, &r)
+			if r.Rejected != 1 || r.Results[0].Error == nil || r.Results[0].Error.Field != tc.field {
+				t.Errorf("answer %+v, want the event rejected on %s", r, tc.field)
+			}
+		})
+	}
+
+	var r ingestResp
+	ts.do("POST", "/api/v1/audit/events", ts.operator, nil, named(tenant.Default), http.StatusOK, &r)
+	if r.Accepted != 1 {
+		t.Errorf("an operator key naming the default tenant in the event: %+v, want it accepted", r)
+	}
+	resp := ts.do("POST", "/api/v1/apikeys", ts.operator, toOperator, `{"role":"ingest","name":"i"}`,
+		http.StatusBadRequest, nil)
+	if b, _ := io.ReadAll(resp.Body); !bytes.Contains(b, []byte("no ingest keys")) {
+		t.Errorf("an ingest key for the operator tenant was refused with %s", b)
 	}
 }

@@ -22,7 +22,7 @@ func TestMetricsNeedOperatorTenantKey(t *testing.T) {
 		{"malformed key", "atk_nope", http.StatusUnauthorized},
 		{"tenant reader", ts.key(tenant.Default, "reader"), http.StatusForbidden},
 		{"tenant admin", ts.key(tenant.Default, "admin"), http.StatusForbidden},
-		{"operator-tenant ingest", ts.key(tenant.Operator, "ingest"), http.StatusForbidden},
+		{"tenant ingest", ts.key(tenant.Default, "ingest"), http.StatusForbidden},
 		{"operator-tenant reader", ts.key(tenant.Operator, "reader"), http.StatusOK},
 		{"operator", ts.operator, http.StatusOK},
 	} {

@@ -55,11 +55,12 @@ func ParseFilter(q url.Values) (auditlog.Filter, error) {
 	f.Outcome, f.Source, f.ClientIP, f.Text = q.Get("outcome"), q.Get("source"), q.Get("client_ip"), q.Get("q")
 	f.Cursor = q.Get("cursor")
 	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return f, badRequest("limit", "limit must be a whole number from 1 to 1000")
+		n, ok := parseCanonical(s)
+		if !ok || n < 1 || n > 1000 {
+			return f, badRequest("limit", "limit must be a whole number from 1 to 1000, in decimal without a sign "+
+				"or leading zeros")
 		}
-		f.Limit = n
+		f.Limit = int(n)
 	}
 	switch q.Get("order") {
 	case "", "desc":

@@ -3,6 +3,7 @@ package server
 import (
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -280,6 +281,9 @@ func (s *Server) consistencyProof(rq *request) error {
 		}
 		var err error
 		c, err = s.in.Log.ProveConsistency(ctx, tx, rq.tenant, from, to)
+		if errors.Is(err, auditlog.ErrBadSize) {
+			return badRequest("to", fmt.Sprintf("to (%d) is beyond the log", to))
+		}
 		return err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -90,5 +91,23 @@ func TestSecretsRedacted(t *testing.T) {
 	}
 	if n := bytes.Count(def, []byte("atk_REDACTED")); n < 7 {
 		t.Errorf("the default trail shows %d redaction markers, want at least 7:\n%s", n, def)
+	}
+}
+
+// TestUnauthorizedHint checks that the 401 answer shows how to send a key in
+// words the secret redactor leaves alone, both to the client and in the
+// operator's trail.
+func TestUnauthorizedHint(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	ts := start(t, opts, server.Config{})
+	const hint = "send it as Authorization: Bearer <API key>"
+	resp := ts.do("GET", "/api/v1/compliance/audit-trail", "", nil, "", http.StatusUnauthorized, nil)
+	var p struct{ Detail string }
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || !strings.HasSuffix(p.Detail, hint) {
+		t.Errorf("401 detail %q (%v), want it to end %q", p.Detail, err, hint)
+	}
+	op := ts.waitTrail(tenant.Operator, "&action=audit.trail.query&outcome=denied", 1)
+	if !bytes.Contains(op, []byte("Bearer \\u003cAPI key\\u003e")) && !bytes.Contains(op, []byte("Bearer <API key>")) {
+		t.Errorf("the operator trail does not hold the hint:\n%s", op)
 	}
 }

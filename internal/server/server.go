@@ -376,7 +376,7 @@ func (s *Server) fail(rq *request, err error) {
 }
 
 var errUnauthenticated = &apiError{status: http.StatusUnauthorized, title: "Unauthorized",
-	detail: "a valid API key is required: send it as Authorization: Bearer atk_..."}
+	detail: "a valid API key is required: send it as Authorization: Bearer <API key>"}
 
 // authorize authenticates the request, settles its tenant and checks the
 // route's permission. The tenant comes from the key; only an operator key
@@ -535,7 +535,7 @@ func truncate(s string, n int) string {
 // any API key the client put where it does not belong.
 func (rq *request) decorate(ev *event.Event) {
 	ev.Actor = rq.actor()
-	ev.Source = event.Source{Name: "attest", Host: rq.s.host, Version: rq.s.cfg.Version}
+	ev.Source = event.Source{Name: event.SelfSource, Host: rq.s.host, Version: rq.s.cfg.Version}
 	ev.Request = event.Request{ID: rq.id, Method: rq.r.Method, Path: truncate(rq.r.URL.Path, 2048),
 		DurationMicros: time.Since(rq.start).Microseconds()}
 	redactEvent(ev)

@@ -176,7 +176,8 @@ func TestTLSAndHealth(t *testing.T) {
 		t.Errorf("served %s over TLS %x, want HTTP/2 over TLS 1.3", resp.Proto, resp.TLS.Version)
 	}
 	ts.do("GET", "/readyz", "", nil, "", http.StatusOK, nil)
-	ts.do("POST", "/api/v1/audit/events", ts.operator, nil, event("", "a.b"), http.StatusOK, nil)
+	ts.do("POST", "/api/v1/audit/events", ts.operator, map[string]string{"Attest-Tenant": tenant.Default},
+		event("", "a.b"), http.StatusOK, nil)
 	m := ts.do("GET", "/metrics", ts.operator, nil, "", http.StatusOK, nil)
 	b, _ := io.ReadAll(m.Body)
 	for _, name := range []string{"attest_audit_events_total", "attest_audit_batch_events", "attest_audit_commit_seconds",

@@ -43,6 +43,8 @@ func TestUsageErrors(t *testing.T) {
 			`unexpected argument "extra"`},
 		{"apikey revoke with two ids", "apikey revoke", []string{"a", "b"}, nil, false, `unexpected argument "b"`},
 		{"verify with an argument", "verify", []string{"extra"}, nil, false, `unexpected argument "extra"`},
+		{"import into the operator tenant", "import", []string{"--format", "ndjson", "--tenant", "operator", events}, nil, false,
+			"operator tenant"},
 		{"bench skipping an unknown phase", "bench", []string{"--skip", "verify,bogus"}, nil, true, `unknown phase "bogus"`},
 		{"audit query with an argument", "audit query", []string{"extra"}, nil, false, `unexpected argument`},
 		{"audit public-key with an argument", "audit public-key", []string{"extra"}, nil, false, `unexpected`},

@@ -37,6 +37,9 @@ func cmdImport(e *env, args []string) int {
 	if fs.NArg() == 0 {
 		return usageErr(e, "usage: attest import --format FORMAT [--tenant T] FILE... (- reads standard input)")
 	}
+	if tenantName == tenant.Operator {
+		return usageErr(e, "--tenant: the operator tenant holds attest's own trail and takes no imported events")
+	}
 	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)

@@ -73,25 +73,26 @@ func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 	type head struct {
 		tenant int64
 		size   int64
-		root   []byte
 		last   sql.NullInt64
 	}
 	var heads []head
 	// A tenant whose log has no state row yet has an empty log, which gets
 	// a checkpoint of size zero.
-	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(`SELECT t.id, COALESCE(s.size, 0), COALESCE(s.root, ?),
+	rows, err := l.db.Read.QueryContext(ctx, `SELECT t.id, COALESCE(s.size, 0),
 		(SELECT MAX(c.size) FROM checkpoints c WHERE c.tenant_id = t.id)
-		FROM tenants t LEFT JOIN log_state s ON s.tenant_id = t.id`), tree.EmptyRoot[:])
+		FROM tenants t LEFT JOIN log_state s ON s.tenant_id = t.id`)
 	if err != nil {
 		return 0, fmt.Errorf("auditlog: read log heads: %w", err)
 	}
 	for rows.Next() {
 		var h head
-		if err := rows.Scan(&h.tenant, &h.size, &h.root, &h.last); err != nil {
+		if err := rows.Scan(&h.tenant, &h.size, &h.last); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("auditlog: read log heads: %w", err)
 		}
-		if !h.last.Valid || h.size > h.last.Int64 {
+		// A log smaller than its newest checkpoint is taken too, so that
+		// its refusal is reported.
+		if !h.last.Valid || h.size != h.last.Int64 {
 			heads = append(heads, h)
 		}
 	}
@@ -107,22 +108,26 @@ func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if err := l.signAndStore(ctx, t.Name, h.tenant, h.size, tree.Hash(h.root)); err != nil {
-			if !errors.Is(err, ErrRefusedToSign) {
-				return n, err
-			}
+		switch err := l.signAndStore(ctx, t.Name, h.tenant); {
+		case errors.Is(err, errNothingToSign):
+		case errors.Is(err, ErrRefusedToSign):
 			errs = append(errs, err)
-			continue
+		case err != nil:
+			return n, err
+		default:
+			n++
 		}
-		n++
 	}
 	return n, errors.Join(errs...)
 }
 
-func (l *Log) signAndStore(ctx context.Context, tenantName string, tenantID, size int64, root tree.Hash) error {
-	if err := l.checkBeforeSigning(ctx, tenantID, tenantName, size, root); err != nil {
+// signAndStore signs the tenant's log state as it is now, once proven.
+func (l *Log) signAndStore(ctx context.Context, tenantName string, tenantID int64) error {
+	head, err := l.provenHead(ctx, tenantID, tenantName)
+	if err != nil {
 		return err
 	}
+	size, root := head.Size, head.Root
 	s, err := l.key.Signer(l.Origin(tenantName))
 	if err != nil {
 		return err
@@ -146,10 +151,16 @@ func (l *Log) signAndStore(ctx context.Context, tenantName string, tenantID, siz
 func (l *Log) RunCheckpoints(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// The same failure is logged once a minute, not at every tick.
+	var lastErr string
+	var lastAt time.Time
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*interval+5*time.Second)
 		if _, err := l.PublishCheckpoints(rctx); err != nil && ctx.Err() == nil {
-			l.log.Error("publishing checkpoints failed", "error", err)
+			if msg := err.Error(); msg != lastErr || time.Since(lastAt) >= time.Minute {
+				l.log.Error("publishing checkpoints failed", "error", err)
+				lastErr, lastAt = msg, time.Now()
+			}
 		}
 		if l.metrics != nil {
 			l.updateCheckpointAge(rctx)

@@ -87,19 +87,33 @@ func (l *Log) recordWitness(tenantID int64, tenantName string, size int64, note 
 	return nil
 }
 
-// checkBeforeSigning proves, from the stored tiles, that the tree of the
-// given size has the given root and still has the roots of the newest
-// stored checkpoint and of the witness: the log only grew since they were
-// signed.
-func (l *Log) checkBeforeSigning(ctx context.Context, tenantID int64, tenantName string, size int64, root tree.Hash) error {
-	return l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+// errNothingToSign means the log's state is already covered by a stored
+// checkpoint, signed meanwhile by another process.
+var errNothingToSign = errors.New("auditlog: nothing to sign")
+
+// provenHead returns the tenant's log state once the stored tiles prove its
+// root and prove that the tree still has the roots of the newest stored
+// checkpoint and of the witness: the log only grew since they were signed.
+// The witness is read before the snapshot is taken, so that a checkpoint
+// another process signs meanwhile is never mistaken for a rollback.
+func (l *Log) provenHead(ctx context.Context, tenantID int64, tenantName string) (State, error) {
+	w, _, err := l.Witness(tenantID, tenantName)
+	if err != nil {
+		return State{}, fmt.Errorf("%w for %s: %v", ErrRefusedToSign, tenantName, err)
+	}
+	var head State
+	err = l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		if head, err = l.Head(ctx, tx, tenantID); err != nil {
+			return err
+		}
+		size := head.Size
 		tiles := tree.NewReader(l.db, tx, tenantID)
 		got, err := tree.TreeHash(ctx, tiles, size)
 		if err != nil {
 			return fmt.Errorf("%w for %s at size %d: the stored tiles do not hold that tree: %v",
 				ErrRefusedToSign, tenantName, size, err)
 		}
-		if got != root {
+		if got != head.Root {
 			return fmt.Errorf("%w for %s at size %d: the log state's root is not the root of the stored tiles",
 				ErrRefusedToSign, tenantName, size)
 		}
@@ -111,13 +125,12 @@ func (l *Log) checkBeforeSigning(ctx context.Context, tenantID int64, tenantName
 		var priors []prior
 		switch last, err := l.LatestCheckpoint(ctx, tx, tenantID); {
 		case err == nil:
+			if last.Size == size {
+				return errNothingToSign
+			}
 			priors = append(priors, prior{"the newest stored checkpoint", last.Size, last.Root})
 		case !errors.Is(err, ErrNoCheckpoint):
 			return err
-		}
-		w, _, err := l.Witness(tenantID, tenantName)
-		if err != nil {
-			return fmt.Errorf("%w for %s: %v", ErrRefusedToSign, tenantName, err)
 		}
 		if w != nil {
 			priors = append(priors, prior{"the checkpoint this data directory signed last", w.Size, w.Root})
@@ -138,4 +151,5 @@ func (l *Log) checkBeforeSigning(ctx context.Context, tenantID int64, tenantName
 		}
 		return nil
 	})
+	return head, err
 }

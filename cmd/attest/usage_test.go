@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -180,5 +181,23 @@ func TestHelp(t *testing.T) {
 					cmd, h, r.code, r.stdout, r.stderr)
 			}
 		}
+	}
+}
+
+// serve on a busy address stops before it creates a store or a key.
+func TestServeOnABusyAddressCreatesNothing(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	r := attestCmd(t, dir, "serve", "--addr", busy.Addr().String()).want(t, 1)
+	if !strings.Contains(r.stderr, "listen on") || strings.Contains(r.stdout, "atk_") {
+		t.Fatalf("stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the data directory was created: %v", err)
 	}
 }

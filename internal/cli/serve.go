@@ -94,6 +94,18 @@ func cmdServe(e *env, args []string) int {
 	if err := c.checkExisting(context.Background()); err != nil {
 		return failErr(e, err)
 	}
+	// The address is taken first, so that a busy port stops serve before
+	// it creates anything or prints a bootstrap key.
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fail(e, "listen on %s: %v", c.addr, err)
+	}
+	served := false
+	defer func() {
+		if !served {
+			ln.Close()
+		}
+	}()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -124,11 +136,7 @@ func cmdServe(e *env, args []string) int {
 		in.Log.Close()
 		return failErr(e, err)
 	}
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		in.Log.Close()
-		return fail(e, "listen on %s: %v", c.addr, err)
-	}
+	served = true
 	if err := srv.Run(ctx, ln, cert); err != nil {
 		return fail(e, "serve: %v", err)
 	}

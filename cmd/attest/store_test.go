@@ -481,3 +481,30 @@ func TestInitAndServeKeepKeysWithTheirDatabase(t *testing.T) {
 		}
 	})
 }
+
+// A tenant deleted from the database behind attest's back is reported by
+// verify, through the witness, and its name cannot start a new log.
+func TestDeletedTenantIsFound(t *testing.T) {
+	t.Parallel()
+	dir := initDir(t)
+	attestCmd(t, dir, "tenant create", "acme").want(t, 0)
+	evs := writeFile(t, "events.ndjson", string(ndjson(t, events(3, "svc", "record.read"))))
+	attestCmd(t, dir, "import", "--format", "ndjson", "--tenant", "acme", evs).want(t, 0)
+	attestCmd(t, dir, "verify").want(t, 0)
+	const acme = `(SELECT id FROM tenants WHERE name = 'acme')`
+	var stmts []string
+	for _, table := range []string{"entries", "tiles", "log_state", "checkpoints", "subjects", "api_keys"} {
+		stmts = append(stmts, "DELETE FROM "+table+" WHERE tenant_id = "+acme)
+	}
+	stmts = append(stmts, "DELETE FROM postings WHERE segment_id IN (SELECT id FROM segments WHERE tenant_id = "+acme+")",
+		"DELETE FROM segments WHERE tenant_id = "+acme, "DELETE FROM tenants WHERE name = 'acme'")
+	sqliteExec(t, filepath.Join(dir, "attest.db"), stmts...)
+	r := attestCmd(t, dir, "verify").want(t, 1)
+	if !strings.Contains(r.stdout, "acme: FAILED: this data directory signed a log of this tenant") {
+		t.Fatalf("verify after deleting a tenant: %q", r.stdout)
+	}
+	r = attestCmd(t, dir, "tenant create", "acme").want(t, 1)
+	if !strings.Contains(r.stderr, "the database has lost it") {
+		t.Fatalf("recreating a deleted tenant: %q", r.stderr)
+	}
+}

@@ -72,13 +72,14 @@ type SigningKey struct {
 func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 	type head struct {
 		tenant int64
+		name   string
 		size   int64
 		last   sql.NullInt64
 	}
 	var heads []head
 	// A tenant whose log has no state row yet has an empty log, which gets
 	// a checkpoint of size zero.
-	rows, err := l.db.Read.QueryContext(ctx, `SELECT t.id, COALESCE(s.size, 0),
+	rows, err := l.db.Read.QueryContext(ctx, `SELECT t.id, t.name, COALESCE(s.size, 0),
 		(SELECT MAX(c.size) FROM checkpoints c WHERE c.tenant_id = t.id)
 		FROM tenants t LEFT JOIN log_state s ON s.tenant_id = t.id`)
 	if err != nil {
@@ -86,13 +87,13 @@ func (l *Log) PublishCheckpoints(ctx context.Context) (int, error) {
 	}
 	for rows.Next() {
 		var h head
-		if err := rows.Scan(&h.tenant, &h.size, &h.last); err != nil {
+		if err := rows.Scan(&h.tenant, &h.name, &h.size, &h.last); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("auditlog: read log heads: %w", err)
 		}
-		// A log smaller than its newest checkpoint is taken too, so that
-		// its refusal is reported.
-		if !h.last.Valid || h.size != h.last.Int64 {
+		// A log smaller than its newest checkpoint or its witness is
+		// taken too, so that its refusal is reported.
+		if !h.last.Valid || h.size != h.last.Int64 || l.witnessSize(h.name) > h.size {
 			heads = append(heads, h)
 		}
 	}
@@ -142,7 +143,7 @@ func (l *Log) signAndStore(ctx context.Context, tenantName string, tenantID int6
 	if err != nil {
 		return fmt.Errorf("auditlog: store checkpoint: %w", err)
 	}
-	return l.recordWitness(tenantID, tenantName, size, note)
+	return l.recordWitness(tenantName, size, note)
 }
 
 // RunCheckpoints publishes checkpoints every interval until ctx ends, so

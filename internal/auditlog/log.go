@@ -59,16 +59,19 @@ type Config struct {
 
 // Log is the audit trail of every tenant in one database.
 type Log struct {
-	db       *store.DB
-	cfg      Config
-	keyring  *personal.Keyring
-	tenants  *tenant.Registry
-	key      *checkpoint.Key
-	log      *slog.Logger
-	metrics  *Metrics
-	personal map[string]bool
-	bundles  *bundleCache
-	keyers   sync.Map // tenant id -> *index.Keyer
+	db      *store.DB
+	cfg     Config
+	keyring *personal.Keyring
+	tenants *tenant.Registry
+	key     *checkpoint.Key
+
+	witnessMu    sync.Mutex
+	witnessSizes map[string]int64 // largest witnessed size of each tenant's log
+	log          *slog.Logger
+	metrics      *Metrics
+	personal     map[string]bool
+	bundles      *bundleCache
+	keyers       sync.Map // tenant id -> *index.Keyer
 
 	queue    chan *op
 	entryBuf entryBuffers // the writer's

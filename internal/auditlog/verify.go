@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,14 +87,23 @@ type VerifyReport struct {
 func (l *Log) Verify(ctx context.Context, t *tenant.Tenant, opts VerifyOptions) (*VerifyReport, error) {
 	start := time.Now()
 	rep := &VerifyReport{Tenant: t.Name}
+	// The witness is read before the snapshot, so that a checkpoint signed
+	// meanwhile is never ahead of the log verified.
+	witness, _, werr := l.Witness(t.Name)
+	if werr != nil {
+		rep.Problem = &Problem{Sequence: -1, What: werr.Error()}
+		rep.Elapsed = time.Since(start)
+		return rep, nil
+	}
 	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		return l.verifyTx(ctx, tx, t, opts, rep)
+		return l.verifyTx(ctx, tx, t, opts, witness, rep)
 	})
 	rep.Elapsed = time.Since(start)
 	return rep, err
 }
 
-func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts VerifyOptions, rep *VerifyReport) error {
+func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts VerifyOptions, witness *checkpoint.Checkpoint,
+	rep *VerifyReport) error {
 	head, err := l.Head(ctx, tx, t.ID)
 	if err != nil {
 		return err
@@ -130,24 +140,25 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 			return nil
 		}
 	}
-	var given *checkpoint.Checkpoint
-	givenWhat := "the given checkpoint"
+	// The log must extend the checkpoint given and the witness, the
+	// newest this data directory signed, whose own row must be stored.
+	var givens []given
 	if opts.Checkpoint != nil {
-		if given, err = checkpoint.Open(opts.Checkpoint, l.Origin(t.Name), vkeys...); err != nil {
+		c, err := checkpoint.Open(opts.Checkpoint, l.Origin(t.Name), vkeys...)
+		if err != nil {
 			rep.Problem = &Problem{Sequence: -1, What: fmt.Sprintf("the given checkpoint: %v", err)}
 			return nil
 		}
-	} else {
-		// The data directory's witness stands in for a checkpoint kept
-		// outside: the log must extend what this directory signed last.
-		w, _, err := l.Witness(t.ID, t.Name)
-		if err != nil {
-			rep.Problem = &Problem{Sequence: -1, What: err.Error()}
+		givens = append(givens, given{c, "the given checkpoint"})
+	}
+	if witness != nil {
+		givens = append(givens, given{witness, "the checkpoint this data directory signed last"})
+		rep.Witness = witness.Size
+		if !slices.ContainsFunc(cps, func(cp StoredCheckpoint) bool { return cp.Size == witness.Size }) &&
+			witness.Size <= head.Size {
+			rep.Problem = &Problem{Sequence: -1, What: fmt.Sprintf("the checkpoint at size %d that this data directory "+
+				"signed is missing from the stored checkpoints: checkpoints have been deleted", witness.Size)}
 			return nil
-		}
-		if w != nil {
-			given, givenWhat = w, "the checkpoint this data directory signed last"
-			rep.Witness = w.Size
 		}
 	}
 	if len(cps) > 0 && cps[len(cps)-1].Size > head.Size {
@@ -156,15 +167,17 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 			"a checkpoint was signed at size %d but the log holds %d entries", last.Size, head.Size)}
 		return nil
 	}
-	if given != nil && given.Size > head.Size {
-		rep.Problem = &Problem{Sequence: head.Size, What: fmt.Sprintf("the log has been truncated or rolled back: "+
-			"%s is at size %d but the log holds %d entries", givenWhat, given.Size, head.Size)}
-		return nil
+	for _, g := range givens {
+		if g.cp.Size > head.Size {
+			rep.Problem = &Problem{Sequence: head.Size, What: fmt.Sprintf("the log has been truncated or rolled back: "+
+				"%s is at size %d but the log holds %d entries", g.what, g.cp.Size, head.Size)}
+			return nil
+		}
 	}
 	if afterVerifySnapshot != nil {
 		afterVerifySnapshot()
 	}
-	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, given: given, givenWhat: givenWhat,
+	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, givens: givens,
 		rng:   rangeFactory.NewEmptyRange(0),
 		tiles: tree.NewReader(l.db, tx, t.ID)}
 	if err := w.walk(); err != nil {
@@ -178,6 +191,12 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 // it verifies, so that the test can append while it works.
 var afterVerifySnapshot func()
 
+// given is a checkpoint the log must extend, and what it is, for messages.
+type given struct {
+	cp   *checkpoint.Checkpoint
+	what string
+}
+
 // walker goes through a tenant's entries in order. Workers read, decode and
 // hash chunks of the log in parallel, each in a read transaction of its
 // own, and fold each stored row into a compact range of its own; the walker
@@ -185,19 +204,17 @@ var afterVerifySnapshot func()
 // compares every rebuilt node at a tile level with the stored tiles. Once
 // every tile is proven, each checkpoint's root is computed from them.
 type walker struct {
-	l     *Log
-	ctx   context.Context
-	tx    *sql.Tx
-	t     *tenant.Tenant
-	opts  VerifyOptions
-	rep   *VerifyReport
-	head  State
-	cps   []StoredCheckpoint
-	given *checkpoint.Checkpoint
-	// givenWhat says where given comes from, for messages.
-	givenWhat string
-	rng       *compact.Range
-	tiles     *tree.Reader
+	l      *Log
+	ctx    context.Context
+	tx     *sql.Tx
+	t      *tenant.Tenant
+	opts   VerifyOptions
+	rep    *VerifyReport
+	head   State
+	cps    []StoredCheckpoint
+	givens []given
+	rng    *compact.Range
+	tiles  *tree.Reader
 
 	next    int64 // next sequence number expected
 	tileErr *Problem
@@ -270,17 +287,17 @@ func (w *walker) walk() error {
 		}
 		good = cp.Size
 	}
-	if w.given != nil {
-		got, err := tree.TreeHash(w.ctx, w.tiles, w.given.Size)
+	for _, g := range w.givens {
+		got, err := tree.TreeHash(w.ctx, w.tiles, g.cp.Size)
 		if err != nil {
 			return err
 		}
-		if got != w.given.Root {
-			return ignoreStop(w.fail(w.given.Size-1, "the log does not extend %s at size %d: "+
-				"it has been rewritten", w.givenWhat, w.given.Size))
+		if got != g.cp.Root {
+			return ignoreStop(w.fail(g.cp.Size-1, "the log does not extend %s at size %d: "+
+				"it has been rewritten", g.what, g.cp.Size))
 		}
-		w.rep.ExtendsCheckpoint = w.opts.Checkpoint != nil
 	}
+	w.rep.ExtendsCheckpoint = w.opts.Checkpoint != nil
 	if err := w.coverage(good); err != nil {
 		return ignoreStop(err)
 	}

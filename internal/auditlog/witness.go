@@ -8,9 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 
 	"github.com/attest/attest/internal/checkpoint"
+	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tree"
 )
 
@@ -25,17 +26,21 @@ import (
 // until the log is verified and repaired.
 var ErrRefusedToSign = errors.New("auditlog: refused to sign a checkpoint")
 
-func (l *Log) witnessPath(tenantID int64) string {
-	return filepath.Join(l.cfg.WitnessDir, strconv.FormatInt(tenantID, 10)+".checkpoint")
+// Witnesses are named after their tenant, not after its row in the
+// database, which a database writer could renumber.
+const witnessSuffix = ".checkpoint"
+
+func (l *Log) witnessPath(tenantName string) string {
+	return filepath.Join(l.cfg.WitnessDir, tenantName+witnessSuffix)
 }
 
 // Witness returns the newest checkpoint this data directory signed for the
 // tenant, opened under the log's own key, or nil when there is none.
-func (l *Log) Witness(tenantID int64, tenantName string) (*checkpoint.Checkpoint, []byte, error) {
+func (l *Log) Witness(tenantName string) (*checkpoint.Checkpoint, []byte, error) {
 	if l.cfg.WitnessDir == "" {
 		return nil, nil, nil
 	}
-	msg, err := os.ReadFile(l.witnessPath(tenantID))
+	msg, err := os.ReadFile(l.witnessPath(tenantName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -48,18 +53,80 @@ func (l *Log) Witness(tenantID int64, tenantName string) (*checkpoint.Checkpoint
 	}
 	cp, err := checkpoint.Open(msg, l.Origin(tenantName), vk)
 	if err != nil {
-		return nil, nil, fmt.Errorf("auditlog: the checkpoint witness %s: %w", l.witnessPath(tenantID), err)
+		return nil, nil, fmt.Errorf("auditlog: the checkpoint witness %s: %w", l.witnessPath(tenantName), err)
 	}
+	l.noteWitness(tenantName, cp.Size)
 	return cp, msg, nil
+}
+
+// HasWitness reports whether this data directory signed a log of that
+// tenant name. A database that lacks such a tenant has lost it, and the
+// name must not start a new log.
+func (l *Log) HasWitness(tenantName string) bool {
+	if l.cfg.WitnessDir == "" {
+		return false
+	}
+	_, err := os.Stat(l.witnessPath(tenantName))
+	return err == nil
+}
+
+// Witnessed returns the tenant names this data directory signed logs of.
+func (l *Log) Witnessed() ([]string, error) {
+	if l.cfg.WitnessDir == "" {
+		return nil, nil
+	}
+	des, err := os.ReadDir(l.cfg.WitnessDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: read the checkpoint witnesses: %w", err)
+	}
+	var names []string
+	for _, de := range des {
+		if name, ok := strings.CutSuffix(de.Name(), witnessSuffix); ok && !strings.HasPrefix(name, ".") {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// noteWitness remembers the largest witnessed size of a tenant's log, so
+// that checkpoint publishing notices a log that shrank below it.
+func (l *Log) noteWitness(tenantName string, size int64) {
+	l.witnessMu.Lock()
+	defer l.witnessMu.Unlock()
+	if l.witnessSizes == nil {
+		l.witnessSizes = map[string]int64{}
+	}
+	l.witnessSizes[tenantName] = max(l.witnessSizes[tenantName], size)
+}
+
+// witnessSize is the largest witnessed size of the tenant's log known,
+// reading the witness the first time.
+func (l *Log) witnessSize(tenantName string) int64 {
+	l.witnessMu.Lock()
+	n, ok := l.witnessSizes[tenantName]
+	l.witnessMu.Unlock()
+	if !ok {
+		if _, _, err := l.Witness(tenantName); err != nil {
+			return 0
+		}
+		l.noteWitness(tenantName, 0)
+		l.witnessMu.Lock()
+		n = l.witnessSizes[tenantName]
+		l.witnessMu.Unlock()
+	}
+	return n
 }
 
 // recordWitness keeps note as the tenant's witness unless the witness
 // already records a larger tree. The file is replaced whole.
-func (l *Log) recordWitness(tenantID int64, tenantName string, size int64, note []byte) error {
+func (l *Log) recordWitness(tenantName string, size int64, note []byte) error {
 	if l.cfg.WitnessDir == "" {
 		return nil
 	}
-	if old, _, err := l.Witness(tenantID, tenantName); err == nil && old != nil && old.Size >= size {
+	if old, _, err := l.Witness(tenantName); err == nil && old != nil && old.Size >= size {
 		return nil
 	}
 	if err := os.MkdirAll(l.cfg.WitnessDir, 0o700); err != nil {
@@ -81,9 +148,10 @@ func (l *Log) recordWitness(tenantID int64, tenantName string, size int64, note 
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
 	}
-	if err := os.Rename(f.Name(), l.witnessPath(tenantID)); err != nil {
+	if err := os.Rename(f.Name(), l.witnessPath(tenantName)); err != nil {
 		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
 	}
+	l.noteWitness(tenantName, size)
 	return nil
 }
 
@@ -97,7 +165,7 @@ var errNothingToSign = errors.New("auditlog: nothing to sign")
 // The witness is read before the snapshot is taken, so that a checkpoint
 // another process signs meanwhile is never mistaken for a rollback.
 func (l *Log) provenHead(ctx context.Context, tenantID int64, tenantName string) (State, error) {
-	w, _, err := l.Witness(tenantID, tenantName)
+	w, _, err := l.Witness(tenantName)
 	if err != nil {
 		return State{}, fmt.Errorf("%w for %s: %v", ErrRefusedToSign, tenantName, err)
 	}
@@ -134,6 +202,17 @@ func (l *Log) provenHead(ctx context.Context, tenantID int64, tenantName string)
 		}
 		if w != nil {
 			priors = append(priors, prior{"the checkpoint this data directory signed last", w.Size, w.Root})
+			// The witness is written after its checkpoint is stored.
+			if w.Size <= size {
+				_, err := l.CheckpointAt(ctx, tx, tenantID, w.Size)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("%w for %s: the checkpoint at size %d that this data directory signed is missing "+
+						"from the database: checkpoints have been deleted", ErrRefusedToSign, tenantName, w.Size)
+				}
+				if err != nil {
+					return err
+				}
+			}
 		}
 		for _, p := range priors {
 			if p.size > size {

@@ -89,3 +89,27 @@ func (tl *testLog) appendGenerated(t *testing.T, n int) {
 		t.Fatal(err)
 	}
 }
+
+// Deleting the checkpoints is found through the witness, and is not
+// healed by signing anew; a checkpoint given to verify does not replace the
+// witness but adds to it.
+func TestWitnessCatchesDeletedCheckpoints(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		cfg := Config{Instance: "verify.test", WitnessDir: filepath.Join(opts.DataDir, "checkpoints")}
+		tl := newTestLogWith(t, db, opts.DataDir, 2000, cfg)
+		cps, err := tl.l.Checkpoints(ctx, db.Read, tl.t.ID)
+		if err != nil || len(cps) < 2 {
+			t.Fatalf("checkpoints %v (%v)", cps, err)
+		}
+		early := cps[0]
+		tl.exec(t, `DELETE FROM checkpoints WHERE tenant_id = ?`, tl.t.ID)
+		wantProblem(t, tl.verify(t, VerifyOptions{}), -1, "missing from the stored checkpoints")
+		wantProblem(t, tl.verify(t, VerifyOptions{Checkpoint: early.Note}), -1, "missing from the stored checkpoints")
+		_, err = tl.l.PublishCheckpoints(ctx)
+		if !errors.Is(err, ErrRefusedToSign) || !strings.Contains(err.Error(), "checkpoints have been deleted") {
+			t.Fatalf("publishing after the checkpoints were deleted: %v", err)
+		}
+		wantProblem(t, tl.verify(t, VerifyOptions{}), -1, "missing from the stored checkpoints")
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,6 +96,21 @@ func cmdVerify(e *env, args []string) int {
 		if c := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet); c != exitOK {
 			code = c
 			failed = append(failed, t.Name)
+		}
+	}
+	if tenantName == "" {
+		// A log this data directory signed must still be in the database.
+		names, err := in.Log.Witnessed()
+		if err != nil {
+			return failErr(e, err)
+		}
+		for _, name := range names {
+			if !slices.ContainsFunc(ts, func(t *tenant.Tenant) bool { return t.Name == name }) {
+				fmt.Fprintf(e.stdout, "%s: FAILED: this data directory signed a log of this tenant, which the "+
+					"database no longer holds: it has been deleted\n", name)
+				code = exitProblem
+				failed = append(failed, name)
+			}
 		}
 	}
 	if err := recordVerify(ctx, in, start, tenantName, len(ts), failed, deep, cp != nil); err != nil {

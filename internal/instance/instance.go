@@ -118,7 +118,7 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 	in.Keyring = personal.NewKeyring(db, kek, opts.Now)
 	in.Tenants = tenant.NewRegistry(db, kek)
 	in.Keys = access.NewKeys(db, opts.Now)
-	if in.Name, err = instanceName(ctx, db, opts.Name); err != nil {
+	if in.Name, err = instanceName(ctx, db, opts.DataDir, opts.Name); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -181,7 +181,11 @@ func (in *Instance) Close() error {
 // DataDir is the instance's data directory.
 func (in *Instance) DataDir() string { return in.dataDir }
 
-func instanceName(ctx context.Context, db *store.DB, want string) (string, error) {
+// ErrLostTenant means the database lacks what the data directory proves it
+// held: an instance record or a tenant whose log was signed.
+var ErrLostTenant = errors.New("instance: the database has lost what this data directory signed")
+
+func instanceName(ctx context.Context, db *store.DB, dataDir, want string) (string, error) {
 	var name string
 	err := db.Read.QueryRowContext(ctx, `SELECT value FROM instance WHERE name = 'name'`).Scan(&name)
 	if err == nil {
@@ -189,6 +193,13 @@ func instanceName(ctx context.Context, db *store.DB, want string) (string, error
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("instance: read name: %w", err)
+	}
+	// A data directory that signed logs before belongs to a database that
+	// had an instance record: this one has been wiped or replaced.
+	if des, err := os.ReadDir(filepath.Join(dataDir, WitnessDir)); err == nil && len(des) > 0 {
+		return "", fmt.Errorf("%w: the database has no instance record, but %s holds checkpoints this data directory "+
+			"signed: the database was wiped or is not this directory's; restore it from a backup",
+			ErrLostTenant, filepath.Join(dataDir, WitnessDir))
 	}
 	if want == "" {
 		b := make([]byte, 4)
@@ -253,6 +264,11 @@ func (in *Instance) ensureTenants(ctx context.Context) error {
 func (in *Instance) CreateTenant(ctx context.Context, name string, system bool, actor event.Actor, decorate func(*event.Event)) error {
 	if err := tenant.ValidateName(name); err != nil {
 		return err
+	}
+	if _, err := in.Tenants.ByName(ctx, name); errors.Is(err, store.ErrNotFound) && in.Log.HasWitness(name) {
+		return fmt.Errorf("%w: this data directory signed a log of tenant %q before (%s), which the database no "+
+			"longer holds: the database has lost it; restore the database from a backup rather than start a new log "+
+			"under the same name and key", ErrLostTenant, name, filepath.Join(in.dataDir, WitnessDir, name+".checkpoint"))
 	}
 	op, err := in.operatorTenant(ctx, name == tenant.Operator)
 	if err != nil {

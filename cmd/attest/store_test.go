@@ -508,3 +508,18 @@ func TestDeletedTenantIsFound(t *testing.T) {
 		t.Fatalf("recreating a deleted tenant: %q", r.stderr)
 	}
 }
+
+// An imported record that names another tenant is refused, not moved.
+func TestImportRefusesAnotherTenantsRecord(t *testing.T) {
+	t.Parallel()
+	dir := initDir(t)
+	attestCmd(t, dir, "tenant create", "acme").want(t, 0)
+	evs := events(2, "svc", "record.read")
+	lines := strings.SplitN(string(ndjson(t, evs)), "\n", 2)
+	other := strings.Replace(lines[0], `{`, `{"tenant":"acme",`, 1)
+	f := writeFile(t, "events.ndjson", other+"\n"+lines[1])
+	r := attestCmd(t, dir, "import", "--format", "ndjson", f).want(t, 1)
+	if !strings.Contains(r.stderr, `line 1: tenant: names "acme"`) {
+		t.Fatalf("stderr %q", r.stderr)
+	}
+}

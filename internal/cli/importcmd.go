@@ -184,6 +184,14 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 			fmt.Fprintf(fi.e.stderr, "%s: %s: %v\n", name, rec.Position(), reason(rec.Err))
 			return nil
 		}
+		if rec.Event.Tenant != "" && rec.Event.Tenant != fi.t.Name {
+			// Every record goes to --tenant; one that names another is
+			// refused rather than moved.
+			st.rejected++
+			fmt.Fprintf(fi.e.stderr, "%s: %s: tenant: names %q, but this import goes to tenant %q (--tenant)\n",
+				name, rec.Position(), rec.Event.Tenant, fi.t.Name)
+			return nil
+		}
 		chunk = append(chunk, rec.Event)
 		pos = append(pos, rec.Position())
 		if len(chunk) >= importChunk {

@@ -503,6 +503,10 @@ func TestDeletedTenantIsFound(t *testing.T) {
 	if !strings.Contains(r.stdout, "acme: FAILED: this data directory signed a log of this tenant") {
 		t.Fatalf("verify after deleting a tenant: %q", r.stdout)
 	}
+	r = attestCmd(t, dir, "verify", "--tenant", "acme").want(t, 1)
+	if !strings.Contains(r.stdout, "acme: FAILED: this data directory signed a log of this tenant") {
+		t.Fatalf("verify --tenant after deleting it: %q", r.stdout)
+	}
 	r = attestCmd(t, dir, "tenant create", "acme").want(t, 1)
 	if !strings.Contains(r.stderr, "the database has lost it") {
 		t.Fatalf("recreating a deleted tenant: %q", r.stderr)

@@ -79,6 +79,11 @@ func cmdVerify(e *env, args []string) int {
 	var ts []*tenant.Tenant
 	if tenantName != "" {
 		t, err := tenantNamed(ctx, in, tenantName)
+		if err != nil && errors.As(err, new(usageError)) && in.Log.HasWitness(tenantName) {
+			fmt.Fprintf(e.stdout, "%s: FAILED: this data directory signed a log of this tenant, which the "+
+				"database no longer holds: it has been deleted\n", tenantName)
+			return exitProblem
+		}
 		if err != nil && fromCheckpoint && errors.As(err, new(usageError)) {
 			return fail(e, "--checkpoint: its origin names tenant %q, which this instance does not have", tenantName)
 		}

@@ -441,14 +441,21 @@ func (in *ingestion) tenantOf(ev *event.Event) (*tenant.Tenant, error) {
 		}
 	}
 	if t.Name == tenant.Operator {
-		return nil, errOperatorIngest
+		if in.rq.key.Role == access.RoleOperator {
+			return nil, errOperatorIngest
+		}
+		return nil, errOperatorIngestTenantKey
 	}
 	return t, nil
 }
 
-var errOperatorIngest = &event.FieldError{Field: "tenant", Reason: "the " + tenant.Operator +
-	" tenant holds attest's own audit trail and takes no events; name the tenant to send to " +
-	"in the event's tenant field or the Attest-Tenant header"}
+var (
+	errOperatorIngest = &event.FieldError{Field: "tenant", Reason: "the " + tenant.Operator +
+		" tenant holds attest's own audit trail and takes no events; name the tenant to send to " +
+		"in the event's tenant field or the Attest-Tenant header"}
+	errOperatorIngestTenantKey = &event.FieldError{Field: "tenant", Reason: "the " + tenant.Operator +
+		" tenant holds attest's own audit trail and takes no events; send events with a key of the tenant they belong to"}
+)
 
 func (in *ingestion) submit(t *tenant.Tenant, c *chunk) error {
 	ps, err := in.s.in.Log.PrepareAll(in.ctx, t, c.events)

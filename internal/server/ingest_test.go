@@ -163,6 +163,10 @@ func TestNoForgedSelfEvents(t *testing.T) {
 			if r.Rejected != 1 || r.Results[0].Error == nil || r.Results[0].Error.Field != tc.field {
 				t.Errorf("answer %+v, want the event rejected on %s", r, tc.field)
 			}
+			// A tenant key cannot name a tenant; it is not told to.
+			if tc.key == admin && r.Results[0].Error != nil && strings.Contains(r.Results[0].Error.Reason, "Attest-Tenant") {
+				t.Errorf("a tenant key is told to name a tenant: %q", r.Results[0].Error.Reason)
+			}
 		})
 	}
 

@@ -24,6 +24,10 @@ type mapper interface {
 // mapRecord decodes raw into m, lets m fill a new event, keeps raw in
 // canonical form as the event's original, and validates the event.
 func mapRecord(raw []byte, opts *Options, m mapper) (*event.Event, error) {
+	// A null decodes into a struct as nothing at all; it is no record.
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, fieldError("record", "must be an object, not null")
+	}
 	if err := json.Unmarshal(raw, m); err != nil {
 		return nil, decodeError(err)
 	}

@@ -77,6 +77,8 @@ func TestParameters(t *testing.T) {
 		{"unknown on metrics", "GET", "/metrics?name=x", ts.operator, 400, "name"},
 		{"repeated", "GET", "/api/v1/audit/public-key?format=json&format=json", reader, 400, "format"},
 		{"repeated empty", "GET", "/api/v1/audit/proofs/consistency?from=1&from=", reader, 400, "from"},
+		{"empty filter", "GET", "/api/v1/compliance/audit-trail?action=&limit=5", reader, 400, "action"},
+		{"empty proof parameter", "GET", "/api/v1/audit/proofs/inclusion?sequence=", reader, 400, "sequence"},
 		{"malformed query", "GET", "/api/v1/audit/checkpoint?a=%zz", reader, 400, "query"},
 		{"bogus public key format", "GET", "/api/v1/audit/public-key?format=bogus", reader, 400, "format"},
 		{"bogus proof format", "GET", "/api/v1/audit/proofs/inclusion?sequence=1&format=bogus", reader, 400, "format"},

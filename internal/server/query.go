@@ -33,6 +33,9 @@ func ParseFilter(q url.Values) (auditlog.Filter, error) {
 		if len(v) > 1 {
 			return f, badRequest(k, k+" may be given once")
 		}
+		if v[0] == "" {
+			return f, badRequest(k, k+" is empty: give it a value or leave it out")
+		}
 	}
 	times := []struct {
 		name string

@@ -458,7 +458,7 @@ func bearerToken(authz string) (string, bool) {
 }
 
 // checkQuery refuses a query string that does not parse, or that holds a
-// parameter the route does not take or one given twice.
+// parameter the route does not take, one given twice or one left empty.
 func checkQuery(r *http.Request, params []string) error {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -470,6 +470,9 @@ func checkQuery(r *http.Request, params []string) error {
 		}
 		if len(vs) > 1 {
 			return badRequest(name, name+" may be given once")
+		}
+		if vs[0] == "" {
+			return badRequest(name, name+" is empty: give it a value or leave it out")
 		}
 	}
 	return nil

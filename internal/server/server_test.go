@@ -178,8 +178,18 @@ func TestTLSAndHealth(t *testing.T) {
 	ts.do("GET", "/readyz", "", nil, "", http.StatusOK, nil)
 	ts.do("POST", "/api/v1/audit/events", ts.operator, map[string]string{"Attest-Tenant": tenant.Default},
 		event("", "a.b"), http.StatusOK, nil)
-	m := ts.do("GET", "/metrics", ts.operator, nil, "", http.StatusOK, nil)
-	b, _ := io.ReadAll(m.Body)
+	// The checkpoint age appears once the first checkpoints are signed,
+	// which the server does in the background as it starts.
+	var m *http.Response
+	var b []byte
+	for range 100 {
+		m = ts.do("GET", "/metrics", ts.operator, nil, "", http.StatusOK, nil)
+		b, _ = io.ReadAll(m.Body)
+		if bytes.Contains(b, []byte("attest_audit_checkpoint_age_seconds")) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, name := range []string{"attest_audit_events_total", "attest_audit_batch_events", "attest_audit_commit_seconds",
 		"attest_audit_log_size", "attest_audit_checkpoint_age_seconds", "attest_http_requests_total"} {
 		if !bytes.Contains(b, []byte(name)) {

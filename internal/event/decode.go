@@ -324,7 +324,8 @@ func (d *decoder) object(p string, member func(a at) error) error {
 	return nil
 }
 
-func kindName(k jsontext.Kind) string {
+// KindName names a JSON kind in an error message: "an object", "null".
+func KindName(k jsontext.Kind) string {
 	switch k {
 	case '{':
 		return "an object"
@@ -343,7 +344,7 @@ func kindName(k jsontext.Kind) string {
 }
 
 func (d *decoder) typeErr(a at, want string, got jsontext.Kind) error {
-	return fieldErr(a.String(), "must be %s, not %s", want, kindName(got))
+	return fieldErr(a.String(), "must be %s, not %s", want, KindName(got))
 }
 
 func unknown(a at) error {

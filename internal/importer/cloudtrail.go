@@ -129,7 +129,7 @@ func (c *containers) all() error {
 			}
 			return c.broken(err)
 		default:
-			return c.stop(fieldError("record", "must be in an array or a Records object, not %s", kindName(k)))
+			return c.stop(fieldError("record", "must be in an array or a Records object, not %s", event.KindName(k)))
 		}
 		if err != nil {
 			return err
@@ -179,7 +179,7 @@ func (c *containers) array(field string) error {
 			_, err := c.dec.ReadToken()
 			return c.broken(err)
 		}
-		return c.stop(fieldError(field, "must be an array of records, not %s", kindName(k)))
+		return c.stop(fieldError(field, "must be an array of records, not %s", event.KindName(k)))
 	}
 	if _, err := c.dec.ReadToken(); err != nil {
 		return c.broken(err)

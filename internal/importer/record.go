@@ -234,7 +234,7 @@ func semanticReason(se *json.SemanticError) string {
 	switch {
 	case want == "":
 	case got != 0 && got != wantKind:
-		return fmt.Sprintf("must be %s, not %s", want, kindName(se.JSONKind))
+		return fmt.Sprintf("must be %s, not %s", want, event.KindName(se.JSONKind))
 	case wantKind == '0':
 		return fmt.Sprintf("must be %s in range", want)
 	}
@@ -268,24 +268,6 @@ func expectedKind(t reflect.Type) (string, jsontext.Kind) {
 		return "an array", '['
 	}
 	return "", 0
-}
-
-func kindName(k jsontext.Kind) string {
-	switch k {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case '0':
-		return "a number"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "invalid JSON"
 }
 
 // fieldPath writes a JSON pointer as a field path: "/resources/0/type" is

@@ -114,11 +114,7 @@ func (s *Server) createTenant(rq *request) error {
 		return badRequest("name", err.Error())
 	}
 	rq.target = event.Target{Type: "tenant", ID: body.Name, Name: body.Name}
-	err := s.in.CreateTenant(rq.r.Context(), body.Name, false, rq.actor(), func(ev *event.Event) {
-		rq.decorate(ev)
-		ev.Request.Status = http.StatusCreated
-		ev.Outcome.Status = http.StatusCreated
-	})
+	err := s.in.CreateTenant(rq.r.Context(), body.Name, false, rq.actor(), rq.changeDecorator(http.StatusCreated))
 	if err != nil {
 		return err
 	}
@@ -201,11 +197,7 @@ func (s *Server) createKey(rq *request) error {
 		}
 		expires = s.in.Now().Add(d).UTC().Truncate(time.Microsecond)
 	}
-	tok, key, err := s.in.CreateKey(rq.r.Context(), rq.tenant, role, body.Name, expires, rq.actor(), func(ev *event.Event) {
-		rq.decorate(ev)
-		ev.Request.Status = http.StatusCreated
-		ev.Outcome.Status = http.StatusCreated
-	})
+	tok, key, err := s.in.CreateKey(rq.r.Context(), rq.tenant, role, body.Name, expires, rq.actor(), rq.changeDecorator(http.StatusCreated))
 	if err != nil {
 		return err
 	}
@@ -261,11 +253,7 @@ func (s *Server) revokeKey(rq *request) error {
 	}
 	// The key is known to lie in the request's scope, so revoking it as
 	// the request's tenant cannot reach another tenant's key.
-	k, err = s.in.RevokeKey(ctx, rq.tenant, id, rq.actor(), func(ev *event.Event) {
-		rq.decorate(ev)
-		ev.Request.Status = http.StatusOK
-		ev.Outcome.Status = http.StatusOK
-	})
+	k, err = s.in.RevokeKey(ctx, rq.tenant, id, rq.actor(), rq.changeDecorator(http.StatusOK))
 	if isNotFound(err) {
 		return notFound("no such API key")
 	}

@@ -536,6 +536,16 @@ func truncate(s string, n int) string {
 
 // decorate completes an audit event of this request, and removes from it
 // any API key the client put where it does not belong.
+// changeDecorator completes the audit event of a change committed with it,
+// which records the status the request is about to answer.
+func (rq *request) changeDecorator(status int) func(*event.Event) {
+	return func(ev *event.Event) {
+		rq.decorate(ev)
+		ev.Request.Status = status
+		ev.Outcome.Status = status
+	}
+}
+
 func (rq *request) decorate(ev *event.Event) {
 	ev.Actor = rq.actor()
 	ev.Source = event.Source{Name: event.SelfSource, Host: rq.s.host, Version: rq.s.cfg.Version}

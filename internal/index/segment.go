@@ -274,35 +274,24 @@ type pageWriter struct {
 	first, prev int64
 }
 
-func (w *pageWriter) add(term int64, postings []int64) {
+func (w *pageWriter) add(term int64, postings []int64) { addPostings(w, term, postings, w.base) }
+
+// addOffsets is add for postings given as offsets from the base.
+func (w *pageWriter) addOffsets(term int64, offs []int32) { addPostings(w, term, offs, 0) }
+
+// addPostings appends a term and its ascending postings, each stored as
+// its distance from the one before, the first from base.
+func addPostings[T int32 | int64](w *pageWriter, term int64, postings []T, base T) {
 	if len(w.page) == 0 {
 		w.first, w.prev = term, term
 	}
 	w.page = binary.AppendUvarint(w.page, uint64(term-w.prev))
 	w.prev = term
 	w.page = binary.AppendUvarint(w.page, uint64(len(postings)))
-	last := w.base
+	last := base
 	for _, s := range postings {
 		w.page = binary.AppendUvarint(w.page, uint64(s-last))
 		last = s
-	}
-	if len(w.page) >= pageTarget {
-		w.flush()
-	}
-}
-
-// addOffsets is add for postings given as offsets from the base.
-func (w *pageWriter) addOffsets(term int64, offs []int32) {
-	if len(w.page) == 0 {
-		w.first, w.prev = term, term
-	}
-	w.page = binary.AppendUvarint(w.page, uint64(term-w.prev))
-	w.prev = term
-	w.page = binary.AppendUvarint(w.page, uint64(len(offs)))
-	var last int32
-	for _, o := range offs {
-		w.page = binary.AppendUvarint(w.page, uint64(o-last))
-		last = o
 	}
 	if len(w.page) >= pageTarget {
 		w.flush()

@@ -249,14 +249,23 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 	if err := l.syncState(ctx, tx, st); err != nil {
 		return 0, err
 	}
-	add := &bundle{first: st.size}
-	var hashes []tree.Hash
-	var docs []*index.Doc
+	n, size := 0, 0
+	for _, o := range ops {
+		n += len(o.events)
+		for _, p := range o.events {
+			size += p.leaf.Len()
+		}
+	}
+	// The batch's leaves share one buffer, allocated once.
+	arena := make([]byte, 0, size)
+	add := &bundle{first: st.size, leaves: make([][]byte, 0, n), personal: make([][]byte, 0, n)}
+	hashes := make([]tree.Hash, 0, n)
+	docs := make([]index.Doc, 0, n)
 	type batched struct {
 		pos int
 		p   *Prepared
 	}
-	batchIDs := map[string]batched{}
+	batchIDs := make(map[string]batched, n)
 	seq := st.size
 	for _, o := range ops {
 		if o.change != nil {
@@ -286,8 +295,11 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 			}
 			ev.Sequence = seq
 			ev.ReceivedAt = time.UnixMicro(recv).UTC()
-			leaf := p.leaf.Append(make([]byte, 0, p.leaf.Len()), ev.ReceivedAt, seq)
+			start := len(arena)
+			arena = p.leaf.Append(arena, ev.ReceivedAt, seq)
+			leaf := arena[start:len(arena):len(arena)]
 			if len(leaf) > maxLeaf {
+				arena = arena[:start]
 				o.results[i] = Result{Err: ErrTooLarge}
 				continue
 			}
@@ -296,7 +308,7 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 			add.leaves = append(add.leaves, leaf)
 			add.personal = append(add.personal, p.sealed)
 			hashes = append(hashes, h)
-			docs = append(docs, &index.Doc{Seq: seq, ID: ev.ID, IDTerm: p.idTerm.Hash, LeafTerm: index.LeafTerm(h[:]).Hash,
+			docs = append(docs, index.Doc{Seq: seq, ID: ev.ID, IDTerm: p.idTerm.Hash, LeafTerm: index.LeafTerm(h[:]).Hash,
 				Terms: p.terms, Text: p.text, Action: ev.Action, Occurred: ev.OccurredAt.UnixMicro(), Received: recv})
 			o.results[i] = Result{Sequence: seq, LeafHash: h}
 			seq++
@@ -324,8 +336,8 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 		return 0, fmt.Errorf("auditlog: update log state: %w", err)
 	}
 	st.mu.Lock()
-	for _, d := range docs {
-		st.mem.Add(d)
+	for i := range docs {
+		st.mem.Add(&docs[i])
 	}
 	st.mu.Unlock()
 	return len(hashes), nil

@@ -25,9 +25,10 @@ func cmdBench(e *env, args []string) int {
 	fs.secret("database-url")
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep the run's data directory here; default a temporary one")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	var cpuProfile, skip string
+	var cpuProfile, memProfile, skip string
 	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: ingest (reuse the --data-dir of an earlier run), verify, deep (verify --deep), queries")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&memProfile, "memprofile", "", "write a profile of the whole run's allocations to this file")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -55,6 +56,14 @@ func cmdBench(e *env, args []string) int {
 		defer f.Close()
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if memProfile != "" {
+		f, err := os.Create(memProfile)
+		if err != nil {
+			return usageErr(e, "--memprofile: %v", err)
+		}
+		defer f.Close()
+		defer pprof.Lookup("allocs").WriteTo(f, 0)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

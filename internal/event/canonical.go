@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // Commitment is the keyed commitment to one personal value.
@@ -45,7 +44,7 @@ func NewLeafTemplate(ev *Event, personal []Commitment) *LeafTemplate {
 	for _, c := range personal {
 		h |= pathBits[c.Path]
 	}
-	w := jw{b: make([]byte, 0, 768)}
+	w := jw{b: make([]byte, 0, leafSizeHint(ev, len(personal)))}
 	w.push(0)
 	w.str("action", ev.Action)
 	w.actor(&ev.Actor, h)
@@ -76,6 +75,26 @@ func NewLeafTemplate(ev *Event, personal []Commitment) *LeafTemplate {
 	return t
 }
 
+// leafSizeHint is a size that holds the leaf form of ev in most cases, so
+// that its buffer is allocated once: the values, their member names and
+// quotes, and a commitment for each personal value.
+func leafSizeHint(ev *Event, personal int) int {
+	n := 160 + 72*personal + len(ev.ID) + len(ev.Tenant) + len(ev.Action) + len(ev.Category) + len(ev.Details)
+	for _, v := range [...]string{ev.Source.Name, ev.Source.Host, ev.Source.Version,
+		ev.Actor.Type, ev.Actor.ID, ev.Actor.Name, ev.Actor.Email, ev.Actor.IP, ev.Actor.UserAgent,
+		ev.Actor.SessionID, ev.Actor.Auth.Method, ev.Target.Type, ev.Target.ID, ev.Target.Name,
+		ev.Outcome.Result, ev.Outcome.Reason, ev.Request.ID, ev.Request.Method, ev.Request.Path,
+		ev.Data.Classification} {
+		if v != "" {
+			n += len(v) + 20
+		}
+	}
+	for _, f := range ev.Data.Fields {
+		n += len(f) + 3
+	}
+	return n
+}
+
 // Append appends the leaf with the given received time and sequence number.
 func (t *LeafTemplate) Append(b []byte, received time.Time, seq int64) []byte {
 	b = append(b, '{')
@@ -94,9 +113,11 @@ func (t *LeafTemplate) Equal(o *LeafTemplate) bool {
 	return t.head == o.head && t.mid == o.mid && bytes.Equal(t.buf, o.buf)
 }
 
-// Len is the size of the leaf the template makes, give or take the
-// received time and sequence number.
-func (t *LeafTemplate) Len() int { return len(t.buf) + 64 }
+// Len is an upper bound of the size of the leaf the template makes: its
+// members, braces, and the longest received time and sequence number.
+func (t *LeafTemplate) Len() int {
+	return len(t.buf) + len(`{,"received_at":"2006-01-02T15:04:05.999999999Z","sequence":-9223372036854775808`)
+}
 
 // AppendLeaf appends the leaf form of ev, with its ReceivedAt and Sequence.
 func AppendLeaf(b []byte, ev *Event, personal []Commitment) []byte {
@@ -143,7 +164,8 @@ func AppendMillis(b []byte, micros int64) []byte {
 // members is taken out again together with its name.
 type jw struct {
 	b     []byte
-	stack []frame
+	stack [4]frame // the objects being written; the deepest is actor.auth
+	depth int
 }
 
 type frame struct {
@@ -151,12 +173,15 @@ type frame struct {
 	n     int // members written
 }
 
-func (w *jw) push(start int) { w.stack = append(w.stack, frame{start: start}) }
+func (w *jw) push(start int) {
+	w.stack[w.depth] = frame{start: start}
+	w.depth++
+}
 
 // member writes a member name, after a comma when it is not the first.
 // Names are attest's own ASCII identifiers and need no escaping.
 func (w *jw) member(k string) {
-	f := &w.stack[len(w.stack)-1]
+	f := &w.stack[w.depth-1]
 	if f.n > 0 {
 		w.b = append(w.b, ',')
 	}
@@ -212,14 +237,14 @@ func (w *jw) open(k string) {
 
 // close ends an object member, or removes it when it has no members.
 func (w *jw) close() {
-	f := w.stack[len(w.stack)-1]
-	w.stack = w.stack[:len(w.stack)-1]
+	w.depth--
+	f := w.stack[w.depth]
 	if f.n > 0 {
 		w.b = append(w.b, '}')
 		return
 	}
 	w.b = w.b[:f.start]
-	w.stack[len(w.stack)-1].n--
+	w.stack[w.depth-1].n--
 }
 
 func (w *jw) actor(a *Actor, h hidden) {
@@ -314,15 +339,11 @@ const hexDigits = "0123456789abcdef"
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	for i := 0; i < len(s); i++ {
+		// Bytes of multi-byte UTF-8 sequences are all 0x80 or above and are
+		// copied as they are, like every other byte that needs no escape.
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
-			if c < utf8.RuneSelf {
-				i++
-				continue
-			}
-			_, size := utf8.DecodeRuneInString(s[i:])
-			i += size
 			continue
 		}
 		b = append(b, s[start:i]...)
@@ -342,8 +363,7 @@ func appendJSONString(b []byte, s string) []byte {
 		default:
 			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		i++
-		start = i
+		start = i + 1
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

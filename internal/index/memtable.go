@@ -47,7 +47,14 @@ type Memtable struct {
 
 // NewMemtable returns an empty memtable starting at base.
 func NewMemtable(base int64) *Memtable {
-	return &Memtable{base: base, offs: []int32{0}, ids: map[string]int64{}}
+	// Sized for one segment's events, which is what a memtable holds
+	// unless segment building falls behind, so that it rarely grows.
+	const n = SegmentSize
+	m := &Memtable{base: base, terms: make([]Term, 0, 8*n), offs: make([]int32, 1, n+1),
+		idTerms: make([]int64, 0, n), leaves: make([]int64, 0, n), texts: make([]string, 0, n),
+		actions: make([]string, 0, n), occ: make([]int64, 0, n), rcv: make([]int64, 0, n),
+		ids: make(map[string]int64, n)}
+	return m
 }
 
 // Base is the first sequence number the memtable covers.

@@ -186,7 +186,7 @@ func TextTerms(q string) []Term {
 // trigrams of its text (see Text), which segments add when they are built.
 // The client IP, a personal value, is indexed only through keyer.
 func Terms(ev *event.Event, keyer *Keyer) []Term {
-	ts := make([]Term, 0, 48)
+	ts := make([]Term, 0, 8) // one for each field below
 	add := func(f Field, v string) {
 		if v != "" {
 			ts = append(ts, HashValue(f, v))

@@ -206,7 +206,11 @@ func aad(tenant, eventID string, gen int64) []byte {
 // generation that sealed it, so that it can be opened after the subject has
 // been given a new key.
 func (k *SubjectKey) Seal(tenant, eventID string, values []Value) []byte {
-	var pt []byte
+	n := 0
+	for _, v := range values {
+		n += len(v.Path) + len(v.Data) + 2*binary.MaxVarintLen32
+	}
+	pt := make([]byte, 0, n)
 	for _, v := range values {
 		pt = appendField(pt, v.Path)
 		pt = binary.AppendUvarint(pt, uint64(len(v.Data)))
@@ -217,7 +221,8 @@ func (k *SubjectKey) Seal(tenant, eventID string, values []Value) []byte {
 		pt = zenc.EncodeAll(pt, nil)
 		flags |= flagCompressed
 	}
-	out := []byte{blobVersion, flags}
+	out := make([]byte, 0, 2+binary.MaxVarintLen64+k.aead.NonceSize()+len(pt)+k.aead.Overhead())
+	out = append(out, blobVersion, flags)
 	out = binary.AppendUvarint(out, uint64(k.Generation))
 	nonceAt := len(out)
 	out = append(out, make([]byte, k.aead.NonceSize())...)

@@ -80,7 +80,14 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 		return nil, &apiError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type",
 			detail: fmt.Sprintf("Content-Encoding %q is not supported; send identity or gzip", enc)}
 	}
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// A body of known length is read into one buffer of its size.
+	hint := int64(bytes.MinRead)
+	if cl := rq.r.ContentLength; cl > 0 && r == io.Reader(body) {
+		hint += cl
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	b := buf.Bytes()
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -181,9 +188,11 @@ func (s *Server) ingest(rq *request) error {
 	case format != "":
 		err = s.importRecords(format, body, lim, in.add)
 	case isNDJSON(mt):
-		if countLines(body, max+1) > max {
+		n := countLines(body, max+1)
+		if n > max {
 			return tooManyEvents(max)
 		}
+		in.resp.Results = make([]ingestResult, 0, n)
 		err = importer.ReadNDJSON(bytes.NewReader(body), 1<<20, func(i int, line []byte, err error) error {
 			rec := importer.Record{Index: i, Err: err}
 			if err == nil {

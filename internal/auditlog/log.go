@@ -70,8 +70,11 @@ type Log struct {
 	log          *slog.Logger
 	metrics      *Metrics
 	personal     map[string]bool
-	bundles      *bundleCache
-	keyers       sync.Map // tenant id -> *index.Keyer
+	// personalPaths are the keys of personal in the sorted order of a
+	// leaf's "personal" object.
+	personalPaths []string
+	bundles       *bundleCache
+	keyers        sync.Map // tenant id -> *index.Keyer
 
 	queue    chan *op
 	entryBuf entryBuffers // the writer's
@@ -119,7 +122,7 @@ func Open(db *store.DB, cfg Config, keyring *personal.Keyring, tenants *tenant.R
 		pers[p] = true
 	}
 	l := &Log{db: db, cfg: cfg, keyring: keyring, tenants: tenants, key: key, log: cfg.Logger,
-		metrics: cfg.Metrics, personal: pers, bundles: newBundleCache(2048),
+		metrics: cfg.Metrics, personal: pers, personalPaths: personalPaths(pers), bundles: newBundleCache(2048),
 		queue: make(chan *op, 1024), segs: make(chan segmentJob, 16), room: semaphore.NewWeighted(int64(cfg.QueueEvents)),
 		stopped: make(chan struct{}), done: make(chan struct{}), states: map[int64]*tenantState{}}
 	if err := db.Prepare(context.Background(), sqlInsertEntries, sqlDeleteFragments, sqlUpdateState,

@@ -3,6 +3,7 @@ package auditlog
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/attest/attest/internal/event"
@@ -48,11 +49,8 @@ func (l *Log) Prepare(ctx context.Context, t *tenant.Tenant, ev *event.Event) (*
 		ev.ID = u.String()
 	}
 	p := &Prepared{Event: ev, idTerm: index.HashValue(index.FieldID, ev.ID)}
-	var vals []personalValue
-	for _, path := range sortedPersonal {
-		if !l.personal[path] {
-			continue
-		}
+	vals := make([]personalValue, 0, len(l.personalPaths))
+	for _, path := range l.personalPaths {
 		if v, ok := ev.PersonalValue(path); ok {
 			vals = append(vals, personalValue{path, v})
 		}
@@ -106,6 +104,8 @@ type personalValue struct {
 	data []byte
 }
 
-// sortedPersonal lists every path that can be personal, in the sorted order
+// personalPaths returns the paths of a personal set in the sorted order
 // the leaf's "personal" object needs.
-var sortedPersonal = slices.Sorted(slices.Values(append([]string{event.PathOriginal}, event.ConfigurablePersonal...)))
+func personalPaths(set map[string]bool) []string {
+	return slices.Sorted(maps.Keys(set))
+}

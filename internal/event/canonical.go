@@ -26,10 +26,23 @@ type LeafTemplate struct {
 // hidden is a set of personal paths left out of their places in a leaf.
 type hidden uint16
 
-var pathBits = map[string]hidden{PathActorName: 1, PathActorEmail: 2, PathActorIP: 4, PathActorUserAgent: 8,
-	PathActorSessionID: 16, PathTargetName: 32, PathRequestPath: 64, PathDetails: 128, PathOriginal: 256}
+const (
+	hideActorName hidden = 1 << iota
+	hideActorEmail
+	hideActorIP
+	hideActorUserAgent
+	hideActorSessionID
+	hideTargetName
+	hideRequestPath
+	hideDetails
+	hideOriginal
+)
 
-func (h hidden) has(path string) bool { return h&pathBits[path] != 0 }
+var pathBits = map[string]hidden{PathActorName: hideActorName, PathActorEmail: hideActorEmail,
+	PathActorIP: hideActorIP, PathActorUserAgent: hideActorUserAgent, PathActorSessionID: hideActorSessionID,
+	PathTargetName: hideTargetName, PathRequestPath: hideRequestPath, PathDetails: hideDetails, PathOriginal: hideOriginal}
+
+func (h hidden) has(bit hidden) bool { return h&bit != 0 }
 
 // NewLeafTemplate encodes the leaf form of ev in RFC 8785 canonical JSON:
 // members sorted by name, no insignificant whitespace, strings escaped
@@ -50,7 +63,7 @@ func NewLeafTemplate(ev *Event, personal []Commitment) *LeafTemplate {
 	w.actor(&ev.Actor, h)
 	w.str("category", ev.Category)
 	w.data(&ev.Data)
-	if len(ev.Details) > 0 && !h.has(PathDetails) {
+	if len(ev.Details) > 0 && !h.has(hideDetails) {
 		w.raw("details", ev.Details)
 	}
 	w.str("id", ev.ID)
@@ -257,13 +270,13 @@ func (w *jw) actor(a *Actor, h hidden) {
 		}
 		w.close()
 	}
-	w.personal("email", a.Email, h.has(PathActorEmail))
+	w.personal("email", a.Email, h.has(hideActorEmail))
 	w.str("id", a.ID)
-	w.personal("ip", a.IP, h.has(PathActorIP))
-	w.personal("name", a.Name, h.has(PathActorName))
-	w.personal("session_id", a.SessionID, h.has(PathActorSessionID))
+	w.personal("ip", a.IP, h.has(hideActorIP))
+	w.personal("name", a.Name, h.has(hideActorName))
+	w.personal("session_id", a.SessionID, h.has(hideActorSessionID))
 	w.str("type", a.Type)
-	w.personal("user_agent", a.UserAgent, h.has(PathActorUserAgent))
+	w.personal("user_agent", a.UserAgent, h.has(hideActorUserAgent))
 	w.close()
 }
 
@@ -305,7 +318,7 @@ func (w *jw) request(r *Request, h hidden) {
 	}
 	w.str("id", r.ID)
 	w.str("method", r.Method)
-	w.personal("path", r.Path, h.has(PathRequestPath))
+	w.personal("path", r.Path, h.has(hideRequestPath))
 	if r.Status != 0 {
 		w.int("status", int64(r.Status))
 	}
@@ -323,7 +336,7 @@ func (w *jw) source(s *Source) {
 func (w *jw) target(t *Target, h hidden) {
 	w.open("target")
 	w.str("id", t.ID)
-	w.personal("name", t.Name, h.has(PathTargetName))
+	w.personal("name", t.Name, h.has(hideTargetName))
 	w.str("type", t.Type)
 	w.close()
 }

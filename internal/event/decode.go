@@ -216,10 +216,24 @@ func DecodeProducer(raw []byte, lim *Limits) (*Event, error) {
 	if err := Validate(ev, lim); err != nil {
 		return nil, err
 	}
+	if !printableASCII(ev.Source.Name) {
+		// A system's name, not free text: letters that only look like
+		// others, such as a Cyrillic "а" in "attest", cannot pass.
+		return nil, fieldErr("source.name", "must be printable ASCII, such as voice-api")
+	}
 	if strings.EqualFold(strings.TrimSpace(ev.Source.Name), SelfSource) {
 		return nil, fieldErr("source.name", "%q is reserved for attest's own events", ev.Source.Name)
 	}
 	return ev, nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeLeaf decodes a stored leaf. It accepts the fields attest sets and the

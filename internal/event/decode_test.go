@@ -166,7 +166,8 @@ func TestTenant(t *testing.T) {
 }
 
 // TestSelfSourceReserved checks that a producer cannot send an event under
-// the source name of attest's own events, in any spelling of it.
+// the source name of attest's own events, in any spelling of it or in
+// letters that only look like its own.
 func TestSelfSourceReserved(t *testing.T) {
 	for _, src := range []string{`"attest"`, `"Attest"`, `" ATTEST "`, `{"name":"attest","host":"h"}`} {
 		body := "{" + strings.Replace(minimal, `"source":"s"`, `"source":`+src, 1) + "}"
@@ -174,7 +175,13 @@ func TestSelfSourceReserved(t *testing.T) {
 			t.Errorf("source %s: error %q, want source.name reserved", src, fe)
 		}
 	}
-	for _, src := range []string{`"attest-agent"`, `"my-attest"`} {
+	for _, src := range []string{`"\u0430ttest"`, `"att\u0435st"`, `"ａｔｔｅｓｔ"`, `"attest\u200b"`} {
+		body := "{" + strings.Replace(minimal, `"source":"s"`, `"source":`+src, 1) + "}"
+		if fe := decodeErr(t, body); fe.Field != "source.name" || !strings.Contains(fe.Reason, "ASCII") {
+			t.Errorf("source %s: error %q, want source.name must be printable ASCII", src, fe)
+		}
+	}
+	for _, src := range []string{`"attest-agent"`, `"my-attest"`, `"Voice API"`} {
 		body := "{" + strings.Replace(minimal, `"source":"s"`, `"source":`+src, 1) + "}"
 		if _, err := DecodeProducer([]byte(body), &Limits{Now: fixedNow}); err != nil {
 			t.Errorf("source %s: %v, want it accepted", src, err)

@@ -174,6 +174,9 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 	// than reading the events it rules out.
 	if !all && len(cands) > worthReading {
 		for _, t := range skipped(src, q.All, chosen) {
+			if !worthNarrowing(src, t, len(cands)) {
+				break
+			}
 			p, err := s.postings(ctx, src, t)
 			if err != nil {
 				return nil, err
@@ -204,7 +207,7 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 				}
 			}
 			for _, t := range skipped(src, alt, chosen) {
-				if len(conj) <= worthReading {
+				if len(conj) <= worthReading || !worthNarrowing(src, t, len(conj)) {
 					break
 				}
 				p, err := s.postings(ctx, src, t)
@@ -316,6 +319,23 @@ func selective(src source, terms []Term) []Term {
 // worthReading is the number of candidates in a segment below which they are
 // read and checked rather than narrowed further with common terms.
 const worthReading = 8
+
+// narrowRatio bounds how much longer than the candidate list a common
+// term's postings may be for them to be read to narrow it: past that,
+// decoding the postings costs more than reading and checking the
+// candidates themselves. Without the bound, a rare value whose every
+// trigram the candidates already share would have the longest lists of a
+// segment read for nothing.
+const narrowRatio = 64
+
+// worthNarrowing reports whether the postings of t are worth reading to
+// narrow n candidates in src. Terms that are not common have short lists.
+func worthNarrowing(src source, t Term, n int) bool {
+	if src.seg == nil {
+		return true
+	}
+	return src.seg.CommonCount(t) <= narrowRatio*n
+}
 
 // skipped returns the terms of all that chosen left out, least common first.
 func skipped(src source, all, chosen []Term) []Term {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/base64"
 	"errors"
@@ -322,14 +323,22 @@ func (s *Server) publicKey(rq *request) error {
 		CreatedAt string `json:"created_at"`
 		RetiredAt string `json:"retired_at,omitempty"`
 	}
-	var hv []keyView
+	// The history holds the key this server signs with. A row for another
+	// key has nothing that proves it was ever this log's: no key signs the
+	// next one yet. Such rows are listed apart, so that a key written into
+	// the database directly shows up as what it is.
+	hv, unproven := []keyView{}, []keyView{}
 	for _, k := range hist {
 		v := keyView{ID: k.ID, Algorithm: k.Algorithm, PublicKey: b64(k.PublicKey), CreatedAt: k.CreatedAt.Format(time.RFC3339)}
 		if !k.RetiredAt.IsZero() {
 			v.RetiredAt = k.RetiredAt.Format(time.RFC3339)
 		}
-		hv = append(hv, v)
+		if k.ID == s.in.SigningKey.ID && bytes.Equal(k.PublicKey, s.in.SigningKey.Public) {
+			hv = append(hv, v)
+		} else {
+			unproven = append(unproven, v)
+		}
 	}
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"origin": s.in.Log.Origin(rq.tenant.Name), "verifier_key": vk,
-		"key_id": s.in.SigningKey.ID, "history": hv})
+		"key_id": s.in.SigningKey.ID, "history": hv, "unproven": unproven})
 }

@@ -552,3 +552,29 @@ func (c *tileClient) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 func (c *tileClient) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// TestKeyHistoryUnproven checks that a signing key written into the
+// database directly is not listed as one of the log's keys.
+func TestKeyHistoryUnproven(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ts := start(t, opts, server.Config{})
+		reader := ts.key(tenant.Default, "reader")
+		_, err := ts.in.DB.Write.Exec(ts.in.DB.Rebind(`INSERT INTO signing_keys (id, algorithm, public_key, created_at)
+			VALUES ('0000000000000000', 'ed25519', ?, 1)`), make([]byte, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			KeyID    string `json:"key_id"`
+			History  []struct{ ID string }
+			Unproven []struct{ ID string }
+		}
+		ts.do("GET", "/api/v1/audit/public-key?format=json", reader, nil, "", http.StatusOK, &out)
+		if len(out.History) != 1 || out.History[0].ID != out.KeyID {
+			t.Errorf("history %+v, want only the server's key %s", out.History, out.KeyID)
+		}
+		if len(out.Unproven) != 1 || out.Unproven[0].ID != "0000000000000000" {
+			t.Errorf("unproven %+v, want the injected key", out.Unproven)
+		}
+	})
+}

@@ -126,11 +126,16 @@ func (l *Log) recordWitness(tenantName string, size int64, note []byte) error {
 	if l.cfg.WitnessDir == "" {
 		return nil
 	}
-	if old, _, err := l.Witness(tenantName); err == nil && old != nil && old.Size >= size {
-		return nil
-	}
 	if err := os.MkdirAll(l.cfg.WitnessDir, 0o700); err != nil {
 		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	unlock, err := lockWitness(l.cfg.WitnessDir)
+	if err != nil {
+		return fmt.Errorf("auditlog: checkpoint witness: lock: %w", err)
+	}
+	defer unlock()
+	if old, _, err := l.Witness(tenantName); err == nil && old != nil && old.Size >= size {
+		return nil
 	}
 	f, err := os.CreateTemp(l.cfg.WitnessDir, ".checkpoint-*")
 	if err != nil {
@@ -149,6 +154,9 @@ func (l *Log) recordWitness(tenantName string, size int64, note []byte) error {
 		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
 	}
 	if err := os.Rename(f.Name(), l.witnessPath(tenantName)); err != nil {
+		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
+	}
+	if err := syncDir(l.cfg.WitnessDir); err != nil {
 		return fmt.Errorf("auditlog: checkpoint witness: %w", err)
 	}
 	l.noteWitness(tenantName, size)

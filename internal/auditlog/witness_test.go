@@ -5,9 +5,11 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/eventgen"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -112,4 +114,44 @@ func TestWitnessCatchesDeletedCheckpoints(t *testing.T) {
 		}
 		wantProblem(t, tl.verify(t, VerifyOptions{}), -1, "missing from the stored checkpoints")
 	})
+}
+
+// Writers racing to replace the witness leave the largest checkpoint, as
+// two processes sharing a data directory would.
+func TestWitnessKeepsTheLargestUnderRacingWriters(t *testing.T) {
+	db, opts := storetest.OpenSQLite(t)
+	dir := opts.DataDir
+	cfg := Config{Instance: "verify.test", WitnessDir: filepath.Join(dir, "checkpoints")}
+	tl := newTestLogWith(t, db, dir, 0, cfg)
+	signer, err := tl.l.key.Signer(tl.l.Origin("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	notes := make([][]byte, n+1)
+	for size := 1; size <= n; size++ {
+		if notes[size], err = checkpoint.Sign(checkpoint.Checkpoint{Origin: tl.l.Origin("acme"), Size: int64(size)}, signer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for size := n; size >= 1; size-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- tl.l.recordWitness("acme", int64(size), notes[size])
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, _, err := tl.l.Witness("acme")
+	if err != nil || cp == nil || cp.Size != n {
+		t.Fatalf("witness %+v (%v), want size %d", cp, err, n)
+	}
 }

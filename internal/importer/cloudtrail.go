@@ -538,6 +538,11 @@ func (rec *ctRecord) target() event.Target {
 		return event.Target{Type: clean(cmp.Or(r.Type, arnType(r.ARN)), 64), ID: clean(r.ARN, 256)}
 	}
 	params := members(rec.RequestParameters)
+	// An S3 object call names the object by its bucket and key; the
+	// object, not the bucket, is what was acted on.
+	if bucket, key := lookup(params["bucketName"], ""), lookup(params["key"], ""); bucket != "" && key != "" {
+		return event.Target{Type: "AWS::S3::Object", ID: clean("arn:aws:s3:::"+bucket+"/"+key, 256)}
+	}
 	for _, k := range ctTargetKeys {
 		name, rest, _ := strings.Cut(k.path, ".")
 		if id := lookup(params[name], rest); id != "" {

@@ -225,6 +225,7 @@ type walker struct {
 	segSeen  int64
 	seed     maphash.Seed
 	want     *index.Digest
+	meta     *index.MetaCheck
 	erasedIP map[int64]bool
 }
 
@@ -744,13 +745,14 @@ func (w *walker) indexDocs(docs []*index.Doc) error {
 				"queries cannot find it", m.First, m.End)
 		}
 		if w.want == nil {
-			w.want = index.NewDigest(w.seed, m)
+			w.want, w.meta = index.NewDigest(w.seed, m), index.NewMetaCheck(m)
 		}
 		if !m.MightContainID(index.NewIDProbe(index.Term{Field: index.FieldID, Hash: d.IDTerm})) {
 			return w.fail(d.Seq, "the id filter of the search index segment [%d, %d) does not hold this event's id: "+
 				"a retry of the event would be stored twice", m.First, m.End)
 		}
 		w.want.AddDoc(d)
+		w.meta.Add(d)
 		if d.IPErased {
 			w.erasedIP[d.Seq] = true
 		}
@@ -777,9 +779,12 @@ func (w *walker) finishSegment() error {
 		return w.fail(from, "the search index segment [%d, %d) does not match the log for the events [%d, %d): "+
 			"it lists an event under a term the event does not have, or leaves one out", m.First, m.End, from, min(to, m.End))
 	}
+	if seq, what := w.meta.Problem(); what != "" {
+		return w.fail(seq, "the search index segment [%d, %d) would hide events from queries: %s", m.First, m.End, what)
+	}
 	w.rep.Indexed += m.End - m.First
 	w.segIdx++
-	w.want, w.segSeen = nil, 0
+	w.want, w.meta, w.segSeen = nil, nil, 0
 	clear(w.erasedIP)
 	return nil
 }

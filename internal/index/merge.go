@@ -77,6 +77,7 @@ func MergeSegments(ctx context.Context, db *store.DB, q store.Querier, group []*
 	}
 	slices.Sort(m.Actions)
 	m.Actions = slices.Compact(m.Actions)
+	m.Zones = mergedZones(group)
 
 	e := &Encoded{Meta: m, Replaces: group}
 	bf := newIDBloom(int(end - first))

@@ -224,10 +224,24 @@ func (s *Searcher) candidates(ctx context.Context, q *Query, src source) ([]int6
 		}
 	}
 	if all {
-		cands = make([]int64, 0, hi-lo)
-		for i := lo; i < hi; i++ {
-			cands = append(cands, i)
+		var ranges [][2]int64
+		if src.seg != nil {
+			ranges = src.seg.zoneRanges(q, lo, hi)
+		} else {
+			ranges = [][2]int64{{lo, hi}}
 		}
+		n := int64(0)
+		for _, r := range ranges {
+			n += r[1] - r[0]
+		}
+		cands = make([]int64, 0, n)
+		for _, r := range ranges {
+			for i := r[0]; i < r[1]; i++ {
+				cands = append(cands, i)
+			}
+		}
+	} else if src.seg != nil {
+		cands = src.seg.inZones(q, cands)
 	}
 	for _, c := range []struct {
 		r   *Range

@@ -47,6 +47,9 @@ type Meta struct {
 	// Common lists the terms that more than one in commonShare of the
 	// segment's events carry, with their counts.
 	Common []CommonTerm `json:"common,omitempty"`
+	// Zones holds the time bounds of each column page, for a segment of
+	// more than one.
+	Zones []Zone `json:"zones,omitempty"`
 
 	bloom  *bloom.BloomFilter
 	common map[Term]int
@@ -136,6 +139,9 @@ func EncodeSegment(sd *SegmentData) (*Encoded, error) {
 	m := &Meta{First: sd.First, End: sd.End, Level: sd.Level, Version: metaVersion, Actions: sd.Actions}
 	m.MinOccurred, m.MaxOccurred = minMax(sd.Occurred)
 	m.MinReceived, m.MaxReceived = minMax(sd.Received)
+	if m.pageCount() > 1 {
+		m.Zones = zonesOf(sd.Occurred, sd.Received)
+	}
 	bf := newIDBloom(len(sd.IDTerms))
 	for _, h := range sd.IDTerms {
 		addID(bf, h)

@@ -32,6 +32,7 @@ func cmdBench(e *env, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
+	tuneGC()
 	if o.DatabaseURL != "" {
 		u, err := connURL(o.DatabaseURL)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,6 +56,7 @@ func cmdServe(e *env, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
+	tuneGC()
 	log, err := c.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
@@ -156,6 +158,7 @@ func cmdInit(e *env, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
+	tuneGC()
 	log, err := c.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
@@ -336,4 +339,14 @@ func parsePrefixes(s string) ([]netip.Prefix, error) {
 		out = append(out, pf.Masked())
 	}
 	return out, nil
+}
+
+// tuneGC lets the heap grow to three times what is live before a
+// collection, unless GOGC says otherwise: ingest allocates per event, and
+// collecting half as often saves a few percent of its CPU for a heap that
+// stays small.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
 }

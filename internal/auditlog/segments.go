@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/tenant"
 )
 
 // segmentJob asks for the first segment of a tenant's memtable to be built.
@@ -222,3 +223,14 @@ func (l *Log) writerDo(f func()) {
 
 // beforeMerge, when set by a test, runs before each merge reads its segments.
 var beforeMerge func()
+
+// IndexIdle reports whether the tenant's index has caught up with its log:
+// no segment is being built or waits to be, and no merge is due.
+func (l *Log) IndexIdle(t *tenant.Tenant) bool {
+	st := l.state(t)
+	var building bool
+	l.writerDo(func() { building = st.building })
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return !building && (st.mem == nil || !st.mem.Full()) && index.Mergeable(st.segs) == nil
+}

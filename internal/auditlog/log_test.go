@@ -3,6 +3,9 @@ package auditlog_test
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -170,6 +173,37 @@ func TestAppendReadQueryProve(t *testing.T) {
 					t.Fatalf("got %d results, want %d (first got %v, first want %v)", len(got), len(want), head(got), head(want))
 				}
 			})
+		}
+
+		// A cursor is good only for the query and tenant it was issued
+		// for, and only as it was issued.
+		first, err := in.Log.Query(ctx, ten, auditlog.Filter{Limit: 10})
+		if err != nil || first.Next == "" {
+			t.Fatalf("first page: %v, next %q", err, first.Next)
+		}
+		if _, err := in.Log.Query(ctx, ten, auditlog.Filter{Limit: 10, Cursor: first.Next}); err != nil {
+			t.Fatalf("second page: %v", err)
+		}
+		raw, _ := base64.RawURLEncoding.DecodeString(first.Next)
+		var c map[string]any
+		json.Unmarshal(raw, &c)
+		c["n"] = c["n"].(float64) + 5
+		forged, _ := json.Marshal(c)
+		opTenant, err := in.Tenants.ByName(ctx, tenant.Operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, q := range map[string]struct {
+			t *tenant.Tenant
+			f auditlog.Filter
+		}{
+			"moved":          {ten, auditlog.Filter{Limit: 10, Cursor: base64.RawURLEncoding.EncodeToString(forged)}},
+			"another filter": {ten, auditlog.Filter{Limit: 10, Source: "dialer", Cursor: first.Next}},
+			"another tenant": {opTenant, auditlog.Filter{Limit: 10, Cursor: first.Next}},
+		} {
+			if _, err := in.Log.Query(ctx, q.t, q.f); !errors.Is(err, auditlog.ErrBadCursor) {
+				t.Errorf("cursor %s: %v, want ErrBadCursor", name, err)
+			}
 		}
 
 		// Proofs verify with an independent implementation against a

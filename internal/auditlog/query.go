@@ -3,6 +3,7 @@ package auditlog
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
@@ -55,21 +56,27 @@ type Page struct {
 }
 
 // ErrBadCursor means a cursor is malformed or belongs to another query.
-var ErrBadCursor = errors.New("cursor does not belong to this query")
+var ErrBadCursor = errors.New("cursor was not issued for this query")
 
+// cursor is where the next page of a query starts. It carries a MAC under
+// the tenant's index key over its position, the tenant and the filter, so
+// that a cursor changed by hand, or taken to another query or tenant, is
+// refused.
 type cursor struct {
 	Size int64  `json:"s"`
 	Next int64  `json:"n"`
-	Hash string `json:"h"`
+	MAC  string `json:"m"`
 }
 
-// fingerprint identifies a filter, without its paging fields.
-func (f *Filter) fingerprint() string {
+// mac returns the MAC of a cursor at size and next for filter f in tenant t.
+func (c *cursor) mac(t *tenant.Tenant, f *Filter) string {
 	g := *f
 	g.Cursor, g.Limit = "", 0
 	b, _ := json.Marshal(g)
-	s := sha256.Sum256(b)
-	return base64.RawURLEncoding.EncodeToString(s[:9])
+	m := hmac.New(sha256.New, t.IndexKey)
+	fmt.Fprintf(m, "attest/cursor/v1\x00%s\x00%d\x00%d\x00", t.Name, c.Size, c.Next)
+	m.Write(b)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
 // Validate checks the filter's values, naming the field at fault.
@@ -122,7 +129,8 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 	if f.Cursor != "" {
 		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
 		cur = &cursor{}
-		if err != nil || json.Unmarshal(b, cur) != nil || cur.Hash != f.fingerprint() || cur.Size < 0 || cur.Next < 0 {
+		if err != nil || json.Unmarshal(b, cur) != nil || !hmac.Equal([]byte(cur.MAC), []byte(cur.mac(t, &f))) ||
+			cur.Size < 0 || cur.Next < 0 {
 			return nil, ErrBadCursor
 		}
 	}
@@ -181,7 +189,9 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 		if f.Asc {
 			next = last + 1
 		}
-		b, _ := json.Marshal(cursor{Size: page.TreeSize, Next: next, Hash: f.fingerprint()})
+		c := cursor{Size: page.TreeSize, Next: next}
+		c.MAC = c.mac(t, &f)
+		b, _ := json.Marshal(c)
 		page.Next = base64.RawURLEncoding.EncodeToString(b)
 	}
 	return page, nil

@@ -344,9 +344,16 @@ func parsePrefixes(s string) ([]netip.Prefix, error) {
 // tuneGC lets the heap grow to three times what is live before a
 // collection, unless GOGC says otherwise: ingest allocates per event, and
 // collecting half as often saves a few percent of its CPU for a heap that
-// stays small.
+// stays small. Unless GOMEMLIMIT says otherwise, collections come sooner
+// again as the heap nears half the machine's memory, so that a large live
+// heap cannot grow the process out of memory.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(200)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if total := physicalMemory(); total > 0 {
+			debug.SetMemoryLimit(int64(total / 2))
+		}
 	}
 }

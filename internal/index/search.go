@@ -334,21 +334,28 @@ func selective(src source, terms []Term) []Term {
 // read and checked rather than narrowed further with common terms.
 const worthReading = 8
 
-// narrowRatio bounds how much longer than the candidate list a common
-// term's postings may be for them to be read to narrow it: past that,
-// decoding the postings costs more than reading and checking the
-// candidates themselves. Without the bound, a rare value whose every
-// trigram the candidates already share would have the longest lists of a
-// segment read for nothing.
-const narrowRatio = 64
+// narrowRatio is about how many postings can be decoded in the time it
+// takes to read and check one candidate event.
+const narrowRatio = 8192
 
 // worthNarrowing reports whether the postings of t are worth reading to
-// narrow n candidates in src. Terms that are not common have short lists.
+// narrow n candidates in src: when decoding them costs less than reading
+// the candidates they are expected to rule out, taking the share of the
+// segment's events that carry t as the share of candidates that do. A term
+// nearly every event carries rules out nearly nothing, and a rare value
+// whose every trigram the candidates already share would otherwise have
+// the longest lists of a segment read for nothing. Terms that are not
+// common have short lists and are always read.
 func worthNarrowing(src source, t Term, n int) bool {
 	if src.seg == nil {
 		return true
 	}
-	return src.seg.CommonCount(t) <= narrowRatio*n
+	count := src.seg.CommonCount(t)
+	if count == 0 {
+		return true
+	}
+	kept := float64(count) / float64(src.end-src.first)
+	return float64(count) < narrowRatio*float64(n)*(1-kept)
 }
 
 // skipped returns the terms of all that chosen left out, least common first.

@@ -118,6 +118,8 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	_, statErr := os.Stat(path)
 	fresh := errors.Is(statErr, os.ErrNotExist)
 
+	// Reads go through a memory map, as far as the SQLite build allows: it
+	// caps the map at 2 GB, and reads pages beyond with pread.
 	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=temp_store(memory)" +
 		"&_pragma=cache_size(-131072)&_pragma=mmap_size(1099511627776)"
 	if fresh {

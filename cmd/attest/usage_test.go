@@ -60,7 +60,7 @@ func TestUsageErrors(t *testing.T) {
 			[]string{"--tenant", "operator", "--role", "ingest"}, nil, false, "--tenant operator: the operator " +
 				"tenant holds attest's own audit trail and takes no events, so it has no ingest keys"},
 		{"audit query with a malformed cursor", "audit query", []string{"--cursor", "garbage"}, nil, false,
-			"--cursor: cursor does not belong to this query"},
+			"--cursor: cursor was not issued for this query"},
 		{"apikey list of an unknown tenant", "apikey list", []string{"--tenant", "nosuch"}, nil, false,
 			`--tenant: no tenant named "nosuch"`},
 		{"apikey revoke in an unknown tenant", "apikey revoke", []string{"--tenant", "nosuch", "someid"}, nil,

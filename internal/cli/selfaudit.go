@@ -46,6 +46,7 @@ func (h *hostRecord) record(ctx context.Context, in *instance.Instance, t *tenan
 		}
 		ev.Details = v
 	}
+	ev.Clean()
 	p, err := in.Log.Prepare(ctx, t, ev)
 	if err != nil {
 		return err

@@ -290,6 +290,7 @@ func (in *Instance) CreateTenant(ctx context.Context, name string, system bool, 
 			return err
 		}
 		op = created
+		ev.Clean()
 		p, err := in.Log.Prepare(ctx, op, ev)
 		if err != nil {
 			return err
@@ -297,6 +298,7 @@ func (in *Instance) CreateTenant(ctx context.Context, name string, system bool, 
 		_, err = in.Log.Append(ctx, op, []*auditlog.Prepared{p})
 		return err
 	}
+	ev.Clean()
 	p, err := in.Log.Prepare(ctx, op, ev)
 	if err != nil {
 		return err
@@ -341,6 +343,7 @@ func (in *Instance) CreateKey(ctx context.Context, t *tenant.Tenant, role access
 	if decorate != nil {
 		decorate(ev)
 	}
+	ev.Clean()
 	p, err := in.Log.Prepare(ctx, t, ev)
 	if err != nil {
 		return "", nil, err
@@ -377,6 +380,7 @@ func (in *Instance) RevokeKey(ctx context.Context, scope *tenant.Tenant, id stri
 	if decorate != nil {
 		decorate(ev)
 	}
+	ev.Clean()
 	p, err := in.Log.Prepare(ctx, owner, ev)
 	if err != nil {
 		return nil, err

@@ -519,7 +519,7 @@ func (s *Server) trusted(ip netip.Addr) bool {
 
 // actor is who made the request, for its audit event.
 func (rq *request) actor() event.Actor {
-	a := event.Actor{Type: "anonymous", IP: rq.ip, UserAgent: truncate(rq.r.UserAgent(), 1024)}
+	a := event.Actor{Type: "anonymous", IP: rq.ip, UserAgent: rq.r.UserAgent()}
 	if rq.key != nil {
 		a.Type, a.ID, a.Name = "service", "apikey:"+rq.key.ID, rq.key.Name
 		a.Auth = event.Auth{Method: "api_key"}
@@ -527,15 +527,6 @@ func (rq *request) actor() event.Actor {
 	return a
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
-// decorate completes an audit event of this request, and removes from it
-// any API key the client put where it does not belong.
 // changeDecorator completes the audit event of a change committed with it,
 // which records the status the request is about to answer.
 func (rq *request) changeDecorator(status int) func(*event.Event) {
@@ -546,12 +537,16 @@ func (rq *request) changeDecorator(status int) func(*event.Event) {
 	}
 }
 
+// decorate completes an audit event of this request, removes from it any
+// API key the client put where it does not belong, and cleans what the
+// client sent into text the log can read back.
 func (rq *request) decorate(ev *event.Event) {
 	ev.Actor = rq.actor()
 	ev.Source = event.Source{Name: event.SelfSource, Host: rq.s.host, Version: rq.s.cfg.Version}
-	ev.Request = event.Request{ID: rq.id, Method: rq.r.Method, Path: truncate(rq.r.URL.Path, 2048),
+	ev.Request = event.Request{ID: rq.id, Method: rq.r.Method, Path: rq.r.URL.Path,
 		DurationMicros: time.Since(rq.start).Microseconds()}
 	redactEvent(ev)
+	ev.Clean()
 }
 
 // audit records the request in its tenant's log, or in the operator's when
@@ -575,7 +570,7 @@ func (s *Server) audit(rq *request) {
 	ev.Action = rq.route.name
 	ev.Category = rq.route.category
 	ev.Target = rq.target
-	ev.Outcome = event.Outcome{Result: resultOf(rq.status), Status: rq.status, Reason: truncate(rq.reason, 1024)}
+	ev.Outcome = event.Outcome{Result: resultOf(rq.status), Status: rq.status, Reason: rq.reason}
 	if len(rq.details) > 0 {
 		ev.Details = detailsValue(rq.details)
 	}

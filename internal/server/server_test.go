@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
@@ -575,6 +576,53 @@ func TestKeyHistoryUnproven(t *testing.T) {
 		}
 		if len(out.Unproven) != 1 || out.Unproven[0].ID != "0000000000000000" {
 			t.Errorf("unproven %+v, want the injected key", out.Unproven)
+		}
+	})
+}
+
+// TestRequestTextIsCleaned sends paths and headers that hold control
+// characters, invalid UTF-8 and long multi-byte text: the events attest
+// records of them must be ones its own decoder reads back.
+func TestRequestTextIsCleaned(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ts := start(t, opts, server.Config{})
+		reader := ts.key(tenant.Default, "reader")
+		long := "/api/v1/audit/events/" + strings.Repeat("é", 1100)
+		for _, r := range []struct{ path, key string }{
+			{"/api/v1/audit/events/%0a", ""},
+			{"/api/v1/audit/events/%7f", reader},
+			{"/logs/%09/checkpoint", reader},
+			{"/api/v1/audit/events/%ff%fe", reader},
+			{long, reader},
+		} {
+			ts.do("GET", r.path, r.key, map[string]string{"User-Agent": "agent\twith\ttabs", "X-Request-Id": "r\xffq"}, "", 0, nil)
+		}
+		ctx := context.Background()
+		op, err := ts.in.Operator(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		def, err := ts.in.Tenants.ByName(ctx, tenant.Default)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ten := range []*tenant.Tenant{op, def} {
+			if err := ts.in.Log.Sync(ctx, ten); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := ts.in.Log.Verify(ctx, ten, auditlog.VerifyOptions{Deep: true})
+			if err != nil || rep.Problem != nil {
+				t.Fatalf("%s: verify --deep: %v %v", ten.Name, err, rep.Problem)
+			}
+			page, err := ts.in.Log.Query(ctx, ten, auditlog.Filter{Limit: 1000})
+			if err != nil {
+				t.Fatalf("%s: query: %v", ten.Name, err)
+			}
+			for _, it := range page.Items {
+				if p := it.Event.Request.Path; strings.ContainsAny(p, "\n\t\x7f") || !utf8.ValidString(p) || len(p) > 2048 {
+					t.Errorf("%s: stored path %q", ten.Name, p)
+				}
+			}
 		}
 	})
 }

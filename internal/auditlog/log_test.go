@@ -15,6 +15,7 @@ import (
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/index"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -286,4 +287,60 @@ func openInstanceB(b *testing.B, opts storetest.Options) *instance.Instance {
 	}
 	b.Cleanup(func() { in.Close() })
 	return in
+}
+
+// TestTextSearchWholeName finds text anywhere in a long target name, in
+// the memtable and in a segment.
+func TestTextSearchWholeName(t *testing.T) {
+	in := openInstance(t, storetest.Options{DataDir: t.TempDir()})
+	ctx := context.Background()
+	ten, err := in.Tenants.ByName(ctx, tenant.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := eventgen.New(11, time.Now().Add(-time.Hour))
+	name := func(i int) string { return strings.Repeat("x", 70+i%5) + fmt.Sprintf(" zebrafish%d é", i%3) }
+	n := index.SegmentSize + 500
+	var ps []*auditlog.Prepared
+	for i := 0; i < n; i++ {
+		ev := g.Next()
+		if i%100 == 0 {
+			ev.Target.Name = name(i)
+		}
+		p, err := in.Log.Prepare(ctx, ten, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	for i := 0; i < n; i += 2000 {
+		if _, err := in.Log.Append(ctx, ten, ps[i:min(i+2000, n)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for !in.Log.IndexIdle(ten) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := 0
+	for i := 0; i < n; i += 100 {
+		if strings.Contains(strings.ToLower(name(i)), "zebrafish1 é") {
+			want++
+		}
+	}
+	page, err := in.Log.Query(ctx, ten, auditlog.Filter{Text: "ZEBRAFISH1 É", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != want {
+		t.Fatalf("text past the 64th character: %d events, want %d", len(page.Items), want)
+	}
+	seg := 0
+	for _, r := range page.Items {
+		if r.Sequence < index.SegmentSize {
+			seg++
+		}
+	}
+	if seg == 0 || seg == len(page.Items) {
+		t.Fatalf("%d of %d matches in the segment; the test needs both the segment and the memtable", seg, len(page.Items))
+	}
 }

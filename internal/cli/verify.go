@@ -91,8 +91,17 @@ func cmdVerify(e *env, args []string) int {
 			return failErr(e, err)
 		}
 		ts = []*tenant.Tenant{t}
-	} else if ts, err = in.Tenants.List(ctx); err != nil {
-		return failErr(e, err)
+	}
+	// The witnesses are listed before the tenants, so that a tenant created
+	// and checkpointed meanwhile is not taken for a deleted one.
+	var witnessed []string
+	if tenantName == "" {
+		if witnessed, err = in.Log.Witnessed(); err != nil {
+			return failErr(e, err)
+		}
+		if ts, err = in.Tenants.List(ctx); err != nil {
+			return failErr(e, err)
+		}
 	}
 	start := time.Now()
 	code := exitOK
@@ -105,11 +114,7 @@ func cmdVerify(e *env, args []string) int {
 	}
 	if tenantName == "" {
 		// A log this data directory signed must still be in the database.
-		names, err := in.Log.Witnessed()
-		if err != nil {
-			return failErr(e, err)
-		}
-		for _, name := range names {
+		for _, name := range witnessed {
 			if !slices.ContainsFunc(ts, func(t *tenant.Tenant) bool { return t.Name == name }) {
 				fmt.Fprintf(e.stdout, "%s: FAILED: this data directory signed a log of this tenant, which the "+
 					"database no longer holds: it has been deleted\n", name)

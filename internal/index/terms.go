@@ -24,6 +24,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"slices"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -118,11 +119,17 @@ func TargetTerm(typ, id string) Term {
 	return Term{Field: FieldTarget, Hash: fnvString(fnvByte(h, 0), id)}
 }
 
-// maxTextRunes bounds how much of each text is indexed as trigrams.
-const maxTextRunes = 64
+// maxTextRunes bounds how much of each text is indexed as trigrams: all of
+// a target name, whose schema limit is 512 bytes.
+const maxTextRunes = 512
+
+// linearTrigrams is the number of trigrams up to which duplicates are found
+// by comparing with each one kept so far; a longer text uses a set.
+const linearTrigrams = 64
 
 // appendTrigrams appends the terms of the distinct lowercase trigrams of
-// the first maxTextRunes runes of s that ts[from:] does not hold yet.
+// the first maxTextRunes runes of s that ts[from:] does not hold yet, in the
+// order of their first place in s.
 func appendTrigrams(ts []Term, from int, s string) []Term {
 	var lower [maxTextRunes * 4]byte
 	var starts [maxTextRunes + 1]int
@@ -143,6 +150,13 @@ func appendTrigrams(ts []Term, from int, s string) []Term {
 		runes++
 	}
 	starts[runes] = n
+	var seen map[Term]bool
+	if runes-2 > linearTrigrams {
+		seen = make(map[Term]bool, runes)
+		for _, o := range ts[from:] {
+			seen[o] = true
+		}
+	}
 	seed := fnvByte(fnvByte(fnvOffset, byte(FieldText)), 0)
 	for i := 0; i+3 <= runes; i++ {
 		h := seed
@@ -150,14 +164,14 @@ func appendTrigrams(ts []Term, from int, s string) []Term {
 			h = (h ^ uint64(c)) * fnvPrime
 		}
 		t := Term{Field: FieldText, Hash: int64(h)}
-		dup := false
-		for _, o := range ts[from:] {
-			if o == t {
-				dup = true
-				break
+		if seen != nil {
+			if !seen[t] {
+				seen[t] = true
+				ts = append(ts, t)
 			}
+			continue
 		}
-		if !dup {
+		if !slices.Contains(ts[from:], t) {
 			ts = append(ts, t)
 		}
 	}

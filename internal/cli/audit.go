@@ -113,6 +113,9 @@ func cmdAuditQuery(e *env, args []string) int {
 		if err != nil {
 			return usageErr(e, "--%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", tf.flag)
 		}
+		if event.CheckEarliest(tf.flag, v) != nil {
+			return usageErr(e, "--%s is before 1990-01-01; no event is that old", tf.flag)
+		}
 		*tf.dst = v
 	}
 	switch order {
@@ -131,7 +134,13 @@ func cmdAuditQuery(e *env, args []string) int {
 	if err := f.Validate(); err != nil {
 		var fe *event.FieldError
 		if errors.As(err, &fe) {
-			return usageErr(e, "--%s %s", strings.ReplaceAll(fe.Field, "_", "-"), fe.Reason)
+			// The reasons name other parameters by their API names, which
+			// are the flags' names with underscores.
+			reason := fe.Reason
+			for _, p := range []string{"occurred_from", "received_from", "target_id", "action"} {
+				reason = strings.ReplaceAll(reason, " "+p, " --"+strings.ReplaceAll(p, "_", "-"))
+			}
+			return usageErr(e, "--%s %s", strings.ReplaceAll(fe.Field, "_", "-"), reason)
 		}
 		return usageErr(e, "%v", err)
 	}

@@ -221,7 +221,10 @@ func DecodeProducer(raw []byte, lim *Limits) (*Event, error) {
 		// others, such as a Cyrillic "а" in "attest", cannot pass.
 		return nil, fieldErr("source.name", "must be printable ASCII, such as voice-api")
 	}
-	if strings.EqualFold(strings.TrimSpace(ev.Source.Name), SelfSource) {
+	if strings.TrimSpace(ev.Source.Name) != ev.Source.Name {
+		return nil, fieldErr("source.name", "must not start or end with a space")
+	}
+	if strings.EqualFold(ev.Source.Name, SelfSource) {
 		return nil, fieldErr("source.name", "%q is reserved for attest's own events", ev.Source.Name)
 	}
 	return ev, nil

@@ -85,6 +85,8 @@ func TestParameters(t *testing.T) {
 		{"bogus ingest format", "POST", "/api/v1/audit/events?format=bogus", ing, 400, "format"},
 		{"repeated ingest format", "POST", "/api/v1/audit/events?format=ndjson&format=ndjson", ing, 400, "format"},
 		{"public key", "GET", "/api/v1/audit/public-key?format=json", reader, 200, ""},
+		{"zero time bound", "GET", "/api/v1/compliance/audit-trail?occurred_to=0001-01-01T00:00:00Z", reader, 400, "occurred_to"},
+		{"ancient time bound", "GET", "/api/v1/compliance/audit-trail?received_from=1989-12-31T23:59:59Z", reader, 400, "received_from"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := ts.do(tc.method, tc.path, tc.key, nil, "", tc.want, nil)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/store"
 )
 
@@ -50,6 +51,10 @@ func ParseFilter(q url.Values) (auditlog.Filter, error) {
 		v, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			return f, badRequest(t.name, t.name+" must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		// The zero time would read as no bound at all; no event is that old.
+		if event.CheckEarliest(t.name, v) != nil {
+			return f, badRequest(t.name, t.name+" is before 1990-01-01; no event is that old")
 		}
 		*t.dst = v.UTC()
 	}

@@ -539,9 +539,15 @@ func (rec *ctRecord) target() event.Target {
 	}
 	params := members(rec.RequestParameters)
 	// An S3 object call names the object by its bucket and key; the
-	// object, not the bucket, is what was acted on.
-	if bucket, key := lookup(params["bucketName"], ""), lookup(params["key"], ""); bucket != "" && key != "" {
-		return event.Target{Type: "AWS::S3::Object", ID: clean("arn:aws:s3:::"+bucket+"/"+key, 256)}
+	// object, not the bucket, is what was acted on. An ARN too long for a
+	// target id would be cut and could name another object: the bucket is
+	// the target then, and the record keeps the key.
+	if rec.EventSource == "s3.amazonaws.com" {
+		bucket, key := lookup(params["bucketName"], ""), lookup(params["key"], "")
+		if arn := "arn:aws:s3:::" + bucket + "/" + key; bucket != "" && key != "" && !strings.Contains(bucket, "/") &&
+			len(arn) <= 256 && clean(arn, 256) == arn {
+			return event.Target{Type: "AWS::S3::Object", ID: arn}
+		}
 	}
 	for _, k := range ctTargetKeys {
 		name, rest, _ := strings.Cut(k.path, ".")

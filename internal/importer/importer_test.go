@@ -427,6 +427,7 @@ func TestCloudTrailCategory(t *testing.T) {
 // TestCloudTrailFields checks mapping rules on small made-up records.
 func TestCloudTrailFields(t *testing.T) {
 	const base = `"eventID":"e1","eventTime":"2024-01-02T03:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances"`
+	const s3 = `"eventID":"e1","eventTime":"2024-01-02T03:04:05Z","eventSource":"s3.amazonaws.com","eventName":"GetObject"`
 	yes := true
 	for _, tc := range []struct {
 		name, record string
@@ -470,9 +471,17 @@ func TestCloudTrailFields(t *testing.T) {
 			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:ssm", ID: "arn:aws:ssm:r:1:parameter/p"}},
 		{"instances set", `{` + base + `,"requestParameters":{"instancesSet":{"items":[{"instanceId":"i-1"}]}}}`,
 			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:instanceId", ID: "i-1"}},
-		{"s3 object", `{` + base + `,"requestParameters":{"bucketName":"calls","key":"2024/rec-1.wav"}}`,
+		{"s3 object", `{` + s3 + `,"requestParameters":{"bucketName":"calls","key":"2024/rec-1.wav"}}`,
 			func(e *event.Event) any { return e.Target }, event.Target{Type: "AWS::S3::Object", ID: "arn:aws:s3:::calls/2024/rec-1.wav"}},
-		{"s3 bucket", `{` + base + `,"requestParameters":{"bucketName":"calls","key":7}}`,
+		{"s3 bucket", `{` + s3 + `,"requestParameters":{"bucketName":"calls","key":7}}`,
+			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:bucketName", ID: "calls"}},
+		{"s3 key too long for a target id", `{` + s3 + `,"requestParameters":{"bucketName":"calls","key":"` + strings.Repeat("k", 300) + `"}}`,
+			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:bucketName", ID: "calls"}},
+		{"s3 bucket with a slash", `{` + s3 + `,"requestParameters":{"bucketName":"calls/x","key":"k"}}`,
+			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:bucketName", ID: "calls/x"}},
+		{"s3 key with a control character", `{` + s3 + `,"requestParameters":{"bucketName":"calls","key":"a\nb"}}`,
+			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:bucketName", ID: "calls"}},
+		{"bucket and key outside s3", `{` + base + `,"requestParameters":{"bucketName":"calls","key":"k"}}`,
 			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:bucketName", ID: "calls"}},
 		{"target not a string", `{` + base + `,"requestParameters":{"bucketName":7,"roleName":"r"}}`,
 			func(e *event.Event) any { return e.Target }, event.Target{Type: "aws:roleName", ID: "r"}},

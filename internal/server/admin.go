@@ -35,7 +35,8 @@ func decodeJSON(rq *request, v any) error {
 	if len(b) > maxJSONBody {
 		return bodyTooLarge(maxJSONBody, "")
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
+	// json/v2 reads null into a struct as nothing at all.
+	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
 		return badRequest("body", "a JSON object is required")
 	}
 	err = json.Unmarshal(b, v, json.RejectUnknownMembers(true))

@@ -41,6 +41,8 @@ func TestStrictAdminBodies(t *testing.T) {
 		{"tenant with bidi", "/api/v1/tenants", `{"name":"acme` + "\u202e" + `"}`, 400, "name"},
 		{"tenant with control", "/api/v1/tenants", `{"name":"acme\u0000"}`, 400, "name"},
 		{"tenant unknown member", "/api/v1/tenants", `{"name":"acme","system":true}`, 400, "system"},
+		{"tenant null", "/api/v1/tenants", `null`, 400, "body"},
+		{"tenant array", "/api/v1/tenants", `[{"name":"acme"}]`, 400, "body"},
 		{"tenant", "/api/v1/tenants", `{"name":"acme"}`, 201, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

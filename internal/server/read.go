@@ -320,25 +320,29 @@ func (s *Server) publicKey(rq *request) error {
 		ID        string `json:"id"`
 		Algorithm string `json:"algorithm"`
 		PublicKey string `json:"public_key"`
-		CreatedAt string `json:"created_at"`
+		CreatedAt string `json:"created_at,omitempty"`
 		RetiredAt string `json:"retired_at,omitempty"`
 	}
-	// The history holds the key this server signs with. A row for another
-	// key has nothing that proves it was ever this log's: no key signs the
-	// next one yet. Such rows are listed apart, so that a key written into
-	// the database directly shows up as what it is.
-	hv, unproven := []keyView{}, []keyView{}
+	// The history holds the key this server signs with, from its key file.
+	// A database row for another key has nothing that proves it was ever
+	// this log's: no key signs the next one yet. Such rows, and a row that
+	// calls this server's key retired, are listed apart, so that what was
+	// written into the database directly shows up as what it is.
+	sk := s.in.SigningKey
+	current := keyView{ID: sk.ID, Algorithm: "ed25519", PublicKey: b64(sk.Public)}
+	unproven := []keyView{}
 	for _, k := range hist {
 		v := keyView{ID: k.ID, Algorithm: k.Algorithm, PublicKey: b64(k.PublicKey), CreatedAt: k.CreatedAt.Format(time.RFC3339)}
 		if !k.RetiredAt.IsZero() {
 			v.RetiredAt = k.RetiredAt.Format(time.RFC3339)
 		}
-		if k.ID == s.in.SigningKey.ID && bytes.Equal(k.PublicKey, s.in.SigningKey.Public) {
-			hv = append(hv, v)
+		if k.ID == sk.ID && bytes.Equal(k.PublicKey, sk.Public) && k.Algorithm == "ed25519" && k.RetiredAt.IsZero() {
+			current.CreatedAt = v.CreatedAt
 		} else {
 			unproven = append(unproven, v)
 		}
 	}
+	hv := []keyView{current}
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"origin": s.in.Log.Origin(rq.tenant.Name), "verifier_key": vk,
 		"key_id": s.in.SigningKey.ID, "history": hv, "unproven": unproven})
 }

@@ -577,6 +577,23 @@ func TestKeyHistoryUnproven(t *testing.T) {
 		if len(out.Unproven) != 1 || out.Unproven[0].ID != "0000000000000000" {
 			t.Errorf("unproven %+v, want the injected key", out.Unproven)
 		}
+
+		// A row that calls the server's key retired, or its loss, does not
+		// take the key out of the history.
+		if _, err := ts.in.DB.Write.Exec(ts.in.DB.Rebind(`UPDATE signing_keys SET retired_at = 2 WHERE id = ?`), out.KeyID); err != nil {
+			t.Fatal(err)
+		}
+		ts.do("GET", "/api/v1/audit/public-key?format=json", reader, nil, "", http.StatusOK, &out)
+		if len(out.History) != 1 || out.History[0].ID != out.KeyID || len(out.Unproven) != 2 {
+			t.Errorf("with the key's row retired: history %+v, unproven %+v", out.History, out.Unproven)
+		}
+		if _, err := ts.in.DB.Write.Exec(ts.in.DB.Rebind(`DELETE FROM signing_keys WHERE id = ?`), out.KeyID); err != nil {
+			t.Fatal(err)
+		}
+		ts.do("GET", "/api/v1/audit/public-key?format=json", reader, nil, "", http.StatusOK, &out)
+		if len(out.History) != 1 || out.History[0].ID != out.KeyID || len(out.Unproven) != 1 {
+			t.Errorf("with the key's row deleted: history %+v, unproven %+v", out.History, out.Unproven)
+		}
 	})
 }
 

@@ -61,6 +61,8 @@ func TestUsageErrors(t *testing.T) {
 				"tenant holds attest's own audit trail and takes no events, so it has no ingest keys"},
 		{"audit query with a malformed cursor", "audit query", []string{"--cursor", "garbage"}, nil, false,
 			"--cursor: cursor was not issued for this query"},
+		{"apikey create with a control character in its name", "apikey create", []string{"--tenant", "default",
+			"--role", "reader", "--name", "evil\x1b[2J"}, nil, false, "--name: name must not hold control"},
 		{"audit query with its times reversed", "audit query", []string{"--occurred-from", "2026-01-02T00:00:00Z",
 			"--occurred-to", "2026-01-01T00:00:00Z"}, nil, false, "--occurred-to is before --occurred-from"},
 		{"audit query with a zero time", "audit query", []string{"--received-to", "0001-01-01T00:00:00Z"}, nil, false,

@@ -289,6 +289,9 @@ func (ks *Keys) Authenticate(ctx context.Context, tok string) (*Key, error) {
 }
 
 func (ks *Keys) get(ctx context.Context, id string) (*Key, []byte, error) {
+	if !store.StorableText(id) {
+		return nil, nil, store.ErrNotFound
+	}
 	rows, err := ks.query(ctx, ks.db.Read, `id = ?`, id)
 	if err != nil {
 		return nil, nil, err
@@ -358,6 +361,9 @@ func (ks *Keys) List(ctx context.Context, tenantID int64) ([]*Key, error) {
 // Get returns one key, in any tenant when tenantID is 0; store.ErrNotFound
 // when it does not exist in that scope.
 func (ks *Keys) Get(ctx context.Context, q store.Querier, tenantID int64, id string) (*Key, error) {
+	if !store.StorableText(id) {
+		return nil, store.ErrNotFound
+	}
 	where, args := `id = ?`, []any{id}
 	if tenantID != 0 {
 		where, args = `id = ? AND tenant_id = ?`, []any{id, tenantID}
@@ -376,6 +382,9 @@ func (ks *Keys) Get(ctx context.Context, q store.Querier, tenantID int64, id str
 // nothing, when the key is revoked already, and store.ErrNotFound when there
 // is no such key.
 func (ks *Keys) Revoke(ctx context.Context, tx *sql.Tx, id string) error {
+	if !store.StorableText(id) {
+		return store.ErrNotFound
+	}
 	res, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
 		ks.now().UTC().UnixMicro(), id)
 	if err != nil {

@@ -33,7 +33,10 @@ func (l *Log) RegisterKey(ctx context.Context) error {
 
 // KeyHistory returns every signing key the log has used, oldest first.
 func (l *Log) KeyHistory(ctx context.Context, q store.Querier) ([]SigningKey, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, public_key, created_at, retired_at FROM signing_keys ORDER BY created_at, id`)
+	// SQLite keeps whatever a row was given: the casts read a time written
+	// as text as 0 rather than failing the whole history.
+	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, public_key, CAST(created_at AS BIGINT), CAST(retired_at AS BIGINT)
+		FROM signing_keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: read key history: %w", err)
 	}

@@ -111,6 +111,9 @@ func cmdAPIKey(e *env, args []string) int {
 		if r, err = access.ParseRole(role); err != nil {
 			return usageErr(e, "--role: %v", err)
 		}
+		if err := access.ValidateKeyName(name); err != nil {
+			return usageErr(e, "--name: %v", err)
+		}
 		if tenantName == "" {
 			if r != access.RoleOperator {
 				return usageErr(e, "--tenant is required for a %s key", r)

@@ -116,7 +116,7 @@ func cmdAuditQuery(e *env, args []string) int {
 		if event.CheckEarliest(tf.flag, v) != nil {
 			return usageErr(e, "--%s is before 1990-01-01; no event is that old", tf.flag)
 		}
-		*tf.dst = v
+		*tf.dst = v.UTC()
 	}
 	switch order {
 	case "desc":

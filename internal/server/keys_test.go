@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/attest/attest/internal/server"
+	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
 )
@@ -82,4 +83,16 @@ func TestKeyScopeByRole(t *testing.T) {
 	if first.RevokedAt == "" || again.RevokedAt != first.RevokedAt {
 		t.Errorf("revoked_at was %q, is %q after a second revocation", first.RevokedAt, again.RevokedAt)
 	}
+}
+
+// TestLookupsOfUnstorableText finds nothing by a key id or tenant name that
+// no database text can hold, on either database, rather than failing.
+func TestLookupsOfUnstorableText(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, _ *store.DB, opts storetest.Options) {
+		ts := start(t, opts, server.Config{})
+		for _, id := range []string{"%ff", "%00", "%c3%28"} {
+			ts.do("DELETE", "/api/v1/apikeys/"+id, ts.operator, nil, "", http.StatusNotFound, nil)
+			ts.do("GET", "/logs/"+id+"/checkpoint", ts.operator, nil, "", http.StatusNotFound, nil)
+		}
+	})
 }

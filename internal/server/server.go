@@ -486,7 +486,7 @@ func (s *Server) clientIP(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
-	ip := peer.Addr().Unmap()
+	ip := peer.Addr().Unmap().WithZone("")
 	if !s.trusted(ip) {
 		return ip.String()
 	}
@@ -500,7 +500,8 @@ func (s *Server) clientIP(r *http.Request) string {
 		if err != nil {
 			return ip.String()
 		}
-		a = a.Unmap()
+		// A zone names an interface of the proxy's host, not the client.
+		a = a.Unmap().WithZone("")
 		if !s.trusted(a) {
 			return a.String()
 		}

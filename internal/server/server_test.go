@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -565,6 +566,13 @@ func TestKeyHistoryUnproven(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if opts.URL == "" {
+			// SQLite takes a time written as text; the history still reads.
+			if _, err := ts.in.DB.Write.Exec(`INSERT INTO signing_keys (id, algorithm, public_key, created_at, retired_at)
+				VALUES ('1111111111111111', 'ed25519', x'01', 'yesterday', 'never')`); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var out struct {
 			KeyID    string `json:"key_id"`
 			History  []struct{ ID string }
@@ -574,8 +582,12 @@ func TestKeyHistoryUnproven(t *testing.T) {
 		if len(out.History) != 1 || out.History[0].ID != out.KeyID {
 			t.Errorf("history %+v, want only the server's key %s", out.History, out.KeyID)
 		}
-		if len(out.Unproven) != 1 || out.Unproven[0].ID != "0000000000000000" {
-			t.Errorf("unproven %+v, want the injected key", out.Unproven)
+		injected := 1
+		if opts.URL == "" {
+			injected = 2
+		}
+		if len(out.Unproven) != injected || out.Unproven[0].ID != "0000000000000000" {
+			t.Errorf("unproven %+v, want the injected keys", out.Unproven)
 		}
 
 		// A row that calls the server's key retired, or its loss, does not
@@ -584,14 +596,14 @@ func TestKeyHistoryUnproven(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts.do("GET", "/api/v1/audit/public-key?format=json", reader, nil, "", http.StatusOK, &out)
-		if len(out.History) != 1 || out.History[0].ID != out.KeyID || len(out.Unproven) != 2 {
+		if len(out.History) != 1 || out.History[0].ID != out.KeyID || len(out.Unproven) != injected+1 {
 			t.Errorf("with the key's row retired: history %+v, unproven %+v", out.History, out.Unproven)
 		}
 		if _, err := ts.in.DB.Write.Exec(ts.in.DB.Rebind(`DELETE FROM signing_keys WHERE id = ?`), out.KeyID); err != nil {
 			t.Fatal(err)
 		}
 		ts.do("GET", "/api/v1/audit/public-key?format=json", reader, nil, "", http.StatusOK, &out)
-		if len(out.History) != 1 || out.History[0].ID != out.KeyID || len(out.Unproven) != 1 {
+		if len(out.History) != 1 || out.History[0].ID != out.KeyID || len(out.Unproven) != injected {
 			t.Errorf("with the key's row deleted: history %+v, unproven %+v", out.History, out.Unproven)
 		}
 	})
@@ -642,4 +654,28 @@ func TestRequestTextIsCleaned(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestForwardedForZone records a client address named by a trusted proxy
+// without the interface zone the proxy may have added.
+func TestForwardedForZone(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	ts := start(t, opts, server.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	reader := ts.key(tenant.Default, "reader")
+	ts.do("GET", "/api/v1/audit/checkpoint", reader, map[string]string{"X-Forwarded-For": "fe80::1%eth0"}, "", 0, nil)
+	ctx := context.Background()
+	def, err := ts.in.Tenants.ByName(ctx, tenant.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.in.Log.Sync(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+	page, err := ts.in.Log.Query(ctx, def, auditlog.Filter{ClientIP: "fe80::1", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].Event.Actor.IP != "fe80::1" {
+		t.Fatalf("events from fe80::1: %d", len(page.Items))
+	}
 }

@@ -94,6 +94,9 @@ func (r *Registry) ByName(ctx context.Context, name string) (*Tenant, error) {
 	if t != nil {
 		return t, nil
 	}
+	if !store.StorableText(name) {
+		return nil, store.ErrNotFound
+	}
 	return r.load(ctx, `name = ?`, name)
 }
 

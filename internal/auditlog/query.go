@@ -216,8 +216,8 @@ func (l *Log) queryView(ctx context.Context, t *tenant.Tenant, f *Filter, q *ind
 		// Short texts have no trigrams to look up: they are matched by
 		// reading the events alone.
 		if tt := index.TextTerms(f.Text); tt != nil {
-			lower := strings.ToLower(f.Text)
-			group := actionAlternatives(v, func(a string) bool { return strings.Contains(strings.ToLower(a), lower) })
+			folded := index.Fold(f.Text)
+			group := actionAlternatives(v, func(a string) bool { return strings.Contains(index.Fold(a), folded) })
 			q.AnyOf = append(q.AnyOf, append(group, tt))
 		}
 		// The memtable view must hold the postings of these terms too.
@@ -379,8 +379,8 @@ func (f *Filter) matchesPersonal(r *Record) bool {
 		return false
 	}
 	if f.Text != "" {
-		q := strings.ToLower(f.Text)
-		if !strings.Contains(strings.ToLower(ev.Action), q) && !strings.Contains(strings.ToLower(ev.Target.Name), q) {
+		q := index.Fold(f.Text)
+		if !strings.Contains(index.Fold(ev.Action), q) && !strings.Contains(index.Fold(ev.Target.Name), q) {
 			return false
 		}
 	}

@@ -328,3 +328,17 @@ func BenchmarkBuildSegment(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*SegmentSize)/b.Elapsed().Seconds(), "docs/s")
 }
+
+func TestFold(t *testing.T) {
+	for _, pair := range [][2]string{{"σίσυφος", "ΣΊΣΥΦΟΣ"}, {"k", "\u212a"}, {"straße", "STRAßE"}, {"Elm", "eLM"}} {
+		if Fold(pair[0]) != Fold(pair[1]) {
+			t.Errorf("Fold(%q) = %q, Fold(%q) = %q; want them equal", pair[0], Fold(pair[0]), pair[1], Fold(pair[1]))
+		}
+		if !slices.Equal(TextTerms(pair[0]+"xx"), TextTerms(pair[1]+"xx")) {
+			t.Errorf("trigrams of %q and %q differ", pair[0], pair[1])
+		}
+	}
+	if Fold("a") == Fold("b") {
+		t.Error("a and b fold alike")
+	}
+}

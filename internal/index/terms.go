@@ -25,6 +25,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"slices"
+	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -47,7 +48,7 @@ const (
 	FieldOutcome    Field = 8  // outcome.result
 	FieldSource     Field = 9  // source.name
 	FieldIP         Field = 10 // actor.ip, keyed by the tenant's index key
-	FieldText       Field = 11 // trigrams of target.name, lowercased
+	FieldText       Field = 11 // trigrams of target.name, case-folded
 
 	// colOccurred and colReceived are per-event columns, not terms.
 	colOccurred Field = 100
@@ -127,7 +128,7 @@ const maxTextRunes = 512
 // by comparing with each one kept so far; a longer text uses a set.
 const linearTrigrams = 64
 
-// appendTrigrams appends the terms of the distinct lowercase trigrams of
+// appendTrigrams appends the terms of the distinct case-folded trigrams of
 // the first maxTextRunes runes of s that ts[from:] does not hold yet, in the
 // order of their first place in s.
 func appendTrigrams(ts []Term, from int, s string) []Term {
@@ -138,13 +139,7 @@ func appendTrigrams(ts []Term, from int, s string) []Term {
 		if runes == maxTextRunes {
 			break
 		}
-		if r < utf8.RuneSelf {
-			if 'A' <= r && r <= 'Z' {
-				r += 'a' - 'A'
-			}
-		} else {
-			r = unicode.ToLower(r)
-		}
+		r = FoldRune(r)
 		starts[runes] = n
 		n += utf8.EncodeRune(lower[n:], r)
 		runes++
@@ -177,6 +172,28 @@ func appendTrigrams(ts []Term, from int, s string) []Term {
 	}
 	return ts
 }
+
+// FoldRune maps r to one representative of the runes that differ from it
+// only in case: the smallest rune of its Unicode simple case folding orbit.
+// So σ, ς and Σ fold alike, and so do k, K and the Kelvin sign, which
+// lowercasing alone would keep apart.
+func FoldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'a' <= r && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		return r
+	}
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return least
+}
+
+// Fold returns s with every rune case-folded by FoldRune: text search
+// compares folded texts.
+func Fold(s string) string { return strings.Map(FoldRune, s) }
 
 // TextTerms returns the trigram terms a text search for q must all match,
 // or nil when q is shorter than three characters.

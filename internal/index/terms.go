@@ -132,19 +132,21 @@ const linearTrigrams = 64
 // the first maxTextRunes runes of s that ts[from:] does not hold yet, in the
 // order of their first place in s.
 func appendTrigrams(ts []Term, from int, s string) []Term {
-	var lower [maxTextRunes * 4]byte
-	var starts [maxTextRunes + 1]int
-	n, runes := 0, 0
+	// Most texts are short: their folded bytes and rune starts fit in
+	// buffers on the stack, and only a long one makes append allocate.
+	var foldedBuf [256]byte
+	var startsBuf [65]int
+	folded, starts := foldedBuf[:0], startsBuf[:0]
+	runes := 0
 	for _, r := range s {
 		if runes == maxTextRunes {
 			break
 		}
-		r = FoldRune(r)
-		starts[runes] = n
-		n += utf8.EncodeRune(lower[n:], r)
+		starts = append(starts, len(folded))
+		folded = utf8.AppendRune(folded, FoldRune(r))
 		runes++
 	}
-	starts[runes] = n
+	starts = append(starts, len(folded))
 	var seen map[Term]bool
 	if runes-2 > linearTrigrams {
 		seen = make(map[Term]bool, runes)
@@ -155,7 +157,7 @@ func appendTrigrams(ts []Term, from int, s string) []Term {
 	seed := fnvByte(fnvByte(fnvOffset, byte(FieldText)), 0)
 	for i := 0; i+3 <= runes; i++ {
 		h := seed
-		for _, c := range lower[starts[i]:starts[i+3]] {
+		for _, c := range folded[starts[i]:starts[i+3]] {
 			h = (h ^ uint64(c)) * fnvPrime
 		}
 		t := Term{Field: FieldText, Hash: int64(h)}

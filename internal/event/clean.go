@@ -5,6 +5,36 @@ import (
 	"unicode/utf8"
 )
 
+// The longest value of each text field, in bytes: the decoder refuses a
+// longer one, and Clean cuts to it.
+const (
+	maxID             = 128
+	maxTenant         = 64
+	maxAction         = 128
+	maxCategory       = 32
+	maxSourceName     = 128
+	maxSourceHost     = 255
+	maxSourceVersion  = 64
+	maxActorType      = 32
+	maxActorID        = 256
+	maxActorName      = 256
+	maxActorEmail     = 320
+	maxActorIP        = 64
+	maxUserAgent      = 1024
+	maxSessionID      = 256
+	maxAuthMethod     = 64
+	maxTargetType     = 64
+	maxTargetID       = 256
+	maxTargetName     = 512
+	maxResult         = 16
+	maxReason         = 1024
+	maxRequestID      = 128
+	maxMethod         = 16
+	maxPath           = 2048
+	maxClassification = 64
+	maxDataField      = 128
+)
+
 // Clean makes an event that attest assembles itself, from what a client
 // sent (a URL path, a header, a key's name), fit the rules its decoder holds
 // stored leaves to: every text field valid UTF-8 without control
@@ -15,19 +45,20 @@ func (ev *Event) Clean() {
 		s   *string
 		max int
 	}{
-		{&ev.ID, 128}, {&ev.Action, 128}, {&ev.Category, 32},
-		{&ev.Source.Name, 128}, {&ev.Source.Host, 255}, {&ev.Source.Version, 64},
-		{&ev.Actor.Type, 32}, {&ev.Actor.ID, 256}, {&ev.Actor.Name, 256}, {&ev.Actor.Email, 320},
-		{&ev.Actor.IP, 64}, {&ev.Actor.UserAgent, 1024}, {&ev.Actor.SessionID, 256}, {&ev.Actor.Auth.Method, 64},
-		{&ev.Target.Type, 64}, {&ev.Target.ID, 256}, {&ev.Target.Name, 512},
-		{&ev.Outcome.Result, 16}, {&ev.Outcome.Reason, 1024},
-		{&ev.Request.ID, 128}, {&ev.Request.Method, 16}, {&ev.Request.Path, 2048},
-		{&ev.Data.Classification, 64},
+		{&ev.ID, maxID}, {&ev.Tenant, maxTenant}, {&ev.Action, maxAction}, {&ev.Category, maxCategory},
+		{&ev.Source.Name, maxSourceName}, {&ev.Source.Host, maxSourceHost}, {&ev.Source.Version, maxSourceVersion},
+		{&ev.Actor.Type, maxActorType}, {&ev.Actor.ID, maxActorID}, {&ev.Actor.Name, maxActorName},
+		{&ev.Actor.Email, maxActorEmail}, {&ev.Actor.IP, maxActorIP}, {&ev.Actor.UserAgent, maxUserAgent},
+		{&ev.Actor.SessionID, maxSessionID}, {&ev.Actor.Auth.Method, maxAuthMethod},
+		{&ev.Target.Type, maxTargetType}, {&ev.Target.ID, maxTargetID}, {&ev.Target.Name, maxTargetName},
+		{&ev.Outcome.Result, maxResult}, {&ev.Outcome.Reason, maxReason},
+		{&ev.Request.ID, maxRequestID}, {&ev.Request.Method, maxMethod}, {&ev.Request.Path, maxPath},
+		{&ev.Data.Classification, maxClassification},
 	} {
 		*f.s = CleanText(*f.s, f.max)
 	}
 	for i, s := range ev.Data.Fields {
-		ev.Data.Fields[i] = CleanText(s, 128)
+		ev.Data.Fields[i] = CleanText(s, maxDataField)
 	}
 }
 

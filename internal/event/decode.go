@@ -488,11 +488,11 @@ func (d *decoder) top(a at) error {
 	var err error
 	switch string(a.name) {
 	case "id":
-		ev.ID, err = d.str(a, 128)
+		ev.ID, err = d.str(a, maxID)
 	case "tenant":
 		// The tenant comes from the credentials unless an operator names
 		// one; an empty name would read as no name.
-		if ev.Tenant, err = d.str(a, 64); err == nil && ev.Tenant == "" {
+		if ev.Tenant, err = d.str(a, maxTenant); err == nil && ev.Tenant == "" {
 			return fieldErr(a.String(), "is empty: leave it out to use the credentials' tenant, or name one")
 		}
 	case "occurred_at":
@@ -505,9 +505,9 @@ func (d *decoder) top(a at) error {
 	case "actor":
 		err = d.object("actor", d.actor)
 	case "action":
-		ev.Action, err = d.str(a, 128)
+		ev.Action, err = d.str(a, maxAction)
 	case "category":
-		ev.Category, err = d.str(a, 32)
+		ev.Category, err = d.str(a, maxCategory)
 	case "target":
 		err = d.object("target", d.target)
 	case "outcome":
@@ -553,7 +553,7 @@ func (d *decoder) top(a at) error {
 // source accepts either a name string or an object.
 func (d *decoder) source(a at) error {
 	if d.dec.PeekKind() == '"' {
-		s, err := d.str(a, 128)
+		s, err := d.str(a, maxSourceName)
 		d.ev.Source.Name = s
 		return err
 	}
@@ -561,11 +561,11 @@ func (d *decoder) source(a at) error {
 		var err error
 		switch string(a.name) {
 		case "name":
-			d.ev.Source.Name, err = d.str(a, 128)
+			d.ev.Source.Name, err = d.str(a, maxSourceName)
 		case "host":
-			d.ev.Source.Host, err = d.str(a, 255)
+			d.ev.Source.Host, err = d.str(a, maxSourceHost)
 		case "version":
-			d.ev.Source.Version, err = d.str(a, 64)
+			d.ev.Source.Version, err = d.str(a, maxSourceVersion)
 		default:
 			return unknown(a)
 		}
@@ -578,19 +578,19 @@ func (d *decoder) actor(a at) error {
 	var err error
 	switch string(a.name) {
 	case "type":
-		ac.Type, err = d.str(a, 32)
+		ac.Type, err = d.str(a, maxActorType)
 	case "id":
-		ac.ID, err = d.str(a, 256)
+		ac.ID, err = d.str(a, maxActorID)
 	case "name":
-		ac.Name, err = d.str(a, 256)
+		ac.Name, err = d.str(a, maxActorName)
 	case "email":
-		ac.Email, err = d.str(a, 320)
+		ac.Email, err = d.str(a, maxActorEmail)
 	case "ip":
-		ac.IP, err = d.str(a, 64)
+		ac.IP, err = d.str(a, maxActorIP)
 	case "user_agent":
-		ac.UserAgent, err = d.str(a, 1024)
+		ac.UserAgent, err = d.str(a, maxUserAgent)
 	case "session_id":
-		ac.SessionID, err = d.str(a, 256)
+		ac.SessionID, err = d.str(a, maxSessionID)
 	case "auth":
 		err = d.object("actor.auth", d.auth)
 	default:
@@ -604,7 +604,7 @@ func (d *decoder) auth(a at) error {
 	switch string(a.name) {
 	case "method":
 		var err error
-		au.Method, err = d.str(a, 64)
+		au.Method, err = d.str(a, maxAuthMethod)
 		return err
 	case "mfa":
 		b, err := d.boolean(a)
@@ -619,11 +619,11 @@ func (d *decoder) target(a at) error {
 	var err error
 	switch string(a.name) {
 	case "type":
-		t.Type, err = d.str(a, 64)
+		t.Type, err = d.str(a, maxTargetType)
 	case "id":
-		t.ID, err = d.str(a, 256)
+		t.ID, err = d.str(a, maxTargetID)
 	case "name":
-		t.Name, err = d.str(a, 512)
+		t.Name, err = d.str(a, maxTargetName)
 	default:
 		return unknown(a)
 	}
@@ -635,9 +635,9 @@ func (d *decoder) outcome(a at) error {
 	var err error
 	switch string(a.name) {
 	case "result":
-		o.Result, err = d.str(a, 16)
+		o.Result, err = d.str(a, maxResult)
 	case "reason":
-		o.Reason, err = d.str(a, 1024)
+		o.Reason, err = d.str(a, maxReason)
 	case "status":
 		var n int64
 		n, err = d.integer(a, 0, 999999)
@@ -653,11 +653,11 @@ func (d *decoder) request(a at) error {
 	var err error
 	switch string(a.name) {
 	case "id":
-		r.ID, err = d.str(a, 128)
+		r.ID, err = d.str(a, maxRequestID)
 	case "method":
-		r.Method, err = d.str(a, 16)
+		r.Method, err = d.str(a, maxMethod)
 	case "path":
-		r.Path, err = d.str(a, 2048)
+		r.Path, err = d.str(a, maxPath)
 	case "status":
 		var n int64
 		n, err = d.integer(a, 100, 599)
@@ -691,7 +691,7 @@ func (d *decoder) data(a at) error {
 	var err error
 	switch string(a.name) {
 	case "classification":
-		dt.Classification, err = d.str(a, 64)
+		dt.Classification, err = d.str(a, maxClassification)
 	case "record_count":
 		dt.RecordCount, err = d.integer(a, 0, 1<<53)
 	case "fields":
@@ -715,7 +715,7 @@ func (d *decoder) fields(a at) error {
 		if len(dt.Fields) == 256 {
 			return fieldErr(a.String(), "has more than 256 entries")
 		}
-		s, err := d.str(path(a.String()+"["+strconv.Itoa(len(dt.Fields))+"]"), 128)
+		s, err := d.str(path(a.String()+"["+strconv.Itoa(len(dt.Fields))+"]"), maxDataField)
 		if err != nil {
 			return err
 		}

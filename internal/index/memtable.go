@@ -123,16 +123,18 @@ func (m *Memtable) Rebase(seq int64) *Memtable {
 	k := int(seq - m.base)
 	r := NewMemtable(seq)
 	start := m.offs[k]
-	r.terms = slices.Clone(m.terms[start:])
+	// The rest is appended to the new memtable's slices, which are sized
+	// for a segment, so that its next adds do not grow them.
+	r.terms = append(r.terms, m.terms[start:]...)
 	for _, o := range m.offs[k+1:] {
 		r.offs = append(r.offs, o-start)
 	}
-	r.idTerms = slices.Clone(m.idTerms[k:])
-	r.leaves = slices.Clone(m.leaves[k:])
-	r.texts = slices.Clone(m.texts[k:])
-	r.actions = slices.Clone(m.actions[k:])
-	r.occ = slices.Clone(m.occ[k:])
-	r.rcv = slices.Clone(m.rcv[k:])
+	r.idTerms = append(r.idTerms, m.idTerms[k:]...)
+	r.leaves = append(r.leaves, m.leaves[k:]...)
+	r.texts = append(r.texts, m.texts[k:]...)
+	r.actions = append(r.actions, m.actions[k:]...)
+	r.occ = append(r.occ, m.occ[k:]...)
+	r.rcv = append(r.rcv, m.rcv[k:]...)
 	for id, s := range m.ids {
 		if s >= seq {
 			r.ids[id] = s

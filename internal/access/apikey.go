@@ -60,6 +60,8 @@ const (
 	PermKeysRead    Permission = "apikeys.read"
 	PermTenants     Permission = "tenants.manage"
 	PermTenantsRead Permission = "tenants.read"
+	// PermPrivacyErase destroys a subject's personal values.
+	PermPrivacyErase Permission = "privacy.erase"
 	// PermMetricsRead reads the Prometheus metrics, which describe every
 	// tenant: only keys of the operator tenant exercise it. Every role that
 	// reads holds it, so that nobody can grant it without holding it.
@@ -72,10 +74,11 @@ const (
 )
 
 var rolePerms = map[Role][]Permission{
-	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead, PermMetricsRead},
-	RoleAdmin:    {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead},
-	RoleIngest:   {PermEventsWrite},
-	RoleReader:   {PermLogRead, PermMetricsRead},
+	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead, PermMetricsRead,
+		PermPrivacyErase},
+	RoleAdmin:  {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead, PermPrivacyErase},
+	RoleIngest: {PermEventsWrite},
+	RoleReader: {PermLogRead, PermMetricsRead},
 }
 
 // tenantBound lists the permissions that only keys of the operator tenant

@@ -125,6 +125,9 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 	if err := f.normalize(); err != nil {
 		return nil, err
 	}
+	if err := l.keyring.Sync(ctx); err != nil {
+		return nil, err
+	}
 	var cur *cursor
 	if f.Cursor != "" {
 		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)

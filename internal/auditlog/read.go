@@ -33,6 +33,9 @@ type Record struct {
 // Read returns the event at seq in the snapshot q reads, which must be below
 // the snapshot's log size.
 func (l *Log) Read(ctx context.Context, q store.Querier, t *tenant.Tenant, seq int64) (*Record, error) {
+	if err := l.keyring.Sync(ctx); err != nil {
+		return nil, err
+	}
 	leaf, sealed, err := l.entry(ctx, q, t.ID, seq)
 	if err != nil {
 		return nil, err

@@ -95,6 +95,9 @@ func (l *Log) Verify(ctx context.Context, t *tenant.Tenant, opts VerifyOptions) 
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
+	if err := l.keyring.Sync(ctx); err != nil {
+		return nil, err
+	}
 	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		return l.verifyTx(ctx, tx, t, opts, witness, rep)
 	})

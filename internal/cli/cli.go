@@ -45,6 +45,7 @@ func commands() []command {
 		{"init", "initialise a data directory or database without serving, printing the bootstrap key", cmdInit},
 		{"tenant", "create and list tenants (tenant create NAME, tenant list)", cmdTenant},
 		{"apikey", "create, list and revoke API keys", cmdAPIKey},
+		{"subject", "erase a data subject's personal values (subject erase --tenant T --subject ID --reason TEXT)", cmdSubject},
 		{"import", "import CloudTrail, Kubernetes audit or NDJSON files into a tenant's log", cmdImport},
 		{"verify", "verify the audit log: every entry, the tree, the checkpoints", cmdVerify},
 		{"audit", "query the audit trail, print the public key or the latest checkpoint", cmdAudit},

@@ -35,6 +35,13 @@ const (
 	maxDataField      = 128
 )
 
+// MaxActorID and MaxReason are the longest actor id and outcome reason, in
+// bytes, an event may hold.
+const (
+	MaxActorID = maxActorID
+	MaxReason  = maxReason
+)
+
 // Clean makes an event that attest assembles itself, from what a client
 // sent (a URL path, a header, a key's name), fit the rules its decoder holds
 // stored leaves to: every text field valid UTF-8 without control

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/access"
@@ -393,6 +394,71 @@ func (in *Instance) RevokeKey(ctx context.Context, scope *tenant.Tenant, id stri
 	}
 	k.RevokedAt = in.Now().UTC()
 	return k, nil
+}
+
+// ErasureError says why an erasure request cannot be carried out as given.
+type ErasureError struct {
+	Field  string // "subject" or "reason"
+	Reason string
+}
+
+func (e *ErasureError) Error() string { return e.Field + ": " + e.Reason }
+
+// CheckErasure returns an *ErasureError when subject or reason cannot be
+// used: a subject no event can hold, or a missing or unstorable reason.
+func CheckErasure(subject, reason string) error {
+	switch {
+	case subject == "":
+		return &ErasureError{"subject", "an actor id is required"}
+	case len(subject) > event.MaxActorID:
+		return &ErasureError{"subject", fmt.Sprintf("longer than %d bytes, so no event holds it", event.MaxActorID)}
+	case event.CleanText(subject, event.MaxActorID) != subject:
+		return &ErasureError{"subject", "holds a control character or invalid UTF-8, so no event holds it"}
+	case strings.TrimSpace(reason) == "":
+		return &ErasureError{"reason", "required: say why, such as the request it answers"}
+	case len(reason) > event.MaxReason:
+		return &ErasureError{"reason", fmt.Sprintf("longer than %d bytes", event.MaxReason)}
+	case event.CleanText(reason, event.MaxReason) != reason:
+		return &ErasureError{"reason", "holds a control character or invalid UTF-8"}
+	}
+	return nil
+}
+
+// EraseSubject destroys the keys of every personal value of subject (an
+// actor id) in tenant t, in the same transaction as the audit event that
+// records it. The event names the subject and the reason, never an erased
+// value. Afterwards those values read as erased in every query and export,
+// while every leaf, hash and proof stays as it was. Erasing a subject whose
+// keys are all destroyed already succeeds with zero generations; a subject
+// the tenant holds no personal values of is personal.ErrUnknownSubject.
+func (in *Instance) EraseSubject(ctx context.Context, t *tenant.Tenant, subject, reason string, actor event.Actor,
+	decorate func(*event.Event)) (*personal.Erasure, error) {
+	if err := CheckErasure(subject, reason); err != nil {
+		return nil, err
+	}
+	ev := in.ChangeEvent("privacy.subject.erase", "data_change", actor, event.Target{Type: "subject", ID: subject})
+	ev.Details = detailsJSON(map[string]any{"reason": reason})
+	if decorate != nil {
+		decorate(ev)
+	}
+	ev.Clean()
+	p, err := in.Log.Prepare(ctx, t, ev)
+	if err != nil {
+		return nil, err
+	}
+	var done *personal.Erasure
+	_, err = in.Log.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		done, err = in.Log.Keyring().EraseTx(ctx, tx, t.ID, subject)
+		return err
+	}, p)
+	// Forgotten even on failure: a commit whose answer was lost may have
+	// destroyed the keys all the same.
+	in.Log.Keyring().Forget()
+	if err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // detailsJSON encodes a small details object in canonical form.

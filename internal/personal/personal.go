@@ -297,6 +297,11 @@ type Keyring struct {
 	now func() time.Time
 
 	mu sync.Mutex
+	// erasures is the newest row of the erasures table this process has
+	// seen; clears counts how often the caches were emptied, so that a key
+	// read from the database before an erasure is not cached after it.
+	erasures int64
+	clears   uint64
 	// active caches each subject's current key, by tenant and subject.
 	active map[ref]*SubjectKey
 	// byGen caches keys by generation, for reading older values.
@@ -336,7 +341,7 @@ func wrapAAD(tenantID int64, subject string, gen int64) []byte {
 func (kr *Keyring) Active(ctx context.Context, tenantID int64, subject string) (*SubjectKey, error) {
 	r := ref{tenantID, subject}
 	kr.mu.Lock()
-	k := kr.active[r]
+	k, clears := kr.active[r], kr.clears
 	kr.mu.Unlock()
 	if k != nil {
 		return k, nil
@@ -349,10 +354,12 @@ func (kr *Keyring) Active(ctx context.Context, tenantID int64, subject string) (
 		return nil, err
 	}
 	kr.mu.Lock()
-	if len(kr.active) >= maxCached {
-		clear(kr.active)
+	if kr.clears == clears {
+		if len(kr.active) >= maxCached {
+			clear(kr.active)
+		}
+		kr.active[r] = k
 	}
-	kr.active[r] = k
 	kr.mu.Unlock()
 	return k, nil
 }
@@ -363,6 +370,7 @@ func (kr *Keyring) Active(ctx context.Context, tenantID int64, subject string) (
 func (kr *Keyring) Prefetch(ctx context.Context, tenantID int64, subjects []string) error {
 	var missing []string
 	kr.mu.Lock()
+	clears := kr.clears
 	seen := map[string]bool{}
 	for _, s := range subjects {
 		if kr.active[ref{tenantID, s}] == nil && !seen[s] {
@@ -416,11 +424,13 @@ func (kr *Keyring) Prefetch(ctx context.Context, tenantID int64, subjects []stri
 		}
 	}
 	kr.mu.Lock()
-	if len(kr.active)+len(found) >= maxCached {
-		clear(kr.active)
-	}
-	for s, k := range found {
-		kr.active[ref{tenantID, s}] = k
+	if kr.clears == clears {
+		if len(kr.active)+len(found) >= maxCached {
+			clear(kr.active)
+		}
+		for s, k := range found {
+			kr.active[ref{tenantID, s}] = k
+		}
 	}
 	kr.mu.Unlock()
 	return nil
@@ -499,7 +509,7 @@ func (kr *Keyring) createTx(ctx context.Context, tx store.Querier, tenantID int6
 func (kr *Keyring) Generation(ctx context.Context, tenantID int64, subject string, gen int64) (*SubjectKey, error) {
 	r := genRef{ref{tenantID, subject}, gen}
 	kr.mu.Lock()
-	k := kr.byGen[r]
+	k, clears := kr.byGen[r], kr.clears
 	kr.mu.Unlock()
 	if k != nil {
 		return k, nil
@@ -522,10 +532,91 @@ func (kr *Keyring) Generation(ctx context.Context, tenantID int64, subject strin
 		return nil, err
 	}
 	kr.mu.Lock()
-	if len(kr.byGen) >= maxCached {
-		clear(kr.byGen)
+	if kr.clears == clears {
+		if len(kr.byGen) >= maxCached {
+			clear(kr.byGen)
+		}
+		kr.byGen[r] = k
 	}
-	kr.byGen[r] = k
 	kr.mu.Unlock()
 	return k, nil
+}
+
+// ErrUnknownSubject means a tenant holds no key of a subject: no event of
+// that subject with personal values was ever stored there.
+var ErrUnknownSubject = errors.New("personal: the tenant holds no personal values of this subject")
+
+// Erasure is what erasing a subject did.
+type Erasure struct {
+	// Generations is the number of the subject's keys destroyed now; zero
+	// when every one of them had been destroyed before.
+	Generations int64
+	// ErasedAt is when the subject's last key was destroyed.
+	ErasedAt time.Time
+}
+
+// EraseTx destroys, in tx, every key of the subject in the tenant, so that
+// the personal values sealed under them can never be opened again, and
+// records the erasure for every process holding keys in memory (see Sync).
+// The commitments in the log stay as they are: no hash changes. The
+// subject's next event starts a new generation with a new key.
+func (kr *Keyring) EraseTx(ctx context.Context, tx store.Querier, tenantID int64, subject string) (*Erasure, error) {
+	var total, live int64
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, kr.db.Rebind(`SELECT COUNT(*), COUNT(*) - COUNT(erased_at), MAX(erased_at)
+		FROM subjects WHERE tenant_id = ? AND subject = ?`), tenantID, subject).Scan(&total, &live, &last); err != nil {
+		return nil, fmt.Errorf("personal: read subject keys: %w", err)
+	}
+	if total == 0 {
+		return nil, ErrUnknownSubject
+	}
+	if live == 0 {
+		return &Erasure{ErasedAt: time.UnixMicro(last.Int64).UTC()}, nil
+	}
+	now := kr.now().UTC().Truncate(time.Microsecond)
+	res, err := tx.ExecContext(ctx, kr.db.Rebind(`UPDATE subjects SET wrapped_key = NULL, erased_at = ?
+		WHERE tenant_id = ? AND subject = ? AND erased_at IS NULL`), now.UnixMicro(), tenantID, subject)
+	if err != nil {
+		return nil, fmt.Errorf("personal: destroy subject keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, fmt.Errorf("personal: destroy subject keys: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, kr.db.Rebind(`INSERT INTO erasures (tenant_id, subject, generations, erased_at)
+		VALUES (?, ?, ?, ?)`), tenantID, subject, n, now.UnixMicro()); err != nil {
+		return nil, fmt.Errorf("personal: record erasure: %w", err)
+	}
+	return &Erasure{Generations: n, ErasedAt: now}, nil
+}
+
+// Forget drops every cached key. Call it once an erasure has committed.
+func (kr *Keyring) Forget() {
+	kr.mu.Lock()
+	kr.forgetLocked()
+	kr.mu.Unlock()
+}
+
+func (kr *Keyring) forgetLocked() {
+	clear(kr.active)
+	clear(kr.byGen)
+	kr.clears++
+}
+
+// Sync drops every cached key when a subject has been erased since the last
+// call, by this process or another one on the same database. Every
+// operation that opens or seals personal values calls it first, so that a
+// key destroyed before the operation began is never used by it.
+func (kr *Keyring) Sync(ctx context.Context) error {
+	var last int64
+	if err := kr.db.Read.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM erasures`).Scan(&last); err != nil {
+		return fmt.Errorf("personal: read erasures: %w", err)
+	}
+	kr.mu.Lock()
+	if last != kr.erasures {
+		kr.forgetLocked()
+		kr.erasures = last
+	}
+	kr.mu.Unlock()
+	return nil
 }

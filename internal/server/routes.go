@@ -39,6 +39,8 @@ func (s *Server) routeTable() []*route {
 			perm: access.PermKeysRead, handle: s.listKeys},
 		{method: "DELETE", pattern: "/api/v1/apikeys/{id}", name: "apikey.revoke", category: "admin",
 			perm: access.PermKeysManage, handle: s.revokeKey, selfAudited: true},
+		{method: "POST", pattern: "/api/v1/privacy/erasure", name: "privacy.subject.erase", category: "data_change",
+			perm: access.PermPrivacyErase, handle: s.eraseSubject, selfAudited: true},
 		{method: "GET", pattern: "/metrics", name: "metrics.read", category: "system",
 			perm: access.PermMetricsRead, handle: s.serveMetrics},
 		{method: "GET", pattern: "/api/v1/openapi.json", name: "api.openapi.read", category: "system",

@@ -112,6 +112,17 @@ var migrations = []migration{
 			`ALTER TABLE log_state ADD COLUMN index_gen ` + t.BigInt + ` NOT NULL DEFAULT 0`,
 		}
 	}},
+	{"subject erasures: one row for each, so that every process drops the keys it holds", func(t Types) []string {
+		return []string{
+			`CREATE TABLE erasures (
+				id ` + t.Serial + `,
+				tenant_id ` + t.BigInt + ` NOT NULL,
+				subject TEXT NOT NULL,
+				generations ` + t.BigInt + ` NOT NULL,
+				erased_at ` + t.BigInt + ` NOT NULL)`,
+			`CREATE INDEX erasures_subject ON erasures (tenant_id, subject)`,
+		}
+	}},
 }
 
 // SchemaVersion is the schema version this binary expects.

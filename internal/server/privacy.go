@@ -1,0 +1,49 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/personal"
+)
+
+// erasureView is the answer to an erasure.
+type erasureView struct {
+	Tenant  string `json:"tenant"`
+	Subject string `json:"subject"`
+	// Generations is the number of the subject's keys destroyed by this
+	// request: zero when an earlier erasure destroyed them all.
+	Generations int64  `json:"generations"`
+	ErasedAt    string `json:"erased_at"`
+}
+
+// eraseSubject destroys the keys of a subject's personal values in the
+// request's tenant, which comes from the caller's key: an operator key
+// names it with the Attest-Tenant header, like every other request.
+func (s *Server) eraseSubject(rq *request) error {
+	var body struct {
+		Subject string `json:"subject"`
+		Reason  string `json:"reason"`
+	}
+	if err := decodeJSON(rq, &body); err != nil {
+		return err
+	}
+	rq.target = event.Target{Type: "subject", ID: event.CleanText(body.Subject, event.MaxActorID)}
+	var ee *instance.ErasureError
+	if err := instance.CheckErasure(body.Subject, body.Reason); errors.As(err, &ee) {
+		return badRequest(ee.Field, ee.Field+" "+ee.Reason)
+	}
+	done, err := s.in.EraseSubject(rq.r.Context(), rq.tenant, body.Subject, body.Reason, rq.actor(), rq.changeDecorator(http.StatusOK))
+	if errors.Is(err, personal.ErrUnknownSubject) {
+		return notFound("tenant " + rq.tenant.Name + " holds no personal values of this subject: check the actor id")
+	}
+	if err != nil {
+		return err
+	}
+	rq.audited = true
+	return writeJSON(rq.w, http.StatusOK, erasureView{Tenant: rq.tenant.Name, Subject: body.Subject,
+		Generations: done.Generations, ErasedAt: done.ErasedAt.Format(time.RFC3339Nano)})
+}

@@ -18,6 +18,7 @@ import (
 // importStats counts what became of the records of an import.
 type importStats struct {
 	records, accepted, duplicate, rejected int
+	unread                                 int // files that could not be read to their end
 }
 
 func cmdImport(e *env, args []string) int {
@@ -60,7 +61,7 @@ func cmdImport(e *env, args []string) int {
 	var files int
 	var ferr error
 	for _, name := range fs.Args() {
-		st, err := imp.file(ctx, name)
+		st, rerr, err := imp.file(ctx, name)
 		files++
 		total.records += st.records
 		total.accepted += st.accepted
@@ -69,6 +70,18 @@ func cmdImport(e *env, args []string) int {
 		if err != nil {
 			ferr = fmt.Errorf("%s: %w", name, err)
 			break
+		}
+		if rerr != nil {
+			// What was read before the error is committed and counted;
+			// the other files are still imported.
+			total.unread++
+			fmt.Fprintf(e.stderr, "attest: %s: %v\n", name, rerr)
+			if st.records == 0 {
+				continue
+			}
+			fmt.Fprintf(e.stdout, "%s: %d records read before an error: %d imported, %d already present, %d rejected; "+
+				"the rest of the file was not read\n", name, st.records, st.accepted, st.duplicate, st.rejected)
+			continue
 		}
 		fmt.Fprintf(e.stdout, "%s: %d records: %d imported, %d already present, %d rejected\n",
 			name, st.records, st.accepted, st.duplicate, st.rejected)
@@ -80,10 +93,14 @@ func cmdImport(e *env, args []string) int {
 		return fail(e, "%v", ferr)
 	}
 	if fs.NArg() > 1 {
-		fmt.Fprintf(e.stdout, "total: %d records: %d imported, %d already present, %d rejected\n",
-			total.records, total.accepted, total.duplicate, total.rejected)
+		fmt.Fprintf(e.stdout, "total: %d records: %d imported, %d already present, %d rejected", total.records,
+			total.accepted, total.duplicate, total.rejected)
+		if total.unread > 0 {
+			fmt.Fprintf(e.stdout, "; %d of %d files could not be read to the end", total.unread, fs.NArg())
+		}
+		fmt.Fprintln(e.stdout)
 	}
-	if total.rejected > 0 {
+	if total.rejected > 0 || total.unread > 0 {
 		return exitProblem
 	}
 	return exitOK
@@ -96,13 +113,16 @@ func (fi *fileImport) record(ctx context.Context, total importStats, files, of i
 	switch {
 	case err != nil:
 		out = event.Outcome{Result: "error", Reason: fmt.Sprintf("stopped by an error in file %d of %d", files, of)}
+	case total.unread > 0:
+		out = event.Outcome{Result: "failure", Reason: fmt.Sprintf("%d of %d files could not be read to the end; "+
+			"%d of %d records rejected", total.unread, of, total.rejected, total.records)}
 	case total.rejected > 0:
 		out = event.Outcome{Result: "failure", Reason: fmt.Sprintf("%d of %d records rejected", total.rejected,
 			total.records)}
 	}
 	h := &hostRecord{cmd: "import", action: "audit.events.import", category: "data_change", start: fi.start,
 		outcome: out, details: map[string]any{"format": fi.format, "files": of, "records": total.records,
-			"accepted": total.accepted, "duplicate": total.duplicate, "rejected": total.rejected}}
+			"accepted": total.accepted, "duplicate": total.duplicate, "rejected": total.rejected, "unread_files": total.unread}}
 	return h.record(ctx, fi.in, fi.t)
 }
 
@@ -118,13 +138,15 @@ type fileImport struct {
 
 const importChunk = 2000
 
-func (fi *fileImport) file(ctx context.Context, name string) (importStats, error) {
-	var st importStats
+// file imports one file. readErr says why the file could not be read to
+// its end; what was read before is committed all the same. err is a failure
+// to commit, which stops the import.
+func (fi *fileImport) file(ctx context.Context, name string) (st importStats, readErr, err error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
-			return st, err
+			return st, err, nil
 		}
 		defer f.Close()
 		r = f
@@ -177,7 +199,8 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 		}()
 		return nil
 	}
-	err := importer.Read(fi.format, r, &importer.Options{Limits: &event.Limits{Now: fi.in.Now}}, func(rec importer.Record) error {
+	var commitErr error
+	rerr := importer.Read(fi.format, r, &importer.Options{Limits: &event.Limits{Now: fi.in.Now}}, func(rec importer.Record) error {
 		st.records++
 		if rec.Err != nil {
 			st.rejected++
@@ -195,17 +218,21 @@ func (fi *fileImport) file(ctx context.Context, name string) (importStats, error
 		chunk = append(chunk, rec.Event)
 		pos = append(pos, rec.Position())
 		if len(chunk) >= importChunk {
-			return flush()
+			if err := flush(); err != nil {
+				commitErr = err
+				return err
+			}
 		}
 		return nil
 	})
-	if err == nil {
-		err = flush()
+	if commitErr == nil {
+		readErr = rerr
+		commitErr = flush()
 	}
-	if perr := merge(<-pending); err == nil {
-		err = perr
+	if perr := merge(<-pending); commitErr == nil {
+		commitErr = perr
 	}
-	return st, err
+	return st, readErr, commitErr
 }
 
 func reason(err error) string {

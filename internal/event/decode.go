@@ -468,10 +468,34 @@ func ParseTime(s string) (time.Time, bool) {
 		s = string(b)
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if err != nil || !exactRFC3339(s) {
 		return time.Time{}, false
 	}
 	return t.UTC(), true
+}
+
+// exactRFC3339 refuses what time.Parse lets through but RFC 3339 does not,
+// or what would not be kept as written: an offset of 24 hours or more, and
+// more than nine digits of a second, which would be cut without a word.
+func exactRFC3339(s string) bool {
+	if n := len(s); n >= 6 && s[n-1] != 'Z' {
+		if h := s[n-5 : n-3]; h[0] > '2' || (h[0] == '2' && h[1] > '3') {
+			return false
+		}
+	}
+	if len(s) > 19 && s[19] == '.' {
+		digits := 0
+		for _, c := range s[20:] {
+			if c < '0' || c > '9' {
+				break
+			}
+			digits++
+		}
+		if digits > 9 {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckEarliest refuses, as a *FieldError for field, a time before

@@ -54,6 +54,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"oversize id", `{` + base + `,"id":"` + strings.Repeat("x", 129) + `"}`, "id", "longer than 128"},
 		{"control char", `{` + base + `,"id":"a\u0007b"}`, "id", "control character"},
 		{"bad time", strings.Replace(`{`+base+`}`, "2026-11-30T10:00:00Z", "2026-02-30T10:00:00Z", 1), "occurred_at", "RFC 3339"},
+		{"offset of 24 hours", strings.Replace(`{`+base+`}`, "2026-11-30T10:00:00Z", "2026-11-30T10:00:00+24:00", 1), "occurred_at", "RFC 3339"},
+		{"ten digits of a second", strings.Replace(`{`+base+`}`, "2026-11-30T10:00:00Z", "2026-11-30T10:00:00.1234567891Z", 1), "occurred_at", "RFC 3339"},
 		{"future time", strings.Replace(`{`+base+`}`, "2026-11-30T10:00:00Z", "2027-01-01T00:00:00Z", 1), "occurred_at", "future"},
 		{"ancient time", strings.Replace(`{`+base+`}`, "2026-11-30T10:00:00Z", "1969-12-31T00:00:00Z", 1), "occurred_at", "1990"},
 		{"missing action", strings.Replace(`{`+base+`}`, `"action":"a.b",`, ``, 1), "action", "required"},

@@ -77,7 +77,7 @@ func (s *Server) readBody(rq *request) ([]byte, error) {
 		defer zr.Close()
 		r = zr
 	default:
-		return nil, &apiError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type",
+		return nil, &apiError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type", field: "Content-Encoding",
 			detail: fmt.Sprintf("Content-Encoding %q is not supported; send identity or gzip", enc)}
 	}
 	// A body of known length is read into one buffer of its size.
@@ -128,7 +128,7 @@ func bodyReadError(err error) error {
 }
 
 func bodyTooLarge(limit int64, after string) error {
-	return &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large",
+	return &apiError{status: http.StatusRequestEntityTooLarge, title: "Request too large", field: "body",
 		detail: fmt.Sprintf("the request body is larger than %d bytes%s", limit, after)}
 }
 

@@ -123,7 +123,18 @@ func TestGzipBomb(t *testing.T) {
 				if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.ProtoMajor != tc.proto {
 					t.Errorf("status %d over HTTP/%d, want 413 over HTTP/%d: %s", resp.StatusCode, resp.ProtoMajor, tc.proto, b)
 				}
+				if tc.proto == 1 && !strings.Contains(string(b), `"field":"body"`) {
+					t.Errorf("the 413 names no field: %s", b)
+				}
 			})
+		}
+	}
+	// An encoding attest does not take is named as the field at fault.
+	for _, enc := range []string{"deflate", "br", "gzip, gzip"} {
+		resp := ts.do("POST", "/api/v1/audit/events", ing, map[string]string{"Content-Encoding": enc}, event("", "a.b"),
+			http.StatusUnsupportedMediaType, nil)
+		if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), `"field":"Content-Encoding"`) {
+			t.Errorf("Content-Encoding %s: %s", enc, b)
 		}
 	}
 }

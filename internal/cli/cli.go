@@ -426,8 +426,8 @@ func publish(ctx context.Context, in *instance.Instance) {
 	_, err := in.Log.PublishCheckpoints(ctx)
 	switch {
 	case errors.Is(err, auditlog.ErrRefusedToSign):
-		slog.Error("the log does not match what was signed before; run attest verify", "error", err)
+		in.Logger.Error("the log does not match what was signed before; run attest verify", "error", err)
 	case err != nil:
-		slog.Warn("could not sign a checkpoint; a running server will", "error", err)
+		in.Logger.Warn("could not sign a checkpoint; a running server will", "error", err)
 	}
 }

@@ -65,7 +65,19 @@ func cmdVerify(e *env, args []string) int {
 		return failErr(e, err)
 	}
 	defer in.Close()
-	defer publish(ctx, in)
+	// When verification found a log damaged, signing is refused for the
+	// same reason, which verify has told already.
+	var failed []string
+	defer func() {
+		_, err := in.Log.PublishCheckpoints(ctx)
+		switch {
+		case errors.Is(err, auditlog.ErrRefusedToSign) && len(failed) > 0:
+		case errors.Is(err, auditlog.ErrRefusedToSign):
+			in.Logger.Error("the log does not match what was signed before; run attest verify --all", "error", err)
+		case err != nil:
+			in.Logger.Warn("could not sign a checkpoint; a running server will", "error", err)
+		}
+	}()
 	fromCheckpoint := false
 	if cp != nil && tenantName == "" {
 		// The checkpoint's origin names its tenant.
@@ -105,7 +117,6 @@ func cmdVerify(e *env, args []string) int {
 	}
 	start := time.Now()
 	code := exitOK
-	var failed []string
 	for _, t := range ts {
 		if c := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet); c != exitOK {
 			code = c

@@ -66,6 +66,8 @@ type Instance struct {
 	SigningKey *checkpoint.Key
 	Log        *auditlog.Log
 	Now        func() time.Time
+	// Logger receives operational messages.
+	Logger *slog.Logger
 
 	dataDir string
 }
@@ -115,7 +117,7 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 		db.Close()
 		return nil, err
 	}
-	in := &Instance{DB: db, KEK: kek, SigningKey: key, Now: opts.Now, dataDir: opts.DataDir}
+	in := &Instance{DB: db, KEK: kek, SigningKey: key, Now: opts.Now, Logger: opts.Logger, dataDir: opts.DataDir}
 	in.Keyring = personal.NewKeyring(db, kek, opts.Now)
 	in.Tenants = tenant.NewRegistry(db, kek)
 	in.Keys = access.NewKeys(db, opts.Now)

@@ -97,7 +97,7 @@ func TestHostCommandsAuditThemselves(t *testing.T) {
 		}
 		check(t, evs[0], "audit.events.import", "attest import", "failure")
 		want := map[string]any{"format": "ndjson", "files": 1.0, "records": 4.0, "accepted": 3.0,
-			"duplicate": 0.0, "rejected": 1.0}
+			"duplicate": 0.0, "rejected": 1.0, "unread_files": 0.0}
 		if diff := cmp.Diff(want, evs[0].Details); diff != "" {
 			t.Errorf("import event details (-want +got):\n%s", diff)
 		}

@@ -35,11 +35,17 @@ const (
 	maxDataField      = 128
 )
 
-// MaxActorID and MaxReason are the longest actor id and outcome reason, in
-// bytes, an event may hold.
+// The longest values, in bytes, of the fields other packages fill from
+// what they are given.
 const (
-	MaxActorID = maxActorID
-	MaxReason  = maxReason
+	MaxActorID   = maxActorID
+	MaxActorIP   = maxActorIP
+	MaxUserAgent = maxUserAgent
+	MaxTargetID  = maxTargetID
+	MaxReason    = maxReason
+	MaxRequestID = maxRequestID
+	MaxPath      = maxPath
+	MaxMethod    = maxMethod
 )
 
 // Clean makes an event that attest assembles itself, from what a client

@@ -1,0 +1,143 @@
+package capture
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+)
+
+// Options shape the events Middleware records. Every function is optional.
+type Options struct {
+	// Actor says who made the request, from the service's own
+	// authentication. The default is an anonymous actor; either way the
+	// client IP and user agent are filled in when the actor has none.
+	Actor func(r *http.Request) Actor
+	// Action names the action, such as transcript.read. The default is
+	// http.<method>, such as http.get.
+	Action func(r *http.Request) string
+	// Target says what the request acted on. The default is the route
+	// pattern the request matched (type http_route), or its path.
+	Target func(r *http.Request) *Target
+	// Category is the event's category. The default is data_access for
+	// GET, HEAD and OPTIONS and data_change for every other method.
+	Category func(r *http.Request) string
+	// RequestIDHeader names the header carrying a request id (default
+	// X-Request-Id).
+	RequestIDHeader string
+	// OnError receives an event Record refused, such as when the buffer
+	// is full. The request itself is answered as the handler answers it.
+	OnError func(r *http.Request, err error)
+}
+
+// Middleware records every request handled by next as an event in c. It
+// reads the request after next has run, so that a route pattern set by an
+// http.ServeMux inside next is known, and the status is the one next sent.
+// The client IP is the connection's peer: behind a proxy, set Actor.IP in
+// Options.Actor from the header the proxy sets.
+func Middleware(c *Client, o Options) func(http.Handler) http.Handler {
+	if o.RequestIDHeader == "" {
+		o.RequestIDHeader = "X-Request-Id"
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+			ev := requestEvent(r, sw.status(), start, &o)
+			if err := c.Record(ev); err != nil && o.OnError != nil {
+				o.OnError(r, err)
+			}
+		})
+	}
+}
+
+func requestEvent(r *http.Request, status int, start time.Time, o *Options) Event {
+	ev := Event{OccurredAt: start}
+	if o.Actor != nil {
+		ev.Actor = o.Actor(r)
+	}
+	if ev.Actor.Type == "" {
+		ev.Actor.Type = "anonymous"
+	}
+	if ev.Actor.IP == "" {
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			host, _, _ = strings.Cut(host, "%")
+			ev.Actor.IP = event.CleanText(host, event.MaxActorIP)
+		}
+	}
+	if ev.Actor.UserAgent == "" {
+		ev.Actor.UserAgent = event.CleanText(r.UserAgent(), event.MaxUserAgent)
+	}
+	if o.Action != nil {
+		ev.Action = o.Action(r)
+	} else {
+		ev.Action = "http." + strings.ToLower(r.Method)
+	}
+	switch {
+	case o.Category != nil:
+		ev.Category = o.Category(r)
+	case r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions:
+		ev.Category = "data_access"
+	default:
+		ev.Category = "data_change"
+	}
+	if o.Target != nil {
+		ev.Target = o.Target(r)
+	} else if r.Pattern != "" {
+		ev.Target = &Target{Type: "http_route", ID: event.CleanText(r.Pattern, event.MaxTargetID)}
+	} else {
+		ev.Target = &Target{Type: "http_route", ID: event.CleanText(r.URL.Path, event.MaxTargetID)}
+	}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		ev.Outcome.Result = "denied"
+	case status >= 500:
+		ev.Outcome.Result = "error"
+	case status >= 400:
+		ev.Outcome.Result = "failure"
+	default:
+		ev.Outcome.Result = "success"
+	}
+	// What the client sent is made to fit attest's schema, so that no
+	// request goes unrecorded for a long path or a control character.
+	ev.Request = &Request{ID: event.CleanText(r.Header.Get(o.RequestIDHeader), event.MaxRequestID),
+		Method: event.CleanText(r.Method, event.MaxMethod), Path: event.CleanText(r.URL.Path, event.MaxPath),
+		DurationMs: float64(time.Since(start).Microseconds()) / 1000}
+	if status >= 100 && status <= 599 {
+		ev.Request.Status = status
+	}
+	return ev
+}
+
+// statusWriter remembers the status a handler sent.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}

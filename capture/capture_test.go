@@ -2,13 +2,17 @@ package capture_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +29,7 @@ import (
 // a loopback listener made before it starts, so that a client can be
 // pointed at it while it is still down.
 type attestServer struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ln     net.Listener
 	url    string
@@ -35,7 +39,7 @@ type attestServer struct {
 	stop   func()
 }
 
-func newAttest(t *testing.T) *attestServer {
+func newAttest(t testing.TB) *attestServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +47,8 @@ func newAttest(t *testing.T) *attestServer {
 	}
 	a := &attestServer{t: t, dir: t.TempDir(), ln: ln, url: "https://" + ln.Addr().String()}
 	ctx := context.Background()
-	a.in, err = instance.Open(ctx, instance.Options{DataDir: a.dir, Name: "capture.test/attest"})
+	a.in, err = instance.Open(ctx, instance.Options{DataDir: a.dir, Name: "capture.test/attest",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +117,7 @@ func (a *attestServer) events(action string) []*auditlog.Record {
 	}
 }
 
-func (a *attestServer) client(t *testing.T, dir string, mod func(*capture.Config)) *capture.Client {
+func (a *attestServer) client(t testing.TB, dir string, mod func(*capture.Config)) *capture.Client {
 	t.Helper()
 	cfg := capture.Config{URL: a.url, APIKey: a.key, Source: "voice-api", BufferDir: dir, CAFile: a.caFile,
 		FlushInterval: 20 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
@@ -156,17 +161,27 @@ func TestMiddlewareRecordsRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// A path attest's schema cannot hold as sent (a control character,
+	// more than 2048 bytes) is still recorded, cleaned.
+	resp, err = http.Get(svc.URL + "/x%01y/" + strings.Repeat("p", 3000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st := c.Stats(); st.Recorded != 41 || st.Sent != 41 || st.Buffered != 0 || st.Dropped != 0 {
-		t.Errorf("stats %+v, want 41 recorded and sent", st)
+	if st := c.Stats(); st.Recorded != 42 || st.Sent != 42 || st.Buffered != 0 || st.Dropped != 0 {
+		t.Errorf("stats %+v, want 42 recorded and sent", st)
 	}
 	gets := a.events("http.get")
-	if len(gets) != 40 {
-		t.Fatalf("attest holds %d http.get events, want 40", len(gets))
+	if len(gets) != 41 {
+		t.Fatalf("attest holds %d http.get events, want 41", len(gets))
 	}
-	ev := gets[0].Event
+	if p := gets[0].Event.Request.Path; len(p) > 2048 || !strings.HasPrefix(p, "/x\uFFFDy/") || gets[0].Event.Outcome.Result != "failure" {
+		t.Errorf("the odd path was recorded as %.40q, outcome %s", p, gets[0].Event.Outcome.Result)
+	}
+	ev := gets[1].Event
 	if ev.Actor.ID != "u-7" || ev.Actor.IP != "127.0.0.1" || ev.Target.Type != "http_route" || ev.Target.ID != "GET /calls/{id}" ||
 		ev.Category != "data_access" || ev.Outcome.Result != "success" || ev.Request.Status != 200 || ev.Source.Name != "voice-api" {
 		t.Errorf("recorded %+v", ev)
@@ -299,6 +314,46 @@ func TestRejectedEventsAreReported(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].field != "action" {
 		t.Errorf("rejections %+v, want one on action", got)
+	}
+}
+
+// TestEncoding sends text that needs escaping and details spread over
+// lines: attest stores them as given. A control character, which attest
+// refuses in a text field, is reported on its field.
+func TestEncoding(t *testing.T) {
+	a := newAttest(t)
+	a.serve()
+	var rejected []string
+	c := a.client(t, t.TempDir(), func(cfg *capture.Config) {
+		cfg.OnRejected = func(_ []byte, field, _ string) { rejected = append(rejected, field) }
+	})
+	name := "Ana \"Quote\" O'Neil \\ \u2028\u00e9\U0001F600 </script>"
+	err := c.Record(capture.Event{Actor: capture.Actor{Type: "user", ID: "u-enc", Name: name}, Action: "note.write",
+		Category: "data_change", Outcome: capture.Outcome{Result: "failure", Reason: "line one; line \"two\""},
+		Target:  &capture.Target{Type: "note", ID: "n\\1", Name: "Ünïcode"},
+		Request: &capture.Request{Method: "POST", Path: "/notes", Status: 422, DurationMs: 1.25},
+		Details: json.RawMessage("{\n  \"tags\": [1, 2],\n  \"ok\": true\n}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Record(capture.Event{Actor: capture.Actor{Type: "user"}, Action: "a.b", Category: "system",
+		Outcome: capture.Outcome{Result: "success"}, Details: json.RawMessage("{not json")}); err == nil {
+		t.Error("Record took details that are not JSON")
+	}
+	c.Record(capture.Event{Actor: capture.Actor{Type: "user", ID: "u-enc", Name: "two\nlines"}, Action: "note.write",
+		Category: "data_change", Outcome: capture.Outcome{Result: "success"}})
+	c.Close()
+	evs := a.events("note.write")
+	if len(evs) != 1 {
+		t.Fatalf("stored %d events, want 1; stats %+v", len(evs), c.Stats())
+	}
+	ev := evs[0].Event
+	if ev.Actor.Name != name || ev.Outcome.Reason != "line one; line \"two\"" || ev.Target.ID != "n\\1" || ev.Target.Name != "Ünïcode" ||
+		ev.Request.Status != 422 || ev.Request.DurationMicros != 1250 || string(ev.Details) != `{"ok":true,"tags":[1,2]}` {
+		t.Errorf("stored %+v, details %s", ev, ev.Details)
+	}
+	if len(rejected) != 1 || rejected[0] != "actor.name" {
+		t.Errorf("rejections %v, want one on actor.name", rejected)
 	}
 }
 

@@ -3,19 +3,21 @@ package capture
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Config configures a Client. URL, APIKey, Source and BufferDir are
@@ -95,6 +97,10 @@ type Client struct {
 	cfg     Config
 	http    *http.Client
 	eventsU string
+	// Event ids are a random prefix of the client's and a counter: unique
+	// without a random read per event.
+	idPrefix string
+	ids      atomic.Uint64
 
 	mu           sync.Mutex
 	pending      [][]byte
@@ -169,6 +175,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, http: hc, eventsU: strings.TrimSuffix(cfg.URL, "/") + "/api/v1/audit/events", spool: sp,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	prefix := make([]byte, 15)
+	rand.Read(prefix)
+	c.idPrefix = "cap-" + strings.ToLower(base32.StdEncoding.EncodeToString(prefix)) + "-"
 	c.stats.Buffered, c.spoolBytes = int64(sp.events()), sp.bytes
 	go c.run()
 	return c, nil
@@ -179,11 +188,7 @@ func New(cfg Config) (*Client, error) {
 // waits for attest.
 func (c *Client) Record(ev Event) error {
 	if ev.ID == "" {
-		u, err := uuid.NewV7()
-		if err != nil {
-			return fmt.Errorf("capture: event id: %w", err)
-		}
-		ev.ID = u.String()
+		ev.ID = c.idPrefix + strconv.FormatUint(c.ids.Add(1), 10)
 	}
 	if ev.OccurredAt.IsZero() {
 		ev.OccurredAt = c.cfg.Now()
@@ -192,9 +197,9 @@ func (c *Client) Record(ev Event) error {
 	if ev.Source == "" {
 		ev.Source = c.cfg.Source
 	}
-	line, err := json.Marshal(&ev)
+	line, err := appendJSON(make([]byte, 0, 512), &ev)
 	if err != nil {
-		return fmt.Errorf("capture: encode event: %w", err)
+		return err
 	}
 	if len(line) > maxEventBytes {
 		return fmt.Errorf("capture: the event is %d bytes encoded; attest takes at most %d", len(line), maxEventBytes)

@@ -16,13 +16,18 @@
 package capture
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Event is an audit event in attest's producer schema. Source defaults to
-// the client's Config.Source, OccurredAt to the time of Record, and ID to a
-// new UUIDv7.
+// the client's Config.Source, OccurredAt to the time of Record, and ID to
+// one unique to the client and the event.
 type Event struct {
 	ID         string          `json:"id,omitempty"`
 	OccurredAt time.Time       `json:"occurred_at"`
@@ -67,6 +72,95 @@ type Request struct {
 	ID         string  `json:"id,omitempty"`
 	Method     string  `json:"method,omitempty"`
 	Path       string  `json:"path,omitempty"`
-	Status     int     `json:"status,omitempty"`
-	DurationMs float64 `json:"duration_ms,omitempty"`
+	Status     int     `json:"status,omitzero"`
+	DurationMs float64 `json:"duration_ms,omitzero"`
 }
+
+// appendJSON appends ev as one line of JSON, leaving out empty members.
+// Strings are quoted by jsontext, which makes any text valid JSON.
+func appendJSON(b []byte, ev *Event) ([]byte, error) {
+	w := jsonWriter{b: append(b, '{')}
+	w.str("id", ev.ID)
+	w.key("occurred_at")
+	w.b = append(w.b, '"')
+	w.b = ev.OccurredAt.AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, '"')
+	w.str("source", ev.Source)
+	w.open("actor")
+	w.str("type", ev.Actor.Type)
+	w.str("id", ev.Actor.ID)
+	w.str("name", ev.Actor.Name)
+	w.str("email", ev.Actor.Email)
+	w.str("ip", ev.Actor.IP)
+	w.str("user_agent", ev.Actor.UserAgent)
+	w.str("session_id", ev.Actor.SessionID)
+	w.close()
+	w.str("action", ev.Action)
+	w.str("category", ev.Category)
+	if t := ev.Target; t != nil {
+		w.open("target")
+		w.str("type", t.Type)
+		w.str("id", t.ID)
+		w.str("name", t.Name)
+		w.close()
+	}
+	w.open("outcome")
+	w.str("result", ev.Outcome.Result)
+	w.str("reason", ev.Outcome.Reason)
+	w.close()
+	if r := ev.Request; r != nil {
+		w.open("request")
+		w.str("id", r.ID)
+		w.str("method", r.Method)
+		w.str("path", r.Path)
+		if r.Status != 0 {
+			w.key("status")
+			w.b = strconv.AppendInt(w.b, int64(r.Status), 10)
+		}
+		if r.DurationMs != 0 {
+			w.key("duration_ms")
+			w.b = strconv.AppendFloat(w.b, r.DurationMs, 'f', -1, 64)
+		}
+		w.close()
+	}
+	if len(ev.Details) > 0 {
+		// One line: the details are checked and compacted, so that no
+		// newline of theirs splits the event.
+		v := jsontext.Value(bytes.Clone(ev.Details))
+		if err := v.Compact(); err != nil {
+			return nil, fmt.Errorf("capture: details: %w", err)
+		}
+		w.key("details")
+		w.b = append(w.b, v...)
+	}
+	return append(w.b, '}'), nil
+}
+
+// jsonWriter writes the members of nested objects, with commas.
+type jsonWriter struct {
+	b []byte
+}
+
+func (w *jsonWriter) key(k string) {
+	if n := len(w.b); n > 0 && w.b[n-1] != '{' {
+		w.b = append(w.b, ',')
+	}
+	w.b = append(w.b, '"')
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *jsonWriter) str(k, v string) {
+	if v == "" {
+		return
+	}
+	w.key(k)
+	w.b, _ = jsontext.AppendQuote(w.b, v)
+}
+
+func (w *jsonWriter) open(k string) {
+	w.key(k)
+	w.b = append(w.b, '{')
+}
+
+func (w *jsonWriter) close() { w.b = append(w.b, '}') }

@@ -41,8 +41,9 @@ type Config struct {
 	// BatchSize is the most events sent in one request (default 500).
 	BatchSize int
 	// FlushInterval is how long an event waits for its batch to fill
-	// (default 200 ms). A process that crashes loses at most the events
-	// of one interval; one that calls Close loses none.
+	// (default 200 ms). A process that crashes loses the events still in
+	// memory: those of the last interval, and those recorded while a
+	// request to attest was in flight. One that calls Close loses none.
 	FlushInterval time.Duration
 	// RetryMin and RetryMax bound the wait between attempts while attest
 	// is unreachable (defaults 500 ms and 30 s).

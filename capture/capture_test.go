@@ -39,6 +39,10 @@ type attestServer struct {
 	stop   func()
 }
 
+// quiet drops attest's operational messages, which would cut into the
+// benchmark lines.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func newAttest(t testing.TB) *attestServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -48,7 +52,7 @@ func newAttest(t testing.TB) *attestServer {
 	a := &attestServer{t: t, dir: t.TempDir(), ln: ln, url: "https://" + ln.Addr().String()}
 	ctx := context.Background()
 	a.in, err = instance.Open(ctx, instance.Options{DataDir: a.dir, Name: "capture.test/attest",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,7 @@ func (a *attestServer) serve() {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	srv, err := server.New(a.in, server.Config{CheckpointInterval: 50 * time.Millisecond})
+	srv, err := server.New(a.in, server.Config{CheckpointInterval: 50 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		a.t.Fatal(err)
 	}

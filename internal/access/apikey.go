@@ -295,7 +295,7 @@ func (ks *Keys) get(ctx context.Context, id string) (*Key, []byte, error) {
 	if !store.StorableText(id) {
 		return nil, nil, store.ErrNotFound
 	}
-	rows, err := ks.query(ctx, ks.db.Read, `id = ?`, id)
+	rows, err := ks.query(ctx, ks.db.Reads(), `id = ?`, id)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -40,7 +40,7 @@ func (l *Log) keyer(t *tenant.Tenant) *index.Keyer {
 // when it has none, and fetches or creates its subject's key. It must not be
 // called from inside a change function passed to Do.
 func (l *Log) Prepare(ctx context.Context, t *tenant.Tenant, ev *event.Event) (*Prepared, error) {
-	if err := l.keyring.Sync(ctx); err != nil {
+	if err := l.keyring.SyncSealing(ctx); err != nil {
 		return nil, fmt.Errorf("auditlog: subject keys: %w", err)
 	}
 	return l.prepare(ctx, t, ev)
@@ -92,7 +92,7 @@ func (l *Log) PrepareAll(ctx context.Context, t *tenant.Tenant, evs []*event.Eve
 	for _, ev := range evs {
 		subjects = append(subjects, ev.Subject())
 	}
-	if err := l.keyring.Sync(ctx); err != nil {
+	if err := l.keyring.SyncSealing(ctx); err != nil {
 		return nil, fmt.Errorf("auditlog: subject keys: %w", err)
 	}
 	if err := l.keyring.Prefetch(ctx, t.ID, subjects); err != nil {

@@ -56,10 +56,17 @@ type Options struct {
 	DataDir string
 	// Progress receives progress lines; nil means none.
 	Progress io.Writer
-	// Skip names phases not to run: "ingest" (reuse DataDir), "verify",
-	// "deep", "queries".
+	// Skip names phases not to run (see Phases).
 	Skip []string
+	// AckEvents is how many single-event requests each level of
+	// concurrency sends in the acks phase; default 20,000.
+	AckEvents int
 }
+
+// Phases are the bench's phases in the order they run: "ingest" (skipped,
+// the DataDir of an earlier run is measured again), "storage", "verify",
+// "deep", "queries" and "acks", which adds events and so runs last.
+var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks"}
 
 // Result is one measurement.
 type Result struct {
@@ -97,6 +104,9 @@ func (o *Options) defaults() {
 	if o.Queries <= 0 {
 		o.Queries = 100
 	}
+	if o.AckEvents <= 0 {
+		o.AckEvents = 20_000
+	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -114,6 +124,10 @@ type run struct {
 	ingest string
 	reader string
 	events []*event.Event
+	pool   *x509.CertPool
+	dbURL  string
+	// raw is the size of the ingested NDJSON.
+	raw int64
 }
 
 // Run measures attest and returns the report.
@@ -140,7 +154,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer drop()
 		dbURL = u
 	}
-	r.dir = dir
+	r.dir, r.dbURL = dir, dbURL
 	r.rnd = mrand.New(mrand.NewPCG(5, 6))
 	stop, err := r.start(ctx, dir, dbURL)
 	if err != nil {
@@ -150,9 +164,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	steps := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"ingest", r.bulkIngest}, {"verify", r.verify}, {"deep", r.verifyDeep}, {"queries", r.queries}}
+	}{{"ingest", r.bulkIngest}, {"storage", r.storage}, {"verify", r.verify}, {"deep", r.verifyDeep},
+		{"queries", r.queries}, {"acks", r.acks}}
 	for _, step := range steps {
-		if slices.Contains(opts.Skip, step.name) {
+		if slices.Contains(opts.Skip, step.name) || step.name == "storage" && slices.Contains(opts.Skip, "ingest") {
 			if step.name == "ingest" {
 				if err := r.regenerate(ctx); err != nil {
 					return r.rep, err
@@ -196,6 +211,7 @@ func (r *run) start(ctx context.Context, dir, dbURL string) (func(), error) {
 	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
+	r.pool = pool
 	r.url = "https://" + ln.Addr().String()
 	r.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool},
 		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}
@@ -294,6 +310,7 @@ func (r *run) bulkIngest(ctx context.Context) error {
 		raw += int64(len(b))
 		bodies = append(bodies, b)
 	}
+	r.raw = raw
 	r.progress("ingesting %d events (%.0f MB of NDJSON) over HTTPS from %d connections", n, float64(raw)/1e6, r.opts.Clients)
 	var next atomic.Int64
 	var accepted atomic.Int64
@@ -350,6 +367,81 @@ func (r *run) bulkIngest(ctx context.Context) error {
 	return nil
 }
 
+// storage measures the store's size on disk per event, indexes included,
+// against the NDJSON the events came in.
+func (r *run) storage(ctx context.Context) error {
+	var size int64
+	if r.dbURL == "" {
+		for _, f := range []string{"attest.db", "attest.db-wal"} {
+			if fi, err := os.Stat(filepath.Join(r.dir, f)); err == nil {
+				size += fi.Size()
+			}
+		}
+	} else {
+		err := r.in.DB.Read.QueryRowContext(ctx, `SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')`).Scan(&size)
+		if err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	n := r.opts.Events
+	r.add(Result{Name: "bytes on disk per event, indexes included", Value: float64(size) / float64(n), Unit: "bytes", N: n})
+	r.add(Result{Name: "bytes on disk against the raw NDJSON", Value: float64(size) / float64(r.raw), Unit: "x", N: n})
+	return nil
+}
+
+// acks times single-event requests from many concurrent clients, each
+// with its own TLS connection, each answered once its event is committed.
+func (r *run) acks(ctx context.Context) error {
+	for _, clients := range []int{64, 256} {
+		n := r.opts.AckEvents
+		g := eventgen.New(uint64(1000+clients), time.Now().Add(-time.Hour).UTC())
+		bodies := make([][]byte, n)
+		for i := range bodies {
+			bodies[i] = event.AppendProducer(nil, g.Next())
+		}
+		r.progress("sending %d single-event requests from %d clients", n, clients)
+		var next atomic.Int64
+		lat := make([]time.Duration, n)
+		errs := make(chan error, clients)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool},
+					ForceAttemptHTTP2: true}}
+				defer c.CloseIdleConnections()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= n {
+						return
+					}
+					t := time.Now()
+					var out ingestCounts
+					if err := r.postWith(ctx, c, "application/json", bodies[i], &out); err != nil || out.Accepted != 1 {
+						errs <- fmt.Errorf("single event %d: %v (%+v)", i, err, out)
+						return
+					}
+					lat[i] = time.Since(t)
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
+		}
+		p50, p95, p99 := percentiles(lat)
+		r.add(Result{Name: fmt.Sprintf("single-event durable acks, %d clients", clients), Value: float64(n) / el.Seconds(),
+			Unit: "events/s", P50: p50, P95: p95, P99: p99, N: n})
+	}
+	return nil
+}
+
 // ingestCounts is the part of an ingest answer the bench reads; the
 // per-event results are skipped.
 type ingestCounts struct {
@@ -358,13 +450,17 @@ type ingestCounts struct {
 }
 
 func (r *run) post(ctx context.Context, body []byte, out *ingestCounts) error {
+	return r.postWith(ctx, r.client, "application/x-ndjson", body, out)
+}
+
+func (r *run) postWith(ctx context.Context, c *http.Client, contentType string, body []byte, out *ingestCounts) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", r.url+"/api/v1/audit/events", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+r.ingest)
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := r.client.Do(req)
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
@@ -506,8 +602,13 @@ func (r *run) add(res Result) {
 }
 
 func formatValue(res Result) string {
-	if res.Unit == "ms" {
+	switch {
+	case res.Unit == "ms":
 		return fmt.Sprintf("p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", res.P50, res.P95, res.P99)
+	case res.Unit == "x":
+		return fmt.Sprintf("%.2f x", res.Value)
+	case res.P50 > 0:
+		return fmt.Sprintf("%.0f %s (p50 %.1f ms, p99 %.1f ms)", res.Value, res.Unit, res.P50, res.P99)
 	}
 	return fmt.Sprintf("%.0f %s", res.Value, res.Unit)
 }

@@ -302,6 +302,7 @@ type Keyring struct {
 	// read from the database before an erasure is not cached after it.
 	erasures int64
 	clears   uint64
+	synced   time.Time // when Sync last read the erasures
 	// active caches each subject's current key, by tenant and subject.
 	active map[ref]*SubjectKey
 	// byGen caches keys by generation, for reading older values.
@@ -608,8 +609,9 @@ func (kr *Keyring) forgetLocked() {
 // operation that opens or seals personal values calls it first, so that a
 // key destroyed before the operation began is never used by it.
 func (kr *Keyring) Sync(ctx context.Context) error {
+	start := time.Now()
 	var last int64
-	if err := kr.db.Read.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM erasures`).Scan(&last); err != nil {
+	if err := kr.db.Reads().QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM erasures`).Scan(&last); err != nil {
 		return fmt.Errorf("personal: read erasures: %w", err)
 	}
 	kr.mu.Lock()
@@ -617,6 +619,26 @@ func (kr *Keyring) Sync(ctx context.Context) error {
 		kr.forgetLocked()
 		kr.erasures = last
 	}
+	kr.synced = start
 	kr.mu.Unlock()
 	return nil
 }
+
+// SyncSealing is Sync for operations that only seal new values, done at
+// most once every SealSync. A key another process destroyed within that
+// time may still seal an event's values, which then read as erased with
+// the rest: no value is ever opened with a destroyed key, since every
+// operation that opens one calls Sync.
+func (kr *Keyring) SyncSealing(ctx context.Context) error {
+	kr.mu.Lock()
+	fresh := time.Since(kr.synced) < SealSync
+	kr.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	return kr.Sync(ctx)
+}
+
+// SealSync is how often sealing looks for erasures made by other
+// processes. An erasure in the same process takes effect at once.
+const SealSync = 250 * time.Millisecond

@@ -71,9 +71,10 @@ type DB struct {
 	// Dialect is the engine behind Write and Read.
 	Dialect Dialect
 
-	readDSN string   // SQLite: the DSN of a query-only connection
-	rebound sync.Map // query string -> rebound query string
-	stmts   sync.Map // rebound query string -> *sql.Stmt on Write
+	readDSN   string   // SQLite: the DSN of a query-only connection
+	rebound   sync.Map // query string -> rebound query string
+	stmts     sync.Map // rebound query string -> *sql.Stmt on Write
+	readStmts sync.Map // query string -> *sql.Stmt on Read, for Reads
 }
 
 // Open opens the database that opts names, creating the SQLite file and its
@@ -207,10 +208,12 @@ func (db *DB) OpenReader(ctx context.Context) (*Reader, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	db.stmts.Range(func(_, v any) bool {
-		v.(*sql.Stmt).Close()
-		return true
-	})
+	for _, m := range []*sync.Map{&db.stmts, &db.readStmts} {
+		m.Range(func(_, v any) bool {
+			v.(*sql.Stmt).Close()
+			return true
+		})
+	}
 	err := db.Write.Close()
 	if db.Read != db.Write {
 		if rerr := db.Read.Close(); err == nil {

@@ -92,6 +92,54 @@ func (db *DB) Stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, er
 	return s, nil
 }
 
+// Reads runs queries on Read, each distinct statement prepared once for
+// the life of db: for the few fixed queries made on every request, whose
+// parsing would otherwise cost more than running them. Give it only
+// queries whose text is fixed, since every distinct one is kept.
+func (db *DB) Reads() Querier { return readCache{db} }
+
+type readCache struct{ db *DB }
+
+func (c readCache) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := c.db.readStmts.Load(query); ok {
+		return s.(*sql.Stmt), nil
+	}
+	s, err := c.db.Read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := c.db.readStmts.LoadOrStore(query, s); loaded {
+		s.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return s, nil
+}
+
+func (c readCache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+func (c readCache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (c readCache) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		// Let the error surface from Scan, as QueryRowContext does.
+		return c.db.Read.QueryRowContext(ctx, query, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
 // Cached runs the queries of one transaction, or of one handle, preparing
 // each distinct statement once: a query that looks up a term in hundreds of
 // segments parses its SQL once instead of hundreds of times.

@@ -460,6 +460,12 @@ func (in *Instance) EraseSubject(ctx context.Context, t *tenant.Tenant, subject,
 	if err != nil {
 		return nil, err
 	}
+	if done.Generations > 0 {
+		if err := in.DB.Scrub(ctx); err != nil {
+			in.Logger.Warn("the destroyed subject keys may linger in the database's write-ahead log until it is "+
+				"written over", "error", err)
+		}
+	}
 	return done, nil
 }
 

@@ -109,6 +109,12 @@ func TestErasure(t *testing.T) {
 			t.Fatalf("a refused erasure erased: %+v", p.Items[0])
 		}
 
+		// The wrapped key, to look for on disk once it is destroyed.
+		var wrapped []byte
+		if err := ts.in.DB.Read.QueryRowContext(ctx, ts.in.DB.Rebind(`SELECT wrapped_key FROM subjects WHERE subject = ?`),
+			"u-ana").Scan(&wrapped); err != nil || len(wrapped) < 32 {
+			t.Fatalf("the subject's wrapped key: %x, %v", wrapped, err)
+		}
 		var done struct {
 			Tenant, Subject string
 			Generations     int64
@@ -227,6 +233,9 @@ func TestErasure(t *testing.T) {
 				b, err := os.ReadFile(f)
 				if err == nil && (bytes.Contains(b, []byte("ana@example.com")) || bytes.Contains(b, []byte("10.0.0.7"))) {
 					t.Errorf("%s holds an erased value in clear", f)
+				}
+				if err == nil && bytes.Contains(b, wrapped) {
+					t.Errorf("%s still holds the destroyed key", f)
 				}
 			}
 		}

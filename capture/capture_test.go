@@ -37,6 +37,8 @@ type attestServer struct {
 	key    string
 	in     *instance.Instance
 	stop   func()
+	// cfg is the server's configuration, which serve completes.
+	cfg server.Config
 }
 
 // quiet drops attest's operational messages, which would cut into the
@@ -82,7 +84,9 @@ func (a *attestServer) serve() {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	srv, err := server.New(a.in, server.Config{CheckpointInterval: 50 * time.Millisecond, Logger: quiet})
+	cfg := a.cfg
+	cfg.CheckpointInterval, cfg.Logger = 50*time.Millisecond, quiet
+	srv, err := server.New(a.in, cfg)
 	if err != nil {
 		a.t.Fatal(err)
 	}
@@ -139,7 +143,9 @@ func (a *attestServer) client(t testing.TB, dir string, mod func(*capture.Config
 func TestMiddlewareRecordsRequests(t *testing.T) {
 	a := newAttest(t)
 	a.serve()
-	c := a.client(t, t.TempDir(), nil)
+	c := a.client(t, t.TempDir(), func(cfg *capture.Config) {
+		cfg.OnRejected = func(ev []byte, field, reason string) { t.Errorf("rejected on %s: %s: %.200s", field, reason, ev) }
+	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /calls/{id}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "call") })
 	mux.HandleFunc("DELETE /calls/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) })
@@ -172,16 +178,41 @@ func TestMiddlewareRecordsRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// A method no action can hold, and a handler that panics, are
+	// recorded all the same.
+	for _, m := range []string{"FOO+BAR", strings.Repeat("M", 300)} {
+		req, _ := http.NewRequest(m, svc.URL+"/calls/1", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	mux.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
+	if resp, err := http.Get(svc.URL + "/panic"); err == nil {
+		resp.Body.Close()
+	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st := c.Stats(); st.Recorded != 42 || st.Sent != 42 || st.Buffered != 0 || st.Dropped != 0 {
-		t.Errorf("stats %+v, want 42 recorded and sent", st)
+	if st := c.Stats(); st.Recorded != 45 || st.Sent != 45 || st.Buffered != 0 || st.Dropped != 0 || st.Rejected != 0 {
+		t.Errorf("stats %+v, want 45 recorded and sent", st)
+	}
+	if other := a.events("http.other"); len(other) != 2 || other[0].Event.Request.Method != "" {
+		t.Errorf("odd methods: %+v", other)
+	}
+	var panicked bool
+	for _, r := range a.events("http.get") {
+		if r.Event.Target.ID == "GET /panic" {
+			panicked = r.Event.Outcome.Result == "error" && r.Event.Request.Status == 500
+		}
+	}
+	if !panicked {
+		t.Error("the request whose handler panicked is not recorded as an error")
 	}
 	gets := a.events("http.get")
-	if len(gets) != 41 {
-		t.Fatalf("attest holds %d http.get events, want 41", len(gets))
+	if len(gets) != 42 {
+		t.Fatalf("attest holds %d http.get events, want 42", len(gets))
 	}
+	gets = gets[1:] // the panic
 	if p := gets[0].Event.Request.Path; len(p) > 2048 || !strings.HasPrefix(p, "/x\uFFFDy/") || gets[0].Event.Outcome.Result != "failure" {
 		t.Errorf("the odd path was recorded as %.40q, outcome %s", p, gets[0].Event.Outcome.Result)
 	}
@@ -290,6 +321,29 @@ func TestFullBufferIsReported(t *testing.T) {
 	c2.Close()
 	if got := len(a.events("job.run")); got != taken {
 		t.Errorf("attest holds %d events, want the %d taken", got, taken)
+	}
+}
+
+// TestBatchTooLarge sends batches larger than attest takes: they are split
+// until they fit, and nothing is lost or stuck.
+func TestBatchTooLarge(t *testing.T) {
+	a := newAttest(t)
+	a.cfg.MaxEvents = 100
+	a.serve()
+	c := a.client(t, t.TempDir(), func(cfg *capture.Config) { cfg.BatchSize = 500 })
+	for i := range 600 {
+		c.Record(capture.Event{ID: fmt.Sprintf("big-%d", i), Actor: capture.Actor{Type: "service", ID: "svc"},
+			Action: "job.run", Category: "system", Outcome: capture.Outcome{Result: "success"}})
+	}
+	if err := c.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if st := c.Stats(); st.Sent != 600 || st.Buffered != 0 || st.Rejected != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if got := len(a.events("job.run")); got != 600 {
+		t.Errorf("attest holds %d events, want 600", got)
 	}
 }
 

@@ -264,6 +264,7 @@ func (c *Client) cycle(ctx context.Context, force bool) error {
 		f, b, rerr := c.spool.oldest()
 		if rerr != nil {
 			err = rerr
+			c.report(rerr)
 			break
 		}
 		if f == nil {
@@ -351,9 +352,9 @@ type ingestAnswer struct {
 // send posts one batch. An error means attest did not take it, and it must
 // be sent again; events attest refused are reported, not retried.
 func (c *Client) send(ctx context.Context, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.eventsU, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.eventsU, bytes.NewReader(body))
 	if err != nil {
 		return c.failed(fmt.Errorf("capture: %w", err))
 	}
@@ -371,12 +372,39 @@ func (c *Client) send(ctx context.Context, body []byte) error {
 	if err != nil {
 		return c.failed(fmt.Errorf("capture: read attest's answer: %w", err))
 	}
+	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
 	var ans ingestAnswer
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusBadRequest || json.Unmarshal(b, &ans) != nil ||
-		ans.Results == nil {
+	switch {
+	case (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusBadRequest) && json.Unmarshal(b, &ans) == nil &&
+		ans.Results != nil:
+	case resp.StatusCode == http.StatusRequestEntityTooLarge && len(lines) > 1:
+		// Too large for this attest: each half is sent on its own.
+		half := 0
+		for _, l := range lines[:len(lines)/2] {
+			half += len(l) + 1
+		}
+		if err := c.send(ctx, body[:half]); err != nil {
+			return err
+		}
+		return c.send(ctx, body[half:])
+	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge ||
+		resp.StatusCode == http.StatusUnsupportedMediaType:
+		// attest refused the batch as a whole, and would refuse it again:
+		// its events are reported rather than retried for ever.
+		var p struct{ Detail string }
+		json.Unmarshal(b, &p)
+		for _, l := range lines {
+			if c.cfg.OnRejected != nil {
+				c.cfg.OnRejected(l, "batch", fmt.Sprintf("attest refused the whole batch (%s): %s", resp.Status, p.Detail))
+			}
+		}
+		c.mu.Lock()
+		c.stats.Rejected += int64(len(lines))
+		c.mu.Unlock()
+		return nil
+	default:
 		return c.failed(fmt.Errorf("capture: attest answered %s: %.300s", resp.Status, b))
 	}
-	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
 	for _, r := range ans.Results {
 		if r.Status == "rejected" && r.Error != nil && c.cfg.OnRejected != nil && r.Index >= 0 && r.Index < len(lines) {
 			c.cfg.OnRejected(lines[r.Index], r.Error.Field, r.Error.Reason)

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bufio"
 	"net"
 	"net/http"
 	"strings"
@@ -45,11 +46,21 @@ func Middleware(c *Client, o Options) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			sw := &statusWriter{ResponseWriter: w}
-			next.ServeHTTP(sw, r)
-			ev := requestEvent(r, sw.status(), start, &o)
-			if err := c.Record(ev); err != nil && o.OnError != nil {
-				o.OnError(r, err)
+			record := func(status int) {
+				if err := c.Record(requestEvent(r, status, start, &o)); err != nil && o.OnError != nil {
+					o.OnError(r, err)
+				}
 			}
+			defer func() {
+				// A handler that panics is recorded as an error, and the
+				// panic goes on to the server.
+				if p := recover(); p != nil {
+					record(http.StatusInternalServerError)
+					panic(p)
+				}
+			}()
+			next.ServeHTTP(sw, r)
+			record(sw.status())
 		})
 	}
 }
@@ -74,7 +85,7 @@ func requestEvent(r *http.Request, status int, start time.Time, o *Options) Even
 	if o.Action != nil {
 		ev.Action = o.Action(r)
 	} else {
-		ev.Action = "http." + strings.ToLower(r.Method)
+		ev.Action = "http." + methodName(r.Method)
 	}
 	switch {
 	case o.Category != nil:
@@ -104,12 +115,43 @@ func requestEvent(r *http.Request, status int, start time.Time, o *Options) Even
 	// What the client sent is made to fit attest's schema, so that no
 	// request goes unrecorded for a long path or a control character.
 	ev.Request = &Request{ID: event.CleanText(r.Header.Get(o.RequestIDHeader), event.MaxRequestID),
-		Method: event.CleanText(r.Method, event.MaxMethod), Path: event.CleanText(r.URL.Path, event.MaxPath),
+		Method: methodToken(r.Method), Path: event.CleanText(r.URL.Path, event.MaxPath),
 		DurationMs: float64(time.Since(start).Microseconds()) / 1000}
 	if status >= 100 && status <= 599 {
 		ev.Request.Status = status
 	}
 	return ev
+}
+
+// methodName is the method for an action name: lower case when it is a
+// plain word of letters, as every standard method is, and "other" for any
+// other token a client may send, which an action could not hold. The
+// request's method keeps what was sent.
+func methodName(m string) string {
+	if len(m) == 0 || len(m) > event.MaxMethod {
+		return "other"
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return "other"
+		}
+	}
+	return strings.ToLower(m)
+}
+
+// methodToken is the method as the request's method, when attest's schema
+// can hold it: letters, digits, - and _, at most MaxMethod bytes. Any other
+// is left out, and the action says http.other.
+func methodToken(m string) string {
+	if len(m) > event.MaxMethod {
+		return ""
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return ""
+		}
+	}
+	return m
 }
 
 // statusWriter remembers the status a handler sent.
@@ -134,6 +176,22 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush and Hijack pass through, so that streaming and upgraded handlers
+// work behind the middleware as they would without it.
+func (w *statusWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.code == 0 {
+		w.code = http.StatusSwitchingProtocols
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
 
 func (w *statusWriter) status() int {
 	if w.code == 0 {

@@ -56,6 +56,10 @@ func openSpool(dir string) (*spool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("capture: buffered batch: %w", err)
 		}
+		if countEvents(b) == 0 {
+			os.Remove(filepath.Join(dir, name))
+			continue
+		}
 		s.files = append(s.files, spoolFile{name: name, size: int64(len(b)), events: countEvents(b)})
 		s.bytes += int64(len(b))
 		s.next = max(s.next, seq+1)

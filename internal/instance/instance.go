@@ -420,10 +420,18 @@ func CheckErasure(subject, reason string) error {
 		return &ErasureError{"reason", "required: say why, such as the request it answers"}
 	case len(reason) > event.MaxReason:
 		return &ErasureError{"reason", fmt.Sprintf("longer than %d bytes", event.MaxReason)}
-	case event.CleanText(reason, event.MaxReason) != reason:
-		return &ErasureError{"reason", "holds a control character or invalid UTF-8"}
+	case event.CleanText(reason, event.MaxReason) != reason || access.UnsafeText(reason):
+		return &ErasureError{"reason", "holds a control character, a bidirectional formatting character or invalid UTF-8"}
 	}
 	return nil
+}
+
+// OwnActor reports whether subject is one of attest's own actors: an API
+// key ("apikey:...") or a user of the host's command line ("host:..."),
+// whose personal values in attest's own trail are the evidence of what
+// they did with it.
+func OwnActor(subject string) bool {
+	return strings.HasPrefix(subject, "apikey:") || strings.HasPrefix(subject, "host:")
 }
 
 // EraseSubject destroys the keys of every personal value of subject (an

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/personal"
@@ -34,7 +35,18 @@ func (s *Server) eraseSubject(rq *request) error {
 	rq.target = event.Target{Type: "subject", ID: event.CleanText(body.Subject, event.MaxActorID)}
 	var ee *instance.ErasureError
 	if err := instance.CheckErasure(body.Subject, body.Reason); errors.As(err, &ee) {
-		return badRequest(ee.Field, ee.Field+" "+ee.Reason)
+		return badRequest(ee.Field, ee.Field+": "+ee.Reason)
+	}
+	// The trail of what attest's own actors did is not theirs to erase:
+	// only an operator erases an API key's or a host user's values, and
+	// no key its own.
+	if instance.OwnActor(body.Subject) {
+		if body.Subject == rq.actor().ID {
+			return forbidden("a key may not erase the personal values of its own requests")
+		}
+		if rq.key.Role != access.RoleOperator {
+			return forbidden("only an operator key may erase the personal values of attest's own actors (API keys and host users)")
+		}
 	}
 	done, err := s.in.EraseSubject(rq.r.Context(), rq.tenant, body.Subject, body.Reason, rq.actor(), rq.changeDecorator(http.StatusOK))
 	if errors.Is(err, personal.ErrUnknownSubject) {

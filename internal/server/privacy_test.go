@@ -105,6 +105,16 @@ func TestErasure(t *testing.T) {
 		if got := erase(admin, `{"subject":"u-nobody","reason":"r"}`, http.StatusNotFound); !strings.Contains(got, "no personal values") {
 			t.Errorf("unknown subject: %s", got)
 		}
+		if got := erase(admin, `{"subject":"u-ana","reason":"r\u202eevil"}`, http.StatusBadRequest); !strings.Contains(got, "bidirectional") {
+			t.Errorf("a reason with a bidirectional override: %s", got)
+		}
+		// attest's own actors: not by an admin, and never a key's own.
+		adminActor := "apikey:" + strings.Split(admin, "_")[1]
+		if got := erase(admin, fmt.Sprintf(`{"subject":%q,"reason":"r"}`, adminActor), http.StatusForbidden); !strings.Contains(got, "its own") {
+			t.Errorf("an admin erasing its own trail: %s", got)
+		}
+		erase(admin, `{"subject":"apikey:someone","reason":"r"}`, http.StatusForbidden)
+		erase(ts.operator, `{"subject":"apikey:`+strings.Split(ts.operator, "_")[1]+`","reason":"r"}`, http.StatusForbidden)
 		if p := query("actor_id=u-ana"); p.Items[0].Event.Actor.Email != "ana@example.com" {
 			t.Fatalf("a refused erasure erased: %+v", p.Items[0])
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/index"
+	"github.com/attest/attest/internal/personal"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tenant"
 	"github.com/attest/attest/internal/tree"
@@ -411,20 +412,49 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 
 // duplicate compares p with the stored event s of the same id.
 func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepared, s int64) (*Result, error) {
-	leaf, _, err := l.entry(ctx, tx, st.t.ID, s)
+	leaf, sealed, err := l.entry(ctx, tx, st.t.ID, s)
 	if err != nil {
 		return nil, err
 	}
-	stored, _, err := event.DecodeLeaf(leaf)
+	stored, lf, err := event.DecodeLeaf(leaf)
 	if err != nil {
 		return &Result{Err: &CorruptError{Sequence: s, Err: err}}, nil
 	}
+	dup := &Result{Sequence: s, LeafHash: tree.LeafHash(leaf), Duplicate: true}
 	// The same event, given the stored one's arrival time and sequence,
 	// has the same leaf.
-	if !bytes.Equal(p.leaf.Append(nil, stored.ReceivedAt, stored.Sequence), leaf) {
-		return &Result{Err: &ConflictError{Sequence: s}}, nil
+	if bytes.Equal(p.leaf.Append(nil, stored.ReceivedAt, stored.Sequence), leaf) {
+		return dup, nil
 	}
-	return &Result{Sequence: s, LeafHash: tree.LeafHash(leaf), Duplicate: true}, nil
+	// The stored event's commitments may have been made under a key an
+	// erasure destroyed since: its personal values can then no longer be
+	// compared, and it is the same event when all the rest is, with the
+	// same personal fields present.
+	if len(p.commitments) == len(lf.Personal) && len(p.commitments) > 0 && l.erasedValues(ctx, st.t, stored, sealed) {
+		same := make([]event.Commitment, len(p.commitments))
+		for i, c := range p.commitments {
+			v, ok := lf.Personal[c.Path]
+			if !ok {
+				return &Result{Err: &ConflictError{Sequence: s}}, nil
+			}
+			same[i] = event.Commitment{Path: c.Path, Value: v}
+		}
+		if bytes.Equal(event.NewLeafTemplate(p.Event, same).Append(nil, stored.ReceivedAt, stored.Sequence), leaf) {
+			return dup, nil
+		}
+	}
+	return &Result{Err: &ConflictError{Sequence: s}}, nil
+}
+
+// erasedValues reports whether the key that sealed a stored event's
+// personal values has been destroyed.
+func (l *Log) erasedValues(ctx context.Context, t *tenant.Tenant, ev *event.Event, sealed []byte) bool {
+	gen, err := personal.BlobGeneration(sealed)
+	if err != nil {
+		return false
+	}
+	_, err = l.keyring.Generation(ctx, t.ID, ev.Subject(), gen)
+	return errors.Is(err, personal.ErrErased)
 }
 
 // syncState locks the tenant's log state for this transaction and reloads

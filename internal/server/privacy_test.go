@@ -221,6 +221,17 @@ func TestErasure(t *testing.T) {
 			t.Errorf("the server still opens a key another process destroyed: %+v", q.Items[0])
 		}
 
+		// An event sent again after its subject's erasure is the duplicate
+		// it was, though its values can no longer be compared.
+		var again ingestResp
+		ts.do("POST", "/api/v1/audit/events", ing, nil, lines[1], http.StatusOK, &again)
+		if again.Duplicate != 1 || *again.Results[0].Sequence != *r.Results[1].Sequence {
+			t.Errorf("an erased event sent again: %+v", again)
+		}
+		// With other content under the same id, it is still refused.
+		ts.do("POST", "/api/v1/audit/events", ing, nil, strings.Replace(lines[1], "recording.read", "recording.delete", 1),
+			http.StatusBadRequest, nil)
+
 		// The subject's next event starts a new key, and reads in clear.
 		ts.do("POST", "/api/v1/audit/events", ing, nil, personEvent("e-ana-new", "u-ana", "ana@example.net", "10.0.0.9"), http.StatusOK, nil)
 		if q := query("actor_id=u-ana"); len(q.Items) != 4 || q.Items[0].Event.Actor.Email != "ana@example.net" || len(q.Items[0].Erased) != 0 {

@@ -45,6 +45,15 @@ func TestImportUnreadableFile(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q: the file after the cut one was not imported, or the error not named", r.stdout, r.stderr)
 	}
 	read, _ := strconv.Atoi(m[1])
+	// A file whose gzip data fails its checksum stores nothing.
+	damaged := []byte(gz.String())
+	damaged[len(damaged)-8] ^= 0xff // the CRC-32 in the trailer
+	bad := writeFile(t, "damaged.log.gz", string(damaged))
+	r = attestCmd(t, dir, "import", "--format", "kubernetes", "--tenant", "default", bad).want(t, 1)
+	if !strings.Contains(r.stderr, "damaged gzip data") || !strings.Contains(r.stderr, "nothing of this file was imported") ||
+		strings.Contains(r.stdout, "imported") {
+		t.Errorf("damaged file: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
 	// Everything read of the cut file was stored: the whole file finds it
 	// present and stores the rest.
 	r = attestCmd(t, dir, "import", "--format", "kubernetes", "--tenant", "default", whole).want(t, 0)

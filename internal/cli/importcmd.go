@@ -149,6 +149,14 @@ func (fi *fileImport) file(ctx context.Context, name string) (st importStats, re
 			return st, err, nil
 		}
 		defer f.Close()
+		// Damaged gzip data is refused whole before anything of it is
+		// stored; a file cut short is imported up to the cut.
+		if err := importer.CheckGzip(f); errors.Is(err, importer.ErrDamagedGzip) {
+			return st, fmt.Errorf("%w; nothing of this file was imported", err), nil
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return st, err, nil
+		}
 		r = f
 	}
 	var chunk []*event.Event

@@ -106,6 +106,33 @@ func maybeGunzip(r io.Reader) (io.Reader, error) {
 	return br, nil
 }
 
+// ErrDamagedGzip means gzip data fails its checks: what it decompresses to
+// cannot be trusted, not even before the damage.
+var ErrDamagedGzip = errors.New("damaged gzip data")
+
+// CheckGzip reads r to its end when it is gzip data and checks it. A
+// stream cut short is io.ErrUnexpectedEOF: what it holds before the cut is
+// as it was written. Any other failure, such as a bad checksum, is
+// ErrDamagedGzip. Input that is not gzip passes.
+func CheckGzip(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(2)
+	if err != nil || magic[0] != 0x1f || magic[1] != 0x8b {
+		return nil
+	}
+	zr, err := gzip.NewReader(br)
+	if err == nil {
+		_, err = io.Copy(io.Discard, zr)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("the gzip data is cut short: %w", err)
+	}
+	return fmt.Errorf("%w: %v", ErrDamagedGzip, err)
+}
+
 // ErrRecordTooLarge reports a record larger than the limit.
 var ErrRecordTooLarge = errors.New("record larger than the limit")
 

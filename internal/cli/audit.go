@@ -16,7 +16,7 @@ import (
 )
 
 func cmdAudit(e *env, args []string) int {
-	const use = "usage: attest audit query [filters] | public-key | checkpoint  [--tenant T]"
+	const use = "usage: attest audit query [filters] | export --from T --to T --out FILE.zip | public-key | checkpoint  [--tenant T]"
 	if len(args) > 0 && isHelp(args[0]) {
 		return help(e, use)
 	}
@@ -26,10 +26,12 @@ func cmdAudit(e *env, args []string) int {
 	switch args[0] {
 	case "query":
 		return cmdAuditQuery(e, args[1:])
+	case "export":
+		return cmdAuditExport(e, args[1:])
 	case "public-key", "checkpoint":
 		return cmdAuditKey(e, args[0], args[1:])
 	}
-	return usageErr(e, "unknown audit command %q: use query, public-key or checkpoint", args[0])
+	return usageErr(e, "unknown audit command %q: use query, export, public-key or checkpoint", args[0])
 }
 
 func cmdAuditKey(e *env, sub string, args []string) int {

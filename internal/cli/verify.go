@@ -19,7 +19,7 @@ import (
 
 func cmdVerify(e *env, args []string) int {
 	var sf storeFlags
-	var tenantName, cpFile, pubKey string
+	var tenantName, cpFile, pubKey, bundle string
 	var all, deep, quiet bool
 	fs := newFlags(e, "verify")
 	fs.store(&sf)
@@ -29,6 +29,8 @@ func cmdVerify(e *env, args []string) int {
 	fs.StringVar(&pubKey, "public-key", "", "trusted verifier key, or a file holding it; default: the log's own key history")
 	fs.BoolVar(&deep, "deep", false, "also open every personal value against its commitment and rebuild the search index")
 	fs.BoolVar(&quiet, "quiet", false, "print only problems")
+	fs.StringVar(&bundle, "bundle", "", "an evidence bundle (attest audit export) to check offline against --public-key, "+
+		"with no store")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -43,6 +45,9 @@ func cmdVerify(e *env, args []string) int {
 		}
 		cp = b
 	}
+	if bundle != "" && (pubKey == "" || cpFile != "" || tenantName != "" || all || deep) {
+		return usageErr(e, "--bundle takes --public-key, the verifier key of the bundle's log, and no other flag")
+	}
 	var vkeys []string
 	if pubKey != "" {
 		k := pubKey
@@ -52,6 +57,9 @@ func cmdVerify(e *env, args []string) int {
 		if _, err := note.NewVerifier(k); err != nil {
 			return usageErr(e, "--public-key: %q is neither a verifier key, as attest audit public-key prints it, "+
 				"nor a file holding one", pubKey)
+		}
+		if bundle != "" {
+			return verifyBundle(e, bundle, k)
 		}
 		vkeys = []string{k}
 	}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEvidenceBundle exports a period while serve runs, verifies the
+// bundle offline with the public key alone, and checks that each kind of
+// tampering is caught.
+func TestEvidenceBundle(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServe(t, dir)
+	s.ingest(t, s.key, "default", ndjson(t, events(10, "svc", "before.read")))
+	time.Sleep(20 * time.Millisecond)
+	from := time.Now().UTC()
+	time.Sleep(20 * time.Millisecond)
+	s.ingest(t, s.key, "default", ndjson(t, events(20, "svc", "period.read")))
+	time.Sleep(20 * time.Millisecond)
+	to := time.Now().UTC()
+	time.Sleep(20 * time.Millisecond)
+	s.ingest(t, s.key, "default", ndjson(t, events(5, "svc", "after.read")))
+	vkey := strings.TrimSpace(attestCmd(t, dir, "audit public-key", "--tenant", "default").want(t, 0).stdout)
+	keyFile := writeFile(t, "key.txt", vkey)
+
+	runUsageCases(t, dir, []usageCase{
+		{"no from", "audit export", []string{"--to", to.Format(time.RFC3339Nano), "--out", filepath.Join(t.TempDir(), "x.zip")}, 2, "--from is required"},
+		{"reversed", "audit export", []string{"--from", to.Format(time.RFC3339Nano), "--to", from.Format(time.RFC3339Nano),
+			"--out", filepath.Join(t.TempDir(), "x.zip")}, 2, "--from must be before --to"},
+		{"bad time", "audit export", []string{"--from", "yesterday", "--to", to.Format(time.RFC3339Nano), "--out", "x.zip"}, 2, "RFC 3339"},
+		{"no out", "audit export", []string{"--from", from.Format(time.RFC3339Nano), "--to", to.Format(time.RFC3339Nano)}, 2, "--out is required"},
+		{"bundle without key", "verify", []string{"--bundle", "x.zip"}, 2, "--bundle takes --public-key"},
+	})
+
+	out := filepath.Join(t.TempDir(), "evidence.zip")
+	// Checkpoints are signed within a second of the last events.
+	var r result
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		os.Remove(out)
+		r = attestCmd(t, dir, "audit export", "--tenant", "default", "--from", from.Format(time.RFC3339Nano),
+			"--to", to.Format(time.RFC3339Nano), "--out", out).want(t, 0)
+		if b, _ := os.ReadFile(out); bytes.Contains(b, []byte("after/")) || time.Now().After(deadline) {
+			break
+		}
+	}
+	// The period holds the 20 events and the audit event of the request
+	// that sent them.
+	if !strings.Contains(r.stdout, "21 entries of tenant default") {
+		t.Fatalf("export printed %q", r.stdout)
+	}
+	r = attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", keyFile).want(t, 0)
+	if !strings.Contains(r.stdout, "intact: 21 entries") || !strings.Contains(r.stdout, "complete: the entries just before and after") {
+		t.Fatalf("verify --bundle printed %q", r.stdout)
+	}
+	if r := attestCmd(t, dir, "audit export", "--tenant", "default", "--from", from.Format(time.RFC3339Nano),
+		"--to", to.Format(time.RFC3339Nano), "--out", out); r.code != 2 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("export over an existing file: %d %q", r.code, r.stderr)
+	}
+
+	orig, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(files map[string][]byte, m map[string]any)
+		want string
+	}{
+		{"changed event, manifest hash updated", func(f map[string][]byte, m map[string]any) {
+			name := firstFile(f, "events/")
+			f[name] = bytes.Replace(f[name], []byte("period.read"), []byte("period.wipe"), 1)
+		}, "not in the signed tree"},
+		{"changed event, manifest left", func(f map[string][]byte, m map[string]any) {
+			name := firstFile(f, "events/")
+			f[name] = bytes.Replace(f[name], []byte("period.read"), []byte("period.wipe"), 1)
+			m["keep_hashes"] = true
+		}, "does not match its hash"},
+		{"deleted event", func(f map[string][]byte, m map[string]any) {
+			delete(f, firstFile(f, "events/"))
+		}, "is missing"},
+		{"added event", func(f map[string][]byte, m map[string]any) {
+			f["events/extra.json"] = f[firstFile(f, "events/")]
+		}, "holds 22 entries"},
+		{"range shortened to hide the last entry", func(f map[string][]byte, m map[string]any) {
+			// The last entry is passed off as the neighbour after the period.
+			end := int64(m["end"].(float64))
+			delete(f, lastFile(f, "after/"))
+			delete(f, lastFile(f, "after/"))
+			ev, pr := lastFile(f, "events/"), lastFile(f, "proofs/")
+			f[strings.Replace(ev, "events/", "after/", 1)], f[strings.Replace(pr, "proofs/", "after/", 1)] = f[ev], f[pr]
+			delete(f, ev)
+			delete(f, pr)
+			m["end"] = end - 1
+		}, "the range is not whole"},
+		{"range cut where no entry was", func(f map[string][]byte, m map[string]any) {
+			delete(f, lastFile(f, "events/"))
+			delete(f, lastFile(f, "proofs/"))
+			m["end"] = m["end"].(float64) - 1
+		}, "is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := rewriteBundle(t, orig, tc.edit)
+			path := writeFile(t, "bad.zip", string(bad))
+			r := attestCmd(t, t.TempDir(), "verify", "--bundle", path, "--public-key", vkey).want(t, 1)
+			if !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, tc.want) {
+				t.Errorf("verify printed %q, want %q", r.stdout, tc.want)
+			}
+		})
+	}
+	t.Run("another key", func(t *testing.T) {
+		other := strings.Replace(vkey, "default", "other", 1)
+		if r := attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", other); r.code == 0 {
+			t.Errorf("a bundle verified against another key: %q", r.stdout)
+		}
+	})
+}
+
+func firstFile(files map[string][]byte, prefix string) string {
+	best := ""
+	for name := range files {
+		if strings.HasPrefix(name, prefix) && (best == "" || name < best) {
+			best = name
+		}
+	}
+	return best
+}
+
+func lastFile(files map[string][]byte, prefix string) string {
+	best := ""
+	for name := range files {
+		if strings.HasPrefix(name, prefix) && name > best {
+			best = name
+		}
+	}
+	return best
+}
+
+// rewriteBundle applies edit to a bundle's files and manifest, and writes
+// it again with the manifest's hashes made to match, unless the edit sets
+// keep_hashes.
+func rewriteBundle(t *testing.T, orig []byte, edit func(map[string][]byte, map[string]any)) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(orig), int64(len(orig)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, f := range zr.File {
+		rc, _ := f.Open()
+		var b bytes.Buffer
+		b.ReadFrom(rc)
+		rc.Close()
+		files[f.Name] = b.Bytes()
+	}
+	var m map[string]any
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(files, "manifest.json")
+	edit(files, m)
+	if m["keep_hashes"] == nil {
+		hashes := map[string]any{}
+		for name, b := range files {
+			sum := sha256.Sum256(b)
+			hashes[name] = hex.EncodeToString(sum[:])
+		}
+		m["files"] = hashes
+	}
+	delete(m, "keep_hashes")
+	mb, _ := json.Marshal(m)
+	files["manifest.json"] = mb
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, b := range files {
+		w, _ := zw.Create(name)
+		w.Write(b)
+	}
+	zw.Close()
+	return buf.Bytes()
+}

@@ -1,0 +1,221 @@
+package auditlog
+
+import (
+	"archive/zip"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/evidence"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/attest/attest/internal/tree"
+	"github.com/transparency-dev/formats/proof"
+)
+
+// ExportBundle writes the evidence bundle of tenant t's entries received
+// in [from, to) to w, as a zip file (see package evidence), against the
+// newest signed checkpoint. Progress, when set, is called now and then with
+// the entries written and their number.
+func (l *Log) ExportBundle(ctx context.Context, t *tenant.Tenant, from, to time.Time, w io.Writer,
+	progress func(done, total int64)) (*evidence.Manifest, error) {
+	if !from.Before(to) {
+		return nil, errors.New("auditlog: the period's start must be before its end")
+	}
+	var m *evidence.Manifest
+	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		m, err = l.exportTx(ctx, tx, t, from.UTC(), to.UTC(), w, progress)
+		return err
+	})
+	return m, err
+}
+
+func (l *Log) exportTx(ctx context.Context, q store.Querier, t *tenant.Tenant, from, to time.Time, w io.Writer,
+	progress func(done, total int64)) (*evidence.Manifest, error) {
+	cp, err := l.LatestCheckpoint(ctx, q, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	received := func(seq int64) (time.Time, error) {
+		leaf, _, err := l.entry(ctx, q, t.ID, seq)
+		if err != nil {
+			return time.Time{}, err
+		}
+		ev, _, err := event.DecodeLeaf(leaf)
+		if err != nil {
+			return time.Time{}, &CorruptError{Sequence: seq, Err: err}
+		}
+		return ev.ReceivedAt, nil
+	}
+	// Received times never decrease along the log: the period is the
+	// range from the first entry received at or after from to the first
+	// received at or after to.
+	first, err := searchReceived(cp.Size, from, received)
+	if err != nil {
+		return nil, err
+	}
+	end, err := searchReceived(cp.Size, to, received)
+	if err != nil {
+		return nil, err
+	}
+	m := &evidence.Manifest{Format: evidence.Format, Origin: l.Origin(t.Name), Tenant: t.Name, From: from, To: to,
+		First: first, End: end, TreeSize: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]),
+		CreatedAt: l.now(), Files: map[string]string{}}
+	zw := zip.NewWriter(w)
+	put := func(name string, b []byte) error {
+		f, err := zw.Create(name)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(b); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		m.Files[name] = hex.EncodeToString(sum[:])
+		return nil
+	}
+	if err := put(evidence.CheckpointFile, cp.Note); err != nil {
+		return nil, err
+	}
+	// The newest checkpoint at or before the period's start, and the proof
+	// that the log has only grown since.
+	cps, err := l.Checkpoints(ctx, q, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	var start *StoredCheckpoint
+	for i := range cps {
+		if c := &cps[i]; c.Size <= first && (start == nil || c.Size > start.Size) {
+			start = c
+		}
+	}
+	if start != nil && start.Size > 0 {
+		m.StartSize = start.Size
+		if err := put(evidence.StartCheckpointFile, start.Note); err != nil {
+			return nil, err
+		}
+		c, err := l.ProveConsistency(ctx, q, t, m.StartSize, cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(evidence.ConsistencyProof{Old: c.Old, New: c.New, Hashes: hashBytes(c.Hashes)})
+		if err != nil {
+			return nil, err
+		}
+		if err := put(evidence.ConsistencyFile, b); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := l.KeyHistory(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var pks []evidence.PublicKey
+	for _, k := range keys {
+		pk := evidence.PublicKey{ID: k.ID, Algorithm: k.Algorithm, PublicKey: k.PublicKey, CreatedAt: k.CreatedAt}
+		if !k.RetiredAt.IsZero() {
+			r := k.RetiredAt
+			pk.RetiredAt = &r
+		}
+		pks = append(pks, pk)
+	}
+	b, err := json.Marshal(pks)
+	if err != nil {
+		return nil, err
+	}
+	if err := put(evidence.PublicKeysFile, b); err != nil {
+		return nil, err
+	}
+	r := tree.NewReader(l.db, q, t.ID)
+	entry := func(dir, proofDir string, seq int64) error {
+		leaf, _, err := l.entry(ctx, q, t.ID, seq)
+		if err != nil {
+			return err
+		}
+		hashes, err := tree.ProveInclusion(ctx, r, cp.Size, seq)
+		if err != nil {
+			return err
+		}
+		tp := proof.TLogProof{Index: uint64(seq), Checkpoint: cp.Note}
+		for _, h := range hashes {
+			tp.Hashes = append(tp.Hashes, h)
+		}
+		if err := put(evidence.EventFile(dir, seq), leaf); err != nil {
+			return err
+		}
+		return put(evidence.ProofFile(proofDir, seq), tp.Marshal())
+	}
+	if first > 0 {
+		if err := entry("before", "before", first-1); err != nil {
+			return nil, err
+		}
+	}
+	if end < cp.Size {
+		if err := entry("after", "after", end); err != nil {
+			return nil, err
+		}
+	}
+	last := time.Now()
+	for seq := first; seq < end; seq++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := entry("events", "proofs", seq); err != nil {
+			return nil, err
+		}
+		if progress != nil && time.Since(last) > 3*time.Second {
+			last = time.Now()
+			progress(seq-first+1, end-first)
+		}
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	f, err := zw.Create(evidence.ManifestFile)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(mb); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// searchReceived returns the first sequence number below size whose entry
+// was received at or after at, or size when there is none.
+func searchReceived(size int64, at time.Time, received func(int64) (time.Time, error)) (int64, error) {
+	lo, hi := int64(0), size
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		rt, err := received(mid)
+		if err != nil {
+			return 0, err
+		}
+		if rt.Before(at) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
+}
+
+func hashBytes(hs []tree.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
+}

@@ -346,3 +346,70 @@ func (s *Server) publicKey(rq *request) error {
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"origin": s.in.Log.Origin(rq.tenant.Name), "verifier_key": vk,
 		"key_id": s.in.SigningKey.ID, "history": hv, "unproven": unproven})
 }
+
+// exportTrail answers an evidence bundle of the request's tenant for the
+// period of received times [from, to), as a zip file (see package
+// evidence). The bundle streams as it is made: should making it fail
+// midway, the connection is cut, so that no partial bundle looks whole.
+func (s *Server) exportTrail(rq *request) error {
+	q := rq.r.URL.Query()
+	if f := q.Get("format"); f != "" && f != "bundle" {
+		return badRequest("format", "format must be bundle, or absent for a bundle")
+	}
+	var from, to time.Time
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		v := q.Get(p.name)
+		if v == "" {
+			return badRequest(p.name, p.name+" is required: the period of received times is [from, to)")
+		}
+		t, ok := event.ParseTime(v)
+		if !ok {
+			return badRequest(p.name, p.name+" must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		if err := event.CheckEarliest(p.name, t); err != nil {
+			return badRequest(p.name, p.name+" is before 1990-01-01; no event is that old")
+		}
+		*p.dst = t
+	}
+	if !from.Before(to) {
+		return badRequest("to", "to must be after from")
+	}
+	w := &startedWriter{ResponseWriter: rq.w, header: func(h http.Header) {
+		h.Set("Content-Type", "application/zip")
+		h.Set("Content-Disposition", `attachment; filename="attest-evidence.zip"`)
+	}}
+	m, err := s.in.Log.ExportBundle(rq.r.Context(), rq.tenant, from, to, w, nil)
+	if err != nil && !w.started {
+		if errors.Is(err, auditlog.ErrNoCheckpoint) {
+			return &apiError{status: http.StatusConflict, title: "Conflict",
+				detail: "the tenant's log has no signed checkpoint yet; one is signed within a second of its first event"}
+		}
+		return err
+	}
+	if err != nil {
+		rq.reason = "the bundle could not be finished"
+		panic(http.ErrAbortHandler)
+	}
+	rq.details = map[string]any{"entries": m.End - m.First, "first": m.First, "end": m.End, "tree_size": m.TreeSize}
+	return nil
+}
+
+// startedWriter sets the headers of a streamed answer on its first write,
+// and remembers that the answer has begun.
+type startedWriter struct {
+	http.ResponseWriter
+	header  func(http.Header)
+	started bool
+}
+
+func (w *startedWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.started = true
+		w.header(w.ResponseWriter.Header())
+		w.ResponseWriter.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}

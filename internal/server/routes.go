@@ -25,6 +25,8 @@ func (s *Server) routeTable() []*route {
 			perm: access.PermLogRead, params: []string{"format"}, handle: s.publicKey},
 		{method: "GET", pattern: "/api/v1/compliance/audit-trail", name: "audit.trail.query", category: "data_access",
 			perm: access.PermLogRead, params: QueryParams, handle: s.query},
+		{method: "GET", pattern: "/api/v1/compliance/audit-trail/export", name: "audit.trail.export", category: "data_access",
+			perm: access.PermLogRead, params: []string{"format", "from", "to"}, handle: s.exportTrail},
 		{method: "GET", pattern: "/logs/{tenant}/checkpoint", name: "audit.tiles.checkpoint", category: "data_access",
 			perm: access.PermLogRead, handle: s.checkpoint, pathTenant: true},
 		{method: "GET", pattern: "/logs/{tenant}/tile/{path...}", name: "audit.tiles.read", category: "data_access",

@@ -300,7 +300,13 @@ func (s *Server) wrap(rt *route) http.Handler {
 		rq := &request{w: sw, r: r, s: s, route: rt, id: newRequestID(), start: time.Now(), ip: s.clientIP(r)}
 		sw.Header().Set("X-Request-Id", rq.id)
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			switch {
+			case p == http.ErrAbortHandler:
+				// A streamed answer that could not be finished: recorded,
+				// and the connection cut so that the client sees it broken.
+				rq.status = http.StatusInternalServerError
+			case p != nil:
 				s.log.Error("panic in handler", "request_id", rq.id, "route", rt.name, "panic", fmt.Sprint(p))
 				if sw.status == 0 {
 					writeProblem(sw, rq.id, classify(errors.New("panic")))
@@ -312,6 +318,9 @@ func (s *Server) wrap(rt *route) http.Handler {
 			}
 			s.metrics.observe(rt.name, rq.status, time.Since(rq.start))
 			s.audit(rq)
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
 		}()
 		if err := s.authorize(rq); err != nil {
 			s.fail(rq, err)

@@ -99,10 +99,18 @@ func cmdAuditExport(e *env, args []string) int {
 		return fail(e, "export: %v", err)
 	}
 	syncDirOf(out)
-	fmt.Fprintf(e.stdout, "wrote %s: %d entries of tenant %s received from %s to %s (sequence %d to %d), proved against "+
+	fmt.Fprintf(e.stdout, "wrote %s: %d entries of tenant %s received from %s to %s (%s), proved against "+
 		"the checkpoint of size %d\n", out, m.End-m.First, t.Name, m.From.Format(time.RFC3339Nano), m.To.Format(time.RFC3339Nano),
-		m.First, m.End, m.TreeSize)
+		seqRange(m.First, m.End), m.TreeSize)
 	return exitOK
+}
+
+// seqRange says which sequence numbers [first, end) are.
+func seqRange(first, end int64) string {
+	if first == end {
+		return fmt.Sprintf("none: the period lies between entries %d and %d", first-1, first)
+	}
+	return fmt.Sprintf("sequences %d to %d", first, end-1)
 }
 
 func syncDirOf(path string) {
@@ -133,9 +141,9 @@ func verifyBundle(e *env, path, publicKey string) int {
 		return fail(e, "%s: %v", path, err)
 	}
 	m := rep.Manifest
-	fmt.Fprintf(e.stdout, "%s: intact: %d entries of %s received from %s to %s (sequence %d to %d), each proved in the "+
+	fmt.Fprintf(e.stdout, "%s: intact: %d entries of %s received from %s to %s (%s), each proved in the "+
 		"signed tree of size %d\n", path, rep.Events, m.Origin, m.From.Format(time.RFC3339Nano), m.To.Format(time.RFC3339Nano),
-		m.First, m.End, m.TreeSize)
+		seqRange(m.First, m.End), m.TreeSize)
 	if rep.Closed {
 		fmt.Fprintf(e.stdout, "%s: complete: the entries just before and after the range were received outside the period\n", path)
 	} else {

@@ -108,7 +108,7 @@ func cmdAuditExport(e *env, args []string) int {
 // seqRange says which sequence numbers [first, end) are.
 func seqRange(first, end int64) string {
 	if first == end {
-		return fmt.Sprintf("none: the period lies between entries %d and %d", first-1, first)
+		return "no entry was received in the period"
 	}
 	return fmt.Sprintf("sequences %d to %d", first, end-1)
 }

@@ -21,7 +21,9 @@ func TestEvidenceBundle(t *testing.T) {
 	dir := t.TempDir()
 	s := startServe(t, dir)
 	s.ingest(t, s.key, "default", ndjson(t, events(10, "svc", "before.read")))
-	time.Sleep(20 * time.Millisecond)
+	// A checkpoint is signed within a second: the bundle proves its own
+	// checkpoint extends it.
+	time.Sleep(1200 * time.Millisecond)
 	from := time.Now().UTC()
 	time.Sleep(20 * time.Millisecond)
 	s.ingest(t, s.key, "default", ndjson(t, events(20, "svc", "period.read")))
@@ -58,7 +60,8 @@ func TestEvidenceBundle(t *testing.T) {
 		t.Fatalf("export printed %q", r.stdout)
 	}
 	r = attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", keyFile).want(t, 0)
-	if !strings.Contains(r.stdout, "intact: 21 entries") || !strings.Contains(r.stdout, "complete: the entries just before and after") {
+	if !strings.Contains(r.stdout, "intact: 21 entries") || !strings.Contains(r.stdout, "complete: the entries just before and after") ||
+		!strings.Contains(r.stdout, "the checkpoint extends the one signed at size 11") {
 		t.Fatalf("verify --bundle printed %q", r.stdout)
 	}
 	if r := attestCmd(t, dir, "audit export", "--tenant", "default", "--from", from.Format(time.RFC3339Nano),
@@ -101,6 +104,12 @@ func TestEvidenceBundle(t *testing.T) {
 			delete(f, pr)
 			m["end"] = end - 1
 		}, "the range is not whole"},
+		{"start checkpoint from another size", func(f map[string][]byte, m map[string]any) {
+			m["start_size"] = m["start_size"].(float64) - 1
+		}, "the start checkpoint has size"},
+		{"consistency proof altered", func(f map[string][]byte, m map[string]any) {
+			f["consistency.json"] = bytes.Replace(f["consistency.json"], []byte(`"hashes":["`), []byte(`"hashes":["AAAA`), 1)
+		}, ""},
 		{"range cut where no entry was", func(f map[string][]byte, m map[string]any) {
 			delete(f, lastFile(f, "events/"))
 			delete(f, lastFile(f, "proofs/"))

@@ -69,6 +69,16 @@ func TestEvidenceBundle(t *testing.T) {
 		t.Errorf("export over an existing file: %d %q", r.code, r.stderr)
 	}
 
+	// The events themselves, to standard output, and the export recorded.
+	r = attestCmd(t, dir, "audit export", "--tenant", "default", "--format", "ndjson", "--from", from.Format(time.RFC3339Nano),
+		"--to", to.Format(time.RFC3339Nano), "--out", "-").want(t, 0)
+	if n := strings.Count(r.stdout, "\n"); n != 21 || !strings.Contains(r.stdout, `"action":"period.read"`) {
+		t.Errorf("ndjson export: %d lines: %.300s", n, r.stdout)
+	}
+	if q := query(t, dir, "--tenant", "default", "--action", "audit.trail.export"); len(q.Items) < 2 {
+		t.Errorf("the exports are not recorded: %+v", q.Items)
+	}
+
 	orig, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)

@@ -17,13 +17,15 @@ import (
 // cmdAuditExport writes the evidence bundle of a period for an auditor.
 func cmdAuditExport(e *env, args []string) int {
 	var sf storeFlags
-	var tenantName, fromS, toS, out string
+	var tenantName, fromS, toS, out, format string
 	fs := newFlags(e, "audit export")
 	fs.store(&sf)
+	fs.StringVar(&format, "format", "bundle", "bundle (a zip an auditor verifies offline), ndjson or csv (the events, "+
+		"with their personal values unless erased)")
 	fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant whose log")
 	fs.StringVar(&fromS, "from", "", "start of the period of received times, included (RFC 3339, required)")
 	fs.StringVar(&toS, "to", "", "end of the period, excluded (RFC 3339, required)")
-	fs.StringVar(&out, "out", "", "the bundle to write, a .zip file that must not exist (required)")
+	fs.StringVar(&out, "out", "", "the file to write, which must not exist, or - for standard output (required)")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -50,6 +52,9 @@ func cmdAuditExport(e *env, args []string) int {
 	if out == "" {
 		return usageErr(e, "--out is required")
 	}
+	if format != "bundle" && format != auditlog.FormatNDJSON && format != auditlog.FormatCSV {
+		return usageErr(e, "--format must be bundle, ndjson or csv")
+	}
 	log, err := sf.setup(e.stderr)
 	if err != nil {
 		return usageErr(e, "%v", err)
@@ -64,8 +69,30 @@ func cmdAuditExport(e *env, args []string) int {
 	if err != nil {
 		return failErr(e, err)
 	}
+	progress := func(done, total int64) { fmt.Fprintf(e.stderr, "exported %d of %d entries\n", done, total) }
+	// The export is recorded in the tenant's trail before anything of it
+	// is handed over: before the file is renamed into place, or before
+	// standard output is written.
+	h := &hostRecord{cmd: "audit export", action: "audit.trail.export", category: "data_access", start: time.Now(),
+		outcome: event.Outcome{Result: "success"}, details: map[string]any{"format": format,
+			"from": from.Format(time.RFC3339Nano), "to": to.Format(time.RFC3339Nano)}}
+	if out == "-" {
+		if err := h.record(ctx, in, t); err != nil {
+			return fail(e, "the export could not be recorded in %s's audit log, so it is withheld: %v", t.Name, err)
+		}
+		publish(ctx, in)
+		if format == "bundle" {
+			_, err = in.Log.ExportBundle(ctx, t, from, to, e.stdout, progress)
+		} else {
+			_, err = in.Log.ExportRecords(ctx, t, from, to, format, e.stdout, progress)
+		}
+		if err != nil {
+			return fail(e, "export: %v", err)
+		}
+		return exitOK
+	}
 	// Written under a temporary name and renamed once whole, so that no
-	// half-written bundle is ever taken for one.
+	// half-written file is ever taken for a whole one.
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return usageErr(e, "--out: %v", err)
@@ -78,14 +105,27 @@ func cmdAuditExport(e *env, args []string) int {
 		return fail(e, "--out: %v", err)
 	}
 	publish(ctx, in)
-	m, err := in.Log.ExportBundle(ctx, t, from, to, w, func(done, total int64) {
-		fmt.Fprintf(e.stderr, "exported %d of %d entries\n", done, total)
-	})
+	var m *evidence.Manifest
+	var n int64
+	if format == "bundle" {
+		m, err = in.Log.ExportBundle(ctx, t, from, to, w, progress)
+	} else {
+		n, err = in.Log.ExportRecords(ctx, t, from, to, format, w, progress)
+	}
 	if err == nil {
 		err = w.Sync()
 	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		if m != nil {
+			n = m.End - m.First
+		}
+		h.details["entries"] = n
+		if rerr := h.record(ctx, in, t); rerr != nil {
+			err = fmt.Errorf("the export could not be recorded in %s's audit log, so it is withheld: %w", t.Name, rerr)
+		}
 	}
 	if err == nil {
 		err = os.Rename(tmp, out)
@@ -99,6 +139,11 @@ func cmdAuditExport(e *env, args []string) int {
 		return fail(e, "export: %v", err)
 	}
 	syncDirOf(out)
+	if m == nil {
+		fmt.Fprintf(e.stdout, "wrote %s: %d events of tenant %s received from %s to %s, as %s\n", out, n, t.Name,
+			from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), format)
+		return exitOK
+	}
 	fmt.Fprintf(e.stdout, "wrote %s: %d entries of tenant %s received from %s to %s (%s), proved against "+
 		"the checkpoint of size %d\n", out, m.End-m.First, t.Name, m.From.Format(time.RFC3339Nano), m.To.Format(time.RFC3339Nano),
 		seqRange(m.First, m.End), m.TreeSize)

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,13 +58,26 @@ func TestExport(t *testing.T) {
 			field  string
 		}{{"to=" + url.QueryEscape(to.Format(time.RFC3339Nano)), "from"}, {"from=x&to=y", "from"},
 			{"from=" + url.QueryEscape(to.Format(time.RFC3339Nano)) + "&to=" + url.QueryEscape(from.Format(time.RFC3339Nano)), "to"},
-			{q.Encode() + "&format=csv", "format"}} {
+			{q.Encode() + "&format=xml", "format"}} {
 			resp := ts.do("GET", "/api/v1/compliance/audit-trail/export?"+tc.params, reader, nil, "", http.StatusBadRequest, nil)
 			if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), `"field":"`+tc.field+`"`) {
 				t.Errorf("%s: %s", tc.params, b)
 			}
 		}
 		ts.do("GET", "/api/v1/compliance/audit-trail/export?"+q.Encode(), ing, nil, "", http.StatusForbidden, nil)
+
+		// The events themselves, with their personal values.
+		resp := ts.do("GET", "/api/v1/compliance/audit-trail/export?"+q.Encode()+"&format=ndjson", reader, nil, "", http.StatusOK, nil)
+		b, _ := io.ReadAll(resp.Body)
+		lines = strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 31 || !strings.Contains(lines[0], `"email":"ana@example.com"`) || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+			t.Errorf("ndjson: %d lines, first %.300s", len(lines), lines[0])
+		}
+		resp = ts.do("GET", "/api/v1/compliance/audit-trail/export?"+q.Encode()+"&format=csv", reader, nil, "", http.StatusOK, nil)
+		rows, err := csv.NewReader(resp.Body).ReadAll()
+		if err != nil || len(rows) != 32 || rows[0][0] != "sequence" || rows[1][9] != "ana@example.com" {
+			t.Errorf("csv: %d rows, %v: %v", len(rows), err, rows[:min(2, len(rows))])
+		}
 	})
 }
 

@@ -353,8 +353,11 @@ func (s *Server) publicKey(rq *request) error {
 // midway, the connection is cut, so that no partial bundle looks whole.
 func (s *Server) exportTrail(rq *request) error {
 	q := rq.r.URL.Query()
-	if f := q.Get("format"); f != "" && f != "bundle" {
-		return badRequest("format", "format must be bundle, or absent for a bundle")
+	format := q.Get("format")
+	contentType := map[string]string{"": "application/zip", "bundle": "application/zip",
+		auditlog.FormatNDJSON: "application/x-ndjson", auditlog.FormatCSV: "text/csv; charset=utf-8"}[format]
+	if contentType == "" {
+		return badRequest("format", "format must be bundle (the default), ndjson or csv")
 	}
 	var from, to time.Time
 	for _, p := range []struct {
@@ -378,9 +381,26 @@ func (s *Server) exportTrail(rq *request) error {
 		return badRequest("to", "to must be after from")
 	}
 	w := &startedWriter{ResponseWriter: rq.w, header: func(h http.Header) {
-		h.Set("Content-Type", "application/zip")
-		h.Set("Content-Disposition", `attachment; filename="attest-evidence.zip"`)
+		h.Set("Content-Type", contentType)
+		if contentType == "application/zip" {
+			h.Set("Content-Disposition", `attachment; filename="attest-evidence.zip"`)
+		}
 	}}
+	if format == auditlog.FormatNDJSON || format == auditlog.FormatCSV {
+		n, err := s.in.Log.ExportRecords(rq.r.Context(), rq.tenant, from, to, format, w, nil)
+		if err != nil && !w.started {
+			return err
+		}
+		if err != nil {
+			rq.reason = "the export could not be finished"
+			panic(http.ErrAbortHandler)
+		}
+		if !w.started {
+			w.Write(nil)
+		}
+		rq.details = map[string]any{"format": format, "entries": n}
+		return nil
+	}
 	m, err := s.in.Log.ExportBundle(rq.r.Context(), rq.tenant, from, to, w, nil)
 	if err != nil && !w.started {
 		if errors.Is(err, auditlog.ErrNoCheckpoint) {

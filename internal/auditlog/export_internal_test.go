@@ -1,0 +1,31 @@
+package auditlog
+
+import (
+	"testing"
+	"time"
+
+	"github.com/attest/attest/internal/event"
+)
+
+// TestCSVRowDefusesFormulas checks that no cell of the CSV export starts
+// with what a spreadsheet would run as a formula.
+func TestCSVRowDefusesFormulas(t *testing.T) {
+	ev := event.New()
+	ev.OccurredAt, ev.ReceivedAt = time.Unix(1, 0).UTC(), time.Unix(2, 0).UTC()
+	ev.Actor = event.Actor{Type: "user", ID: "+1 555", Name: "@admin"}
+	ev.Action, ev.Category = "a.b", "data_access"
+	ev.Target = event.Target{Type: "doc", ID: "-2", Name: `=HYPERLINK("http://evil")`}
+	ev.Outcome = event.Outcome{Result: "success", Reason: "\tx"}
+	row := csvRow(&Record{Sequence: 7, Event: ev})
+	if len(row) != len(csvColumns) {
+		t.Fatalf("%d cells for %d columns", len(row), len(csvColumns))
+	}
+	for i, c := range row {
+		if c != "" && (c[0] == '=' || c[0] == '+' || c[0] == '-' || c[0] == '@' || c[0] == '\t' || c[0] == '\r') {
+			t.Errorf("column %s starts a formula: %q", csvColumns[i], c)
+		}
+	}
+	if row[16] != `'=HYPERLINK("http://evil")` || row[7] != "'+1 555" {
+		t.Errorf("target name %q, actor id %q", row[16], row[7])
+	}
+}

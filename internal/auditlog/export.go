@@ -50,25 +50,7 @@ func (l *Log) exportTx(ctx context.Context, q store.Querier, t *tenant.Tenant, f
 	if err != nil {
 		return nil, err
 	}
-	received := func(seq int64) (time.Time, error) {
-		leaf, _, err := l.entry(ctx, q, t.ID, seq)
-		if err != nil {
-			return time.Time{}, err
-		}
-		ev, _, err := event.DecodeLeaf(leaf)
-		if err != nil {
-			return time.Time{}, &CorruptError{Sequence: seq, Err: err}
-		}
-		return ev.ReceivedAt, nil
-	}
-	// Received times never decrease along the log: the period is the
-	// range from the first entry received at or after from to the first
-	// received at or after to.
-	first, err := searchReceived(cp.Size, from, received)
-	if err != nil {
-		return nil, err
-	}
-	end, err := searchReceived(cp.Size, to, received)
+	first, end, err := l.period(ctx, q, t, cp.Size, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +181,29 @@ func (l *Log) exportTx(ctx context.Context, q store.Querier, t *tenant.Tenant, f
 	return m, nil
 }
 
+// period returns the range [first, end) of the entries below size received
+// in [from, to). Received times never decrease along the log, so it runs
+// from the first entry received at or after from to the first received at
+// or after to.
+func (l *Log) period(ctx context.Context, q store.Querier, t *tenant.Tenant, size int64, from, to time.Time) (first, end int64, err error) {
+	received := func(seq int64) (time.Time, error) {
+		leaf, _, err := l.entry(ctx, q, t.ID, seq)
+		if err != nil {
+			return time.Time{}, err
+		}
+		ev, _, err := event.DecodeLeaf(leaf)
+		if err != nil {
+			return time.Time{}, &CorruptError{Sequence: seq, Err: err}
+		}
+		return ev.ReceivedAt, nil
+	}
+	if first, err = searchReceived(size, from, received); err != nil {
+		return 0, 0, err
+	}
+	end, err = searchReceived(size, to, received)
+	return first, end, err
+}
+
 // searchReceived returns the first sequence number below size whose entry
 // was received at or after at, or size when there is none.
 func searchReceived(size int64, at time.Time, received func(int64) (time.Time, error)) (int64, error) {
@@ -261,22 +266,7 @@ func (l *Log) ExportRecords(ctx context.Context, t *tenant.Tenant, from, to time
 		if err != nil {
 			return err
 		}
-		received := func(seq int64) (time.Time, error) {
-			leaf, _, err := l.entry(ctx, tx, t.ID, seq)
-			if err != nil {
-				return time.Time{}, err
-			}
-			ev, _, err := event.DecodeLeaf(leaf)
-			if err != nil {
-				return time.Time{}, &CorruptError{Sequence: seq, Err: err}
-			}
-			return ev.ReceivedAt, nil
-		}
-		first, err := searchReceived(head.Size, from.UTC(), received)
-		if err != nil {
-			return err
-		}
-		end, err := searchReceived(head.Size, to.UTC(), received)
+		first, end, err := l.period(ctx, tx, t, head.Size, from.UTC(), to.UTC())
 		if err != nil {
 			return err
 		}

@@ -39,8 +39,61 @@ func readCloudTrail(r io.Reader, opts *Options, emit func(Record) error) error {
 			return readContainers(replay, opts, emit)
 		}
 		in = replay
+		// A record written out over several lines, as the console and
+		// jq print one, or several such one after another.
+		rb := bufio.NewReaderSize(in, 64<<10)
+		if line, _ := rb.Peek(64); isOpenBraceLine(line) {
+			return readValues(rb, opts, emit)
+		}
+		in = rb
 	}
 	return readLines(in, opts, emit, mapCloudTrail)
+}
+
+// isOpenBraceLine reports whether b starts with a line holding only "{",
+// which no line of NDJSON does.
+func isOpenBraceLine(b []byte) bool {
+	line, _, ok := bytes.Cut(b, []byte("\n"))
+	return ok && string(bytes.TrimSpace(line)) == "{"
+}
+
+// readValues reads records written one after another as JSON objects,
+// each over as many lines as it likes. A break in the JSON ends the input,
+// since nothing after it can be located.
+func readValues(r io.Reader, opts *Options, emit func(Record) error) error {
+	in := &errReader{r: r}
+	c := &containers{in: in, dec: jsontext.NewDecoder(in, containerOptions...), opts: opts, emit: emit}
+	for {
+		switch k := c.dec.PeekKind(); k {
+		case '{':
+			raw, err := c.dec.ReadValue()
+			if err != nil {
+				err = c.broken(err)
+			} else {
+				err = c.record(raw)
+			}
+			if errors.Is(err, errStopped) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		case 0:
+			_, err := c.dec.ReadToken()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err = c.broken(err); errors.Is(err, errStopped) {
+				return nil
+			}
+			return err
+		default:
+			if err := c.stop(fieldError("record", "must be an object, not %s", event.KindName(k))); !errors.Is(err, errStopped) {
+				return err
+			}
+			return nil
+		}
+	}
 }
 
 // firstByte returns the first byte of br that is not JSON white space and

@@ -3,6 +3,7 @@ package importer
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -278,6 +279,34 @@ func TestCloudTrailForms(t *testing.T) {
 				t.Errorf("%s (gzip %v): records differ from the Records object (-want +got):\n%s", name, gz, diff)
 			}
 		}
+	}
+}
+
+// TestCloudTrailPrettyRecords reads records printed over several lines, one
+// after another, as a console or jq prints them.
+func TestCloudTrailPrettyRecords(t *testing.T) {
+	want := readFile(t, "cloudtrail", filepath.Join("testdata", "cloudtrail-records.json"))
+	raw, err := os.ReadFile(filepath.Join("testdata", "cloudtrail-array.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []json.RawMessage
+	if err := json.Unmarshal(raw, &recs); err != nil {
+		t.Fatal(err)
+	}
+	var pretty bytes.Buffer
+	for _, r := range recs {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		pretty.Write(append(b, '\n'))
+	}
+	got := readAll(t, "cloudtrail", bytes.NewReader(pretty.Bytes()), nil)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pretty records differ from the Records object (-want +got):\n%s", diff)
+	}
+	// A record cut short is reported, after the whole ones.
+	got = readAll(t, "cloudtrail", bytes.NewReader(append(pretty.Bytes(), "{\n  \"eventID\": "...)), nil)
+	if len(got) != len(want)+1 || got[len(want)].Err == nil {
+		t.Errorf("a cut record: %d records, last %+v", len(got), got[len(got)-1])
 	}
 }
 

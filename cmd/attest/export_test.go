@@ -59,7 +59,8 @@ func TestEvidenceBundle(t *testing.T) {
 	if !strings.Contains(r.stdout, "21 entries of tenant default") {
 		t.Fatalf("export printed %q", r.stdout)
 	}
-	r = attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", keyFile).want(t, 0)
+	r = attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", keyFile, "--from", from.Format(time.RFC3339Nano),
+		"--to", to.Format(time.RFC3339Nano)).want(t, 0)
 	if !strings.Contains(r.stdout, "intact: 21 entries") || !strings.Contains(r.stdout, "complete: the entries just before and after") ||
 		!strings.Contains(r.stdout, "the checkpoint extends the one signed at size 11") {
 		t.Fatalf("verify --bundle printed %q", r.stdout)
@@ -92,17 +93,35 @@ func TestEvidenceBundle(t *testing.T) {
 			name := firstFile(f, "events/")
 			f[name] = bytes.Replace(f[name], []byte("period.read"), []byte("period.wipe"), 1)
 		}, "not in the signed tree"},
-		{"changed event, manifest left", func(f map[string][]byte, m map[string]any) {
-			name := firstFile(f, "events/")
-			f[name] = bytes.Replace(f[name], []byte("period.read"), []byte("period.wipe"), 1)
+		{"changed key history, manifest left", func(f map[string][]byte, m map[string]any) {
+			f["public-keys.json"] = []byte("[]")
 			m["keep_hashes"] = true
 		}, "does not match its hash"},
+		{"changed entry under another spelling of its name", func(f map[string][]byte, m map[string]any) {
+			name := firstFile(f, "events/")
+			f["./"+name] = bytes.Replace(f[name], []byte("period.read"), []byte("period.wipe"), 1)
+		}, "calls for"},
+		{"an entry's name spelled otherwise", func(f map[string][]byte, m map[string]any) {
+			name := firstFile(f, "events/")
+			f["/"+name] = f[name]
+			delete(f, name)
+		}, "added"},
+		{"a file beside the entries", func(f map[string][]byte, m map[string]any) {
+			f["NOTE.txt"] = []byte("trust me")
+		}, "calls for"},
+		{"period's end moved by its offset", func(f map[string][]byte, m map[string]any) {
+			m["to"] = strings.Replace(m["to"].(string), "Z", "+00:01", 1)
+		}, "not the period asked for"},
+		{"start checkpoint dropped from the manifest", func(f map[string][]byte, m map[string]any) {
+			m["start_size"] = 0.0
+			f["consistency.json"] = []byte("{}")
+		}, "calls for"},
 		{"deleted event", func(f map[string][]byte, m map[string]any) {
 			delete(f, firstFile(f, "events/"))
-		}, "is missing"},
+		}, "calls for 51"},
 		{"added event", func(f map[string][]byte, m map[string]any) {
 			f["events/extra.json"] = f[firstFile(f, "events/")]
-		}, "holds 22 entries"},
+		}, "calls for 51"},
 		{"range shortened to hide the last entry", func(f map[string][]byte, m map[string]any) {
 			// The last entry is passed off as the neighbour after the period.
 			end := int64(m["end"].(float64))
@@ -124,12 +143,13 @@ func TestEvidenceBundle(t *testing.T) {
 			delete(f, lastFile(f, "events/"))
 			delete(f, lastFile(f, "proofs/"))
 			m["end"] = m["end"].(float64) - 1
-		}, "is missing"},
+		}, "added"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := rewriteBundle(t, orig, tc.edit)
 			path := writeFile(t, "bad.zip", string(bad))
-			r := attestCmd(t, t.TempDir(), "verify", "--bundle", path, "--public-key", vkey).want(t, 1)
+			r := attestCmd(t, t.TempDir(), "verify", "--bundle", path, "--public-key", vkey, "--from", from.Format(time.RFC3339Nano),
+				"--to", to.Format(time.RFC3339Nano)).want(t, 1)
 			if !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, tc.want) {
 				t.Errorf("verify printed %q, want %q", r.stdout, tc.want)
 			}
@@ -189,8 +209,10 @@ func rewriteBundle(t *testing.T, orig []byte, edit func(map[string][]byte, map[s
 	if m["keep_hashes"] == nil {
 		hashes := map[string]any{}
 		for name, b := range files {
-			sum := sha256.Sum256(b)
-			hashes[name] = hex.EncodeToString(sum[:])
+			if !strings.Contains(name, "/") {
+				sum := sha256.Sum256(b)
+				hashes[name] = hex.EncodeToString(sum[:])
+			}
 		}
 		m["files"] = hashes
 	}

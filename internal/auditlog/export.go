@@ -66,8 +66,10 @@ func (l *Log) exportTx(ctx context.Context, q store.Querier, t *tenant.Tenant, f
 		if _, err := f.Write(b); err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		m.Files[name] = hex.EncodeToString(sum[:])
+		if !strings.Contains(name, "/") {
+			sum := sha256.Sum256(b)
+			m.Files[name] = hex.EncodeToString(sum[:])
+		}
 		return nil
 	}
 	if err := put(evidence.CheckpointFile, cp.Note); err != nil {

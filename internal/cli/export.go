@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/attest/attest/internal/auditlog"
@@ -59,7 +61,9 @@ func cmdAuditExport(e *env, args []string) int {
 	if err != nil {
 		return usageErr(e, "%v", err)
 	}
-	ctx := context.Background()
+	// Interrupted, the export stops and removes what it wrote.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	in, err := sf.open(ctx, log, "")
 	if err != nil {
 		return failErr(e, err)
@@ -99,10 +103,10 @@ func cmdAuditExport(e *env, args []string) int {
 	}
 	f.Close()
 	tmp := out + ".partial"
-	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		os.Remove(out)
-		return fail(e, "--out: %v", err)
+		return usageErr(e, "--out: %v (a file of that name beside it is in the way)", err)
 	}
 	publish(ctx, in)
 	var m *evidence.Manifest
@@ -166,7 +170,7 @@ func syncDirOf(path string) {
 }
 
 // verifyBundle checks an evidence bundle offline, with no store at all.
-func verifyBundle(e *env, path, publicKey string) int {
+func verifyBundle(e *env, path, publicKey string, want *evidence.Expected) int {
 	f, err := os.Open(path)
 	if err != nil {
 		return usageErr(e, "--bundle: %v", err)
@@ -176,7 +180,7 @@ func verifyBundle(e *env, path, publicKey string) int {
 	if err != nil {
 		return fail(e, "--bundle: %v", err)
 	}
-	rep, err := evidence.Verify(f, fi.Size(), publicKey)
+	rep, err := evidence.Verify(f, fi.Size(), publicKey, want)
 	var p *evidence.Problem
 	if errors.As(err, &p) {
 		fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", path, p.What)
@@ -192,8 +196,11 @@ func verifyBundle(e *env, path, publicKey string) int {
 	if rep.Closed {
 		fmt.Fprintf(e.stdout, "%s: complete: the entries just before and after the range were received outside the period\n", path)
 	} else {
-		fmt.Fprintf(e.stdout, "%s: complete up to the checkpoint's last entry: the period reaches past it, so entries "+
-			"received later within the period are not covered\n", path)
+		fmt.Fprintf(e.stdout, "%s: complete only up to entry %d, the last of the tree the bundle is proved against: "+
+			"whether later entries were received within the period, it cannot say\n", path, m.TreeSize-1)
+	}
+	if want == nil {
+		fmt.Fprintf(e.stdout, "%s: check that the period above is the one asked for, or give it with --from and --to\n", path)
 	}
 	if rep.Extended {
 		fmt.Fprintf(e.stdout, "%s: the checkpoint extends the one signed at size %d, before the period\n", path, m.StartSize)

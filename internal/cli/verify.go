@@ -12,6 +12,7 @@ import (
 
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/evidence"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
 	"golang.org/x/mod/sumdb/note"
@@ -29,8 +30,11 @@ func cmdVerify(e *env, args []string) int {
 	fs.StringVar(&pubKey, "public-key", "", "trusted verifier key, or a file holding it; default: the log's own key history")
 	fs.BoolVar(&deep, "deep", false, "also open every personal value against its commitment and rebuild the search index")
 	fs.BoolVar(&quiet, "quiet", false, "print only problems")
+	var bundleFrom, bundleTo string
 	fs.StringVar(&bundle, "bundle", "", "an evidence bundle (attest audit export) to check offline against --public-key, "+
 		"with no store")
+	fs.StringVar(&bundleFrom, "from", "", "with --bundle: the start of the period asked for (RFC 3339), which the bundle must cover")
+	fs.StringVar(&bundleTo, "to", "", "with --bundle: the end of the period asked for")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -46,7 +50,10 @@ func cmdVerify(e *env, args []string) int {
 		cp = b
 	}
 	if bundle != "" && (pubKey == "" || cpFile != "" || tenantName != "" || all || deep) {
-		return usageErr(e, "--bundle takes --public-key, the verifier key of the bundle's log, and no other flag")
+		return usageErr(e, "--bundle takes --public-key, the verifier key of the bundle's log, --from and --to, and no other flag")
+	}
+	if bundle == "" && (bundleFrom != "" || bundleTo != "") {
+		return usageErr(e, "--from and --to go with --bundle")
 	}
 	var vkeys []string
 	if pubKey != "" {
@@ -59,7 +66,16 @@ func cmdVerify(e *env, args []string) int {
 				"nor a file holding one", pubKey)
 		}
 		if bundle != "" {
-			return verifyBundle(e, bundle, k)
+			var want *evidence.Expected
+			if bundleFrom != "" || bundleTo != "" {
+				from, okf := event.ParseTime(bundleFrom)
+				to, okt := event.ParseTime(bundleTo)
+				if !okf || !okt {
+					return usageErr(e, "--from and --to must both be RFC 3339 times, the period the bundle was asked for")
+				}
+				want = &evidence.Expected{From: from, To: to}
+			}
+			return verifyBundle(e, bundle, k, want)
 		}
 		vkeys = []string{k}
 	}

@@ -4,7 +4,7 @@
 //
 // A bundle holds:
 //
-//	manifest.json          the period, the sequence range, the tree, and the SHA-256 of every other file
+//	manifest.json          the period, the sequence range, the tree, and the SHA-256 of the files above the entries
 //	checkpoint.txt         the signed checkpoint every proof is against
 //	start-checkpoint.txt   the newest signed checkpoint at or before the period's first entry, if any
 //	consistency.json       the proof that the checkpoint extends the start checkpoint
@@ -18,6 +18,12 @@
 // period are one contiguous range of sequence numbers. The neighbours, with
 // their proofs, show that the range is whole: the entry before was
 // received before the period and the one after at or after its end.
+//
+// A bundle holds exactly these files, named exactly so; anything else, or
+// any other spelling of a name, fails verification. The manifest is not
+// signed: what it says is believed only where the signed checkpoint and
+// the proofs bear it out, and the period it names is checked against the
+// one the auditor asked for when given.
 package evidence
 
 import (
@@ -47,7 +53,9 @@ type Manifest struct {
 	// StartSize is the size of start-checkpoint.txt; 0 when there is none.
 	StartSize int64     `json:"start_size"`
 	CreatedAt time.Time `json:"created_at"`
-	// Files maps every other file of the bundle to its SHA-256, in hex.
+	// Files maps the checkpoints, the consistency proof and the key
+	// history to their SHA-256, in hex. Entries and their proofs are not
+	// listed: each proves itself against the checkpoint.
 	Files map[string]string `json:"files"`
 }
 

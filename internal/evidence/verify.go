@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,17 +42,29 @@ func (p *Problem) Error() string { return "evidence: " + p.What }
 
 func problem(format string, args ...any) error { return &Problem{fmt.Sprintf(format, args...)} }
 
-// maxFile bounds one file of a bundle when it is read.
-const maxFile = 4 << 20
+// The largest file of each kind a bundle may hold.
+const (
+	maxManifest = 1 << 20
+	maxSmall    = 1 << 20 // checkpoints, the consistency proof, the key history
+	maxLeaf     = 2 << 20
+	maxProof    = 64 << 10
+)
+
+// Expected is the period an auditor asked for. Verify fails when the
+// bundle's differs from it.
+type Expected struct {
+	From, To time.Time
+}
 
 // Verify checks the bundle in r, of the given size, against verifierKey,
 // a signed-note verifier key of the tenant's log (attest audit public-key
-// prints it): the signatures, every file against the manifest, every entry
-// against its inclusion proof, the range of sequence numbers, the received
-// times of the entries and of their neighbours, and the consistency of the
-// checkpoint with the start checkpoint. It needs nothing else. A *Problem
-// says what is wrong with the bundle.
-func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
+// prints it): the signatures, the exact set of files, every entry against
+// its inclusion proof, the range of sequence numbers, the received times of
+// the entries and of their neighbours, and the consistency of the
+// checkpoint with the start checkpoint. It needs nothing else. When want
+// is set, the bundle's period must be that one. A *Problem says what is
+// wrong with the bundle.
+func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Report, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, problem("not a zip file: %v", err)
@@ -67,7 +80,7 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 	if !ok {
 		return nil, problem("no %s", ManifestFile)
 	}
-	mb, err := readFile(mf)
+	mb, err := readFile(mf, maxManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -80,33 +93,68 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 	if m.Format != Format {
 		return nil, problem("%s: format %q, want %q", ManifestFile, m.Format, Format)
 	}
-	// Every file is listed, and every listed file is there with its hash.
-	content := map[string][]byte{}
-	for name, f := range files {
-		if name == ManifestFile {
+	m.From, m.To, m.CreatedAt = m.From.UTC(), m.To.UTC(), m.CreatedAt.UTC()
+	if want != nil && (!m.From.Equal(want.From) || !m.To.Equal(want.To)) {
+		return nil, problem("the bundle covers %s to %s, not the period asked for, %s to %s", m.From.Format(time.RFC3339Nano),
+			m.To.Format(time.RFC3339Nano), want.From.UTC().Format(time.RFC3339Nano), want.To.UTC().Format(time.RFC3339Nano))
+	}
+	if m.First < 0 || m.First > m.End || m.End > m.TreeSize || m.StartSize < 0 || m.StartSize > m.First ||
+		!m.From.Before(m.To) {
+		return nil, problem("the manifest's range [%d, %d), start size %d or period does not fit a tree of size %d",
+			m.First, m.End, m.StartSize, m.TreeSize)
+	}
+	// The bundle holds exactly the files its range calls for, spelled as
+	// the format spells them: no other name, however an unzip tool would
+	// read it, can stand in for an entry.
+	layout := map[string]int64{ManifestFile: maxManifest, CheckpointFile: maxSmall, PublicKeysFile: maxSmall}
+	if m.StartSize > 0 {
+		layout[StartCheckpointFile], layout[ConsistencyFile] = maxSmall, maxSmall
+	}
+	if m.First > 0 {
+		layout[EventFile("before", m.First-1)], layout[ProofFile("before", m.First-1)] = maxLeaf, maxProof
+	}
+	if m.End < m.TreeSize {
+		layout[EventFile("after", m.End)], layout[ProofFile("after", m.End)] = maxLeaf, maxProof
+	}
+	if int64(len(files)) != int64(len(layout))+2*(m.End-m.First) {
+		return nil, problem("the bundle holds %d files; its range of %d entries calls for %d", len(files), m.End-m.First,
+			int64(len(layout))+2*(m.End-m.First))
+	}
+	for name := range files {
+		if _, ok := layout[name]; ok {
 			continue
 		}
-		want, ok := m.Files[name]
-		if !ok {
-			return nil, problem("%s is not listed in the manifest: added to the bundle", name)
+		if !entryName(name, m.First, m.End) {
+			return nil, problem("%s is not a file of this bundle's range: added", name)
 		}
-		b, err := readFile(f)
+	}
+	for name := range layout {
+		if _, ok := files[name]; !ok {
+			return nil, problem("%s is missing", name)
+		}
+	}
+	// The small files are also held to the manifest's hashes.
+	small := map[string][]byte{}
+	for _, name := range []string{CheckpointFile, StartCheckpointFile, ConsistencyFile, PublicKeysFile} {
+		f, ok := files[name]
+		if !ok {
+			continue
+		}
+		b, err := readFile(f, maxSmall)
 		if err != nil {
 			return nil, err
 		}
 		sum := sha256.Sum256(b)
-		if hex.EncodeToString(sum[:]) != want {
+		if hex.EncodeToString(sum[:]) != m.Files[name] {
 			return nil, problem("%s does not match its hash in the manifest: changed", name)
 		}
-		content[name] = b
+		small[name] = b
 	}
-	for name := range m.Files {
-		if _, ok := content[name]; !ok {
-			return nil, problem("%s is listed in the manifest but missing", name)
-		}
+	if len(m.Files) != len(small) {
+		return nil, problem("the manifest lists %d files; the bundle holds %d of those", len(m.Files), len(small))
 	}
 
-	note := content[CheckpointFile]
+	note := small[CheckpointFile]
 	cp, err := checkpoint.Open(note, m.Origin, verifierKey)
 	if err != nil {
 		return nil, problem("%s: %v", CheckpointFile, err)
@@ -114,23 +162,28 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 	if cp.Size != m.TreeSize || base64.StdEncoding.EncodeToString(cp.Root[:]) != m.Root {
 		return nil, problem("the manifest's tree (size %d) is not the signed checkpoint's (size %d)", m.TreeSize, cp.Size)
 	}
-	if m.Origin != "" && !strings.HasSuffix(m.Origin, "/"+m.Tenant) {
+	if !strings.HasSuffix(m.Origin, "/"+m.Tenant) {
 		return nil, problem("the log %s is not tenant %s's", m.Origin, m.Tenant)
-	}
-	if m.First < 0 || m.First > m.End || m.End > cp.Size || !m.From.Before(m.To) {
-		return nil, problem("the manifest's range [%d, %d) or period does not fit the tree of size %d", m.First, m.End, cp.Size)
 	}
 	rep := &Report{Manifest: &m}
 
 	// entry proves one leaf and returns its event.
 	entry := func(dir, proofDir string, seq int64) (*event.Event, error) {
-		leaf, ok := content[EventFile(dir, seq)]
+		lf, ok := files[EventFile(dir, seq)]
 		if !ok {
 			return nil, problem("entry %d is missing (%s)", seq, EventFile(dir, seq))
 		}
-		pb, ok := content[ProofFile(proofDir, seq)]
+		pf, ok := files[ProofFile(proofDir, seq)]
 		if !ok {
 			return nil, problem("the inclusion proof of entry %d is missing", seq)
+		}
+		leaf, err := readFile(lf, maxLeaf)
+		if err != nil {
+			return nil, err
+		}
+		pb, err := readFile(pf, maxProof)
+		if err != nil {
+			return nil, err
 		}
 		var tp proof.TLogProof
 		if err := tp.Unmarshal(pb); err != nil {
@@ -167,19 +220,6 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 		}
 		rep.Events++
 	}
-	// Nothing else under events/ and proofs/: each is one of the range.
-	var events, proofs int64
-	for name := range content {
-		switch {
-		case strings.HasPrefix(name, "events/"):
-			events++
-		case strings.HasPrefix(name, "proofs/"):
-			proofs++
-		}
-	}
-	if events != m.End-m.First || proofs != m.End-m.First {
-		return nil, problem("the bundle holds %d entries and %d proofs for a range of %d", events, proofs, m.End-m.First)
-	}
 	if m.First > 0 {
 		ev, err := entry("before", "before", m.First-1)
 		if err != nil {
@@ -200,7 +240,7 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 		rep.Closed = true
 	}
 	if m.StartSize > 0 {
-		start, err := checkpoint.Open(content[StartCheckpointFile], m.Origin, verifierKey)
+		start, err := checkpoint.Open(small[StartCheckpointFile], m.Origin, verifierKey)
 		if err != nil {
 			return nil, problem("%s: %v", StartCheckpointFile, err)
 		}
@@ -208,7 +248,7 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 			return nil, problem("the start checkpoint has size %d; the manifest says %d, at or before entry %d", start.Size, m.StartSize, m.First)
 		}
 		var c ConsistencyProof
-		if err := json.Unmarshal(content[ConsistencyFile], &c); err != nil {
+		if err := json.Unmarshal(small[ConsistencyFile], &c); err != nil {
 			return nil, problem("%s: %v", ConsistencyFile, err)
 		}
 		if c.Old != start.Size || c.New != cp.Size {
@@ -222,21 +262,49 @@ func Verify(r io.ReaderAt, size int64, verifierKey string) (*Report, error) {
 	return rep, nil
 }
 
-func readFile(f *zip.File) ([]byte, error) {
-	if f.UncompressedSize64 > maxFile {
-		return nil, problem("%s is larger than %d bytes", f.Name, maxFile)
+// entryName reports whether name is the leaf or the proof of an entry in
+// [first, end), spelled exactly as EventFile and ProofFile spell it.
+func entryName(name string, first, end int64) bool {
+	var dir, ext string
+	switch {
+	case strings.HasPrefix(name, "events/") && strings.HasSuffix(name, ".json"):
+		dir, ext = "events/", ".json"
+	case strings.HasPrefix(name, "proofs/") && strings.HasSuffix(name, ".tlog-proof"):
+		dir, ext = "proofs/", ".tlog-proof"
+	default:
+		return false
+	}
+	digits := name[len(dir) : len(name)-len(ext)]
+	if len(digits) != 20 {
+		return false
+	}
+	seq, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || seq < first || seq >= end {
+		return false
+	}
+	if dir == "events/" {
+		return name == EventFile("events", seq)
+	}
+	return name == ProofFile("proofs", seq)
+}
+
+// readFile reads a file of the bundle, refusing one larger than max
+// whatever its header claims.
+func readFile(f *zip.File, max int64) ([]byte, error) {
+	if f.UncompressedSize64 > uint64(max) {
+		return nil, problem("%s is larger than %d bytes", f.Name, max)
 	}
 	rc, err := f.Open()
 	if err != nil {
 		return nil, problem("%s: %v", f.Name, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxFile+1))
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
 	if err != nil {
 		return nil, problem("%s: %v", f.Name, err)
 	}
-	if len(b) > maxFile {
-		return nil, problem("%s is larger than %d bytes", f.Name, maxFile)
+	if int64(len(b)) > max {
+		return nil, problem("%s is larger than %d bytes", f.Name, max)
 	}
 	return b, nil
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -39,12 +40,12 @@ func TestExport(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "application/zip" {
 				body = b
-				if rep, err := evidence.Verify(bytes.NewReader(b), int64(len(b)), ts.vkey(reader)); err == nil && rep.Events == 31 {
+				if rep, err := evidence.Verify(bytes.NewReader(b), int64(len(b)), ts.vkey(reader), nil); err == nil && rep.Events == 31 {
 					break
 				}
 			}
 		}
-		rep, err := evidence.Verify(bytes.NewReader(body), int64(len(body)), ts.vkey(reader))
+		rep, err := evidence.Verify(bytes.NewReader(body), int64(len(body)), ts.vkey(reader), &evidence.Expected{From: from, To: to})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,4 +85,39 @@ func TestExport(t *testing.T) {
 // vkey returns the verifier key of the default tenant's log.
 func (ts *testServer) vkey(key string) string {
 	return strings.TrimSpace(ts.get("/api/v1/audit/public-key", key))
+}
+
+// TestExportLarge proves a bundle of more entries than a manifest listing
+// each of them could hold.
+func TestExportLarge(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	ts := start(t, opts, server.Config{})
+	ing, reader := ts.key(tenant.Default, "ingest"), ts.key(tenant.Default, "reader")
+	from := time.Now().UTC()
+	var b strings.Builder
+	for i := 0; i < 25000; i++ {
+		b.WriteString(event(fmt.Sprintf("l-%d", i), "transcript.read"))
+		b.WriteByte('\n')
+	}
+	ts.do("POST", "/api/v1/audit/events", ing, map[string]string{"Content-Type": "application/x-ndjson"}, b.String(), http.StatusOK, nil)
+	to := time.Now().UTC()
+	dt := mustTenant(t, ts.in, tenant.Default)
+	ctx := context.Background()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		head, err := ts.in.Log.Head(ctx, ts.in.DB.Read, dt.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp, err := ts.in.Log.LatestCheckpoint(ctx, ts.in.DB.Read, dt.ID); err == nil && cp.Size == head.Size {
+			break
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := ts.in.Log.ExportBundle(ctx, dt, from, to, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := evidence.Verify(bytes.NewReader(buf.Bytes()), int64(buf.Len()), ts.vkey(reader), &evidence.Expected{From: from, To: to})
+	if err != nil || rep.Events != 25001 {
+		t.Fatalf("a bundle of 25,001 entries: %+v, %v", rep, err)
+	}
 }

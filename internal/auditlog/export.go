@@ -247,13 +247,14 @@ var csvColumns = []string{"sequence", "leaf_hash", "id", "occurred_at", "receive
 
 // ExportRecords writes tenant t's entries received in [from, to), oldest
 // first, with their personal values where they are not erased: as NDJSON,
-// one item of the query API a line, or as CSV with a header row. It
+// one item of the query API a line, as OCSF events one a line, or as CSV
+// with a header row. It
 // returns how many it wrote. CSV cells that a spreadsheet would run as a
 // formula (starting with =, +, -, @, a tab or a carriage return) are
 // written with a leading apostrophe.
 func (l *Log) ExportRecords(ctx context.Context, t *tenant.Tenant, from, to time.Time, format string, w io.Writer,
 	progress func(done, total int64)) (int64, error) {
-	if format != FormatNDJSON && format != FormatCSV {
+	if format != FormatNDJSON && format != FormatCSV && format != FormatOCSF {
 		return 0, fmt.Errorf("auditlog: unknown export format %q", format)
 	}
 	if !from.Before(to) {
@@ -291,7 +292,13 @@ func (l *Log) ExportRecords(ctx context.Context, t *tenant.Tenant, from, to time
 				return err
 			}
 			slices.Sort(r.Erased)
-			if format == FormatNDJSON {
+			if format == FormatOCSF {
+				b, err := json.Marshal(ocsfEvent(r))
+				if err != nil {
+					return err
+				}
+				bw.Write(append(b, '\n'))
+			} else if format == FormatNDJSON {
 				b, err := json.Marshal(struct {
 					Sequence int64           `json:"sequence"`
 					LeafHash string          `json:"leaf_hash"`

@@ -29,3 +29,30 @@ func TestCSVRowDefusesFormulas(t *testing.T) {
 		t.Errorf("target name %q, actor id %q", row[16], row[7])
 	}
 }
+
+func TestOCSFClasses(t *testing.T) {
+	for _, tc := range []struct {
+		action, category string
+		typeUID          int
+	}{
+		{"apikey.create", "admin", 600301},
+		{"audit.trail.query", "data_access", 600302},
+		{"s3:PutBucketPolicy", "configuration", 600301},
+		{"iam:UpdateAccessKey", "admin", 600303},
+		{"privacy.subject.erase", "data_change", 600304},
+		{"transcript.summarize", "data_access", 600399},
+		{"user.login", "authentication", 300201},
+		{"signin:ConsoleLogin", "authentication", 300201},
+		{"user.logout", "authentication", 300202},
+		{"sts:AssumeRole", "authentication", 300201},
+		{"user.mfa.verify", "authentication", 300299},
+	} {
+		ev := event.New()
+		ev.Action, ev.Category = tc.action, tc.category
+		ev.Outcome.Result = "success"
+		o := ocsfEvent(&Record{Event: ev})
+		if o["type_uid"] != tc.typeUID {
+			t.Errorf("%s (%s): type_uid %v, want %d", tc.action, tc.category, o["type_uid"], tc.typeUID)
+		}
+	}
+}

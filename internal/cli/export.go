@@ -22,8 +22,8 @@ func cmdAuditExport(e *env, args []string) int {
 	var tenantName, fromS, toS, out, format string
 	fs := newFlags(e, "audit export")
 	fs.store(&sf)
-	fs.StringVar(&format, "format", "bundle", "bundle (a zip an auditor verifies offline), ndjson or csv (the events, "+
-		"with their personal values unless erased)")
+	fs.StringVar(&format, "format", "bundle", "bundle (a zip an auditor verifies offline), or the events themselves, "+
+		"with their personal values unless erased: ndjson, ocsf (OCSF "+auditlog.OCSFVersion+" events) or csv")
 	fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant whose log")
 	fs.StringVar(&fromS, "from", "", "start of the period of received times, included (RFC 3339, required)")
 	fs.StringVar(&toS, "to", "", "end of the period, excluded (RFC 3339, required)")
@@ -54,8 +54,8 @@ func cmdAuditExport(e *env, args []string) int {
 	if out == "" {
 		return usageErr(e, "--out is required")
 	}
-	if format != "bundle" && format != auditlog.FormatNDJSON && format != auditlog.FormatCSV {
-		return usageErr(e, "--format must be bundle, ndjson or csv")
+	if format != "bundle" && format != auditlog.FormatNDJSON && format != auditlog.FormatCSV && format != auditlog.FormatOCSF {
+		return usageErr(e, "--format must be bundle, ndjson, ocsf or csv")
 	}
 	log, err := sf.setup(e.stderr)
 	if err != nil {

@@ -355,9 +355,10 @@ func (s *Server) exportTrail(rq *request) error {
 	q := rq.r.URL.Query()
 	format := q.Get("format")
 	contentType := map[string]string{"": "application/zip", "bundle": "application/zip",
-		auditlog.FormatNDJSON: "application/x-ndjson", auditlog.FormatCSV: "text/csv; charset=utf-8"}[format]
+		auditlog.FormatNDJSON: "application/x-ndjson", auditlog.FormatOCSF: "application/x-ndjson",
+		auditlog.FormatCSV: "text/csv; charset=utf-8"}[format]
 	if contentType == "" {
-		return badRequest("format", "format must be bundle (the default), ndjson or csv")
+		return badRequest("format", "format must be bundle (the default), ndjson, ocsf or csv")
 	}
 	var from, to time.Time
 	for _, p := range []struct {
@@ -386,7 +387,7 @@ func (s *Server) exportTrail(rq *request) error {
 			h.Set("Content-Disposition", `attachment; filename="attest-evidence.zip"`)
 		}
 	}}
-	if format == auditlog.FormatNDJSON || format == auditlog.FormatCSV {
+	if format == auditlog.FormatNDJSON || format == auditlog.FormatCSV || format == auditlog.FormatOCSF {
 		n, err := s.in.Log.ExportRecords(rq.r.Context(), rq.tenant, from, to, format, w, nil)
 		if err != nil && !w.started {
 			return err

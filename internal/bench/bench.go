@@ -65,8 +65,9 @@ type Options struct {
 
 // Phases are the bench's phases in the order they run: "ingest" (skipped,
 // the DataDir of an earlier run is measured again), "storage", "verify",
-// "deep", "queries" and "acks", which adds events and so runs last.
-var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks"}
+// "deep", "queries", and "acks" and "append", which add events and so run
+// last.
+var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append"}
 
 // Result is one measurement.
 type Result struct {
@@ -165,7 +166,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		name string
 		run  func(context.Context) error
 	}{{"ingest", r.bulkIngest}, {"storage", r.storage}, {"verify", r.verify}, {"deep", r.verifyDeep},
-		{"queries", r.queries}, {"acks", r.acks}}
+		{"queries", r.queries}, {"acks", r.acks}, {"append", r.appendInProcess}}
 	for _, step := range steps {
 		if slices.Contains(opts.Skip, step.name) || step.name == "storage" && slices.Contains(opts.Skip, "ingest") {
 			if step.name == "ingest" {
@@ -439,6 +440,66 @@ func (r *run) acks(ctx context.Context) error {
 		r.add(Result{Name: fmt.Sprintf("single-event durable acks, %d clients", clients), Value: float64(n) / el.Seconds(),
 			Unit: "events/s", P50: p50, P95: p95, P99: p99, N: n})
 	}
+	return nil
+}
+
+// appendInProcess times appending through the Go API, without HTTP: four
+// goroutines prepare and append batches of 1,000 into a tenant of their
+// own, each batch committed before its call returns.
+func (r *run) appendInProcess(ctx context.Context) error {
+	n := min(r.opts.Events, 200_000)
+	if err := r.in.CreateTenant(ctx, "bench-append", false, instance.SystemActor(), nil); err != nil {
+		return err
+	}
+	t, err := r.in.Tenants.ByName(ctx, "bench-append")
+	if err != nil {
+		return err
+	}
+	g := eventgen.New(7, time.Now().Add(-time.Hour).UTC())
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = g.Next()
+		evs[i].Tenant = ""
+	}
+	r.progress("appending %d events in process", n)
+	const workers, chunk = 4, 1000
+	var next atomic.Int64
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(chunk)) - chunk
+				if i >= n {
+					return
+				}
+				ps, err := r.in.Log.PrepareAll(ctx, t, evs[i:min(i+chunk, n)])
+				var rs []auditlog.Result
+				if err == nil {
+					rs, err = r.in.Log.Append(ctx, t, ps)
+				}
+				for _, res := range rs {
+					if err == nil && (res.Err != nil || res.Duplicate) {
+						err = fmt.Errorf("in-process append: an event was not stored: %v", res.Err)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	r.add(Result{Name: "in-process append through the Go API, durable", Value: float64(n) / el.Seconds(), Unit: "events/s", N: n})
 	return nil
 }
 

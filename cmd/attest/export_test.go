@@ -29,7 +29,9 @@ func TestEvidenceBundle(t *testing.T) {
 	from := time.Now().UTC()
 	time.Sleep(20 * time.Millisecond)
 	s.ingest(t, s.key, "default", ndjson(t, events(20, "svc", "period.read")))
-	time.Sleep(20 * time.Millisecond)
+	// The request's own audit event follows its answer: it is given time
+	// to land within the period.
+	time.Sleep(300 * time.Millisecond)
 	to := time.Now().UTC()
 	time.Sleep(20 * time.Millisecond)
 	s.ingest(t, s.key, "default", ndjson(t, events(5, "svc", "after.read")))

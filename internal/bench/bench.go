@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"net"
@@ -61,13 +62,17 @@ type Options struct {
 	// AckEvents is how many single-event requests each level of
 	// concurrency sends in the acks phase; default 20,000.
 	AckEvents int
+	// CloudTrailDir holds CloudTrail files (JSON arrays of records) whose
+	// records the cloudtrail phase copies with varied values; empty skips
+	// the phase.
+	CloudTrailDir string
 }
 
 // Phases are the bench's phases in the order they run: "ingest" (skipped,
 // the DataDir of an earlier run is measured again), "storage", "verify",
-// "deep", "queries", and "acks" and "append", which add events and so run
-// last.
-var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append"}
+// "deep", "queries", and "acks", "append" and "cloudtrail", which add
+// events and so run last.
+var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append", "cloudtrail"}
 
 // Result is one measurement.
 type Result struct {
@@ -166,7 +171,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		name string
 		run  func(context.Context) error
 	}{{"ingest", r.bulkIngest}, {"storage", r.storage}, {"verify", r.verify}, {"deep", r.verifyDeep},
-		{"queries", r.queries}, {"acks", r.acks}, {"append", r.appendInProcess}}
+		{"queries", r.queries}, {"acks", r.acks}, {"append", r.appendInProcess}, {"cloudtrail", r.cloudTrailStorage}}
 	for _, step := range steps {
 		if slices.Contains(opts.Skip, step.name) || step.name == "storage" && slices.Contains(opts.Skip, "ingest") {
 			if step.name == "ingest" {
@@ -368,9 +373,9 @@ func (r *run) bulkIngest(ctx context.Context) error {
 	return nil
 }
 
-// storage measures the store's size on disk per event, indexes included,
-// against the NDJSON the events came in.
-func (r *run) storage(ctx context.Context) error {
+// storeSize is the store's size on disk: the SQLite files, or the
+// PostgreSQL schema's tables with their indexes.
+func (r *run) storeSize(ctx context.Context) (int64, error) {
 	var size int64
 	if r.dbURL == "" {
 		for _, f := range []string{"attest.db", "attest.db-wal"} {
@@ -378,13 +383,23 @@ func (r *run) storage(ctx context.Context) error {
 				size += fi.Size()
 			}
 		}
-	} else {
-		err := r.in.DB.Read.QueryRowContext(ctx, `SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)
-			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')`).Scan(&size)
-		if err != nil {
-			return fmt.Errorf("storage: %w", err)
-		}
+		return size, nil
+	}
+	err := r.in.DB.Read.QueryRowContext(ctx, `SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')`).Scan(&size)
+	if err != nil {
+		return 0, fmt.Errorf("storage: %w", err)
+	}
+	return size, nil
+}
+
+// storage measures the store's size on disk per event, indexes included,
+// against the NDJSON the events came in.
+func (r *run) storage(ctx context.Context) error {
+	size, err := r.storeSize(ctx)
+	if err != nil {
+		return err
 	}
 	n := r.opts.Events
 	r.add(Result{Name: "bytes on disk per event, indexes included", Value: float64(size) / float64(n), Unit: "bytes", N: n})
@@ -500,6 +515,115 @@ func (r *run) appendInProcess(ctx context.Context) error {
 		return err
 	}
 	r.add(Result{Name: "in-process append through the Go API, durable", Value: float64(n) / el.Seconds(), Unit: "events/s", N: n})
+	return nil
+}
+
+// cloudTrailStorage imports CloudTrail records made from the records of
+// the files in CloudTrailDir, each with its own event id, time, request
+// id, caller and source address, into a tenant of their own, and measures
+// what the store grew by against the NDJSON of the records.
+func (r *run) cloudTrailStorage(ctx context.Context) error {
+	if r.opts.CloudTrailDir == "" {
+		r.progress("no --cloudtrail-dir: the CloudTrail storage phase is skipped")
+		return nil
+	}
+	files, err := filepath.Glob(filepath.Join(r.opts.CloudTrailDir, "*.json"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("cloudtrail: no *.json files in %s", r.opts.CloudTrailDir)
+	}
+	var templates []map[string]any
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var recs []map[string]any
+		if err := json.Unmarshal(b, &recs); err != nil {
+			return fmt.Errorf("cloudtrail: %s: %v", f, err)
+		}
+		templates = append(templates, recs...)
+	}
+	if err := r.in.CreateTenant(ctx, "bench-cloudtrail", false, instance.SystemActor(), nil); err != nil {
+		return err
+	}
+	t, err := r.in.Tenants.ByName(ctx, "bench-cloudtrail")
+	if err != nil {
+		return err
+	}
+	tok, _, err := r.in.CreateKey(ctx, t, access.RoleIngest, "bench cloudtrail", time.Time{}, instance.SystemActor(), nil)
+	if err != nil {
+		return err
+	}
+	n := min(r.opts.Events, 200_000)
+	rnd := mrand.New(mrand.NewPCG(11, 12))
+	start := time.Now().Add(-time.Duration(n) * time.Millisecond).UTC()
+	var bodies [][]byte
+	var raw int64
+	var body []byte
+	for i := range n {
+		rec := maps.Clone(templates[i%len(templates)])
+		user := fmt.Sprintf("user-%04d", rnd.IntN(500))
+		rec["eventID"] = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", rnd.Uint32(), rnd.IntN(1<<16), rnd.IntN(1<<12), rnd.IntN(1<<12), rnd.Uint64()>>16)
+		rec["eventTime"] = start.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339)
+		rec["requestID"] = fmt.Sprintf("%016x", rnd.Uint64())
+		rec["sourceIPAddress"] = fmt.Sprintf("203.0.%d.%d", rnd.IntN(12), rnd.IntN(250)+1)
+		if id, ok := rec["userIdentity"].(map[string]any); ok {
+			id = maps.Clone(id)
+			id["userName"] = user
+			id["arn"] = "arn:aws:iam::123456789012:user/" + user
+			id["principalId"] = fmt.Sprintf("AIDA%016X", rnd.Uint64())
+			rec["userIdentity"] = id
+		}
+		line, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		body = append(append(body, line...), '\n')
+		raw += int64(len(line)) + 1
+		if len(body) > 4<<20 || i == n-1 {
+			bodies = append(bodies, body)
+			body = nil
+		}
+	}
+	before, err := r.storeSize(ctx)
+	if err != nil {
+		return err
+	}
+	r.progress("importing %d CloudTrail records (%.0f MB of NDJSON)", n, float64(raw)/1e6)
+	stored := 0
+	for _, b := range bodies {
+		req, err := http.NewRequestWithContext(ctx, "POST", r.url+"/api/v1/audit/events?format=cloudtrail", bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.Reveal())
+		resp, err := r.client.Do(req)
+		if err != nil {
+			return err
+		}
+		var out ingestCounts
+		err = json.UnmarshalRead(resp.Body, &out)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || out.Rejected > 0 {
+			return fmt.Errorf("cloudtrail import: status %d, %+v, %v", resp.StatusCode, out, err)
+		}
+		stored += out.Accepted
+	}
+	for !r.in.Log.IndexIdle(t) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	after, err := r.storeSize(ctx)
+	if err != nil {
+		return err
+	}
+	r.add(Result{Name: "CloudTrail records: bytes on disk per event, indexes included", Value: float64(after-before) / float64(stored),
+		Unit: "bytes", N: stored})
+	r.add(Result{Name: "CloudTrail records: bytes on disk against the raw NDJSON", Value: float64(after-before) / float64(raw),
+		Unit: "x", N: stored})
 	return nil
 }
 

@@ -27,6 +27,8 @@ func cmdBench(e *env, args []string) int {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	var cpuProfile, memProfile, skip string
 	fs.IntVar(&o.AckEvents, "ack-events", 20_000, "single-event requests sent at each level of concurrency (acks phase)")
+	fs.StringVar(&o.CloudTrailDir, "cloudtrail-dir", "", "CloudTrail files whose records the cloudtrail phase copies "+
+		"with varied values, such as ../shared/datasets/cloudtrail-stratus-red-team; empty skips that phase")
 	fs.StringVar(&skip, "skip", "", "comma-separated phases to skip: "+strings.Join(bench.Phases, ", ")+
 		" (skipping ingest measures the --data-dir of an earlier run)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")

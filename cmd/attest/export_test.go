@@ -97,6 +97,15 @@ func TestEvidenceBundle(t *testing.T) {
 			name := firstFile(f, "events/")
 			f[name] = bytes.Replace(f[name], []byte("period.read"), []byte("period.wipe"), 1)
 		}, "not in the signed tree"},
+		{"a manifest with more after it", func(f map[string][]byte, m map[string]any) {
+			m["append_raw"] = `{"from":"2000-01-01T00:00:00Z"}`
+		}, "manifest.json"},
+		{"a manifest member spelled otherwise", func(f map[string][]byte, m map[string]any) {
+			m["FROM"] = m["from"]
+		}, "manifest.json"},
+		{"key history without the key", func(f map[string][]byte, m map[string]any) {
+			f["public-keys.json"] = []byte("[]")
+		}, "does not hold the key"},
 		{"changed key history, manifest left", func(f map[string][]byte, m map[string]any) {
 			f["public-keys.json"] = []byte("[]")
 			m["keep_hashes"] = true
@@ -159,6 +168,26 @@ func TestEvidenceBundle(t *testing.T) {
 			}
 		})
 	}
+	t.Run("another tenant's key", func(t *testing.T) {
+		// Every tenant's log is signed with the instance's one key.
+		opKey := strings.TrimSpace(attestCmd(t, dir, "audit public-key", "--tenant", "operator").want(t, 0).stdout)
+		r := attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", opKey).want(t, 1)
+		if !strings.Contains(r.stdout, "the log the key is for") {
+			t.Errorf("verify printed %q", r.stdout)
+		}
+	})
+	t.Run("a period reaching past the log", func(t *testing.T) {
+		open := filepath.Join(t.TempDir(), "open.zip")
+		r := attestCmd(t, dir, "audit export", "--tenant", "default", "--from", from.Format(time.RFC3339Nano),
+			"--to", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano), "--out", open).want(t, 0)
+		if !strings.Contains(r.stderr, "cannot prove it complete") {
+			t.Errorf("export warned %q", r.stderr)
+		}
+		r = attestCmd(t, t.TempDir(), "verify", "--bundle", open, "--public-key", vkey).want(t, 1)
+		if !strings.Contains(r.stdout, "NOT PROVED COMPLETE") {
+			t.Errorf("verify printed %q", r.stdout)
+		}
+	})
 	t.Run("another key", func(t *testing.T) {
 		other := strings.Replace(vkey, "default", "other", 1)
 		if r := attestCmd(t, t.TempDir(), "verify", "--bundle", out, "--public-key", other); r.code == 0 {
@@ -221,7 +250,10 @@ func rewriteBundle(t *testing.T, orig []byte, edit func(map[string][]byte, map[s
 		m["files"] = hashes
 	}
 	delete(m, "keep_hashes")
+	suffix, _ := m["append_raw"].(string)
+	delete(m, "append_raw")
 	mb, _ := json.Marshal(m)
+	mb = append(mb, suffix...)
 	files["manifest.json"] = mb
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)

@@ -143,6 +143,10 @@ func cmdAuditExport(e *env, args []string) int {
 		return fail(e, "export: %v", err)
 	}
 	syncDirOf(out)
+	if m != nil && m.End == m.TreeSize {
+		fmt.Fprintf(e.stderr, "attest: the period reaches past the newest signed entry, so this bundle cannot prove it "+
+			"complete; export it again once the log holds an entry received after %s\n", m.To.Format(time.RFC3339Nano))
+	}
 	if m == nil {
 		fmt.Fprintf(e.stdout, "wrote %s: %d events of tenant %s received from %s to %s, as %s\n", out, n, t.Name,
 			from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), format)
@@ -193,17 +197,21 @@ func verifyBundle(e *env, path, publicKey string, want *evidence.Expected) int {
 	fmt.Fprintf(e.stdout, "%s: intact: %d entries of %s received from %s to %s (%s), each proved in the "+
 		"signed tree of size %d\n", path, rep.Events, m.Origin, m.From.Format(time.RFC3339Nano), m.To.Format(time.RFC3339Nano),
 		seqRange(m.First, m.End), m.TreeSize)
-	if rep.Closed {
-		fmt.Fprintf(e.stdout, "%s: complete: the entries just before and after the range were received outside the period\n", path)
-	} else {
-		fmt.Fprintf(e.stdout, "%s: complete only up to entry %d, the last of the tree the bundle is proved against: "+
-			"whether later entries were received within the period, it cannot say\n", path, m.TreeSize-1)
+	if rep.Extended {
+		fmt.Fprintf(e.stdout, "%s: the checkpoint extends the one signed at size %d, at or before the period's first entry\n",
+			path, m.StartSize)
 	}
 	if want == nil {
 		fmt.Fprintf(e.stdout, "%s: check that the period above is the one asked for, or give it with --from and --to\n", path)
 	}
-	if rep.Extended {
-		fmt.Fprintf(e.stdout, "%s: the checkpoint extends the one signed at size %d, before the period\n", path, m.StartSize)
+	if !rep.Closed {
+		// Nothing in the bundle shows that the log held no later entry
+		// of the period: one made against an older checkpoint looks the
+		// same. It proves what it holds, not that it holds all.
+		fmt.Fprintf(e.stdout, "%s: NOT PROVED COMPLETE: the signed tree it is proved against holds no entry received after "+
+			"the period, so entries of the period beyond it cannot be ruled out; export it again once the log holds a later entry\n", path)
+		return exitProblem
 	}
+	fmt.Fprintf(e.stdout, "%s: complete: the entries just before and after the range were received outside the period\n", path)
 	return exitOK
 }

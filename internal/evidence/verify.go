@@ -9,15 +9,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/event"
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/transparency-dev/formats/proof"
 	merkle "github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Report is what a bundle proved.
@@ -27,11 +30,12 @@ type Report struct {
 	Events int64
 	// Closed says that the bundle holds the entry just after the period,
 	// so no entry of the period can have been left out at its end. When
-	// the period reaches past the checkpoint's last entry, it is complete
-	// only up to the checkpoint.
+	// the period reaches past the checkpoint's last entry, nothing proves
+	// that the log held no later entry of the period: a bundle made
+	// against an older checkpoint looks just the same.
 	Closed bool
 	// Extended says that the checkpoint is proved to extend a checkpoint
-	// signed at or before the period's start.
+	// whose tree ends at or before the period's first entry.
 	Extended bool
 }
 
@@ -69,10 +73,21 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 	if err != nil {
 		return nil, problem("not a zip file: %v", err)
 	}
+	// The log the key is for: the bundle must be of that log, whatever its
+	// manifest says. All of an instance's logs share one signing key, so
+	// a checkpoint of another tenant's log would check under this key.
+	v, err := note.NewVerifier(verifierKey)
+	if err != nil {
+		return nil, problem("the verifier key: %v", err)
+	}
+	origin := v.Name()
 	files := map[string]*zip.File{}
 	for _, f := range zr.File {
 		if _, dup := files[f.Name]; dup {
 			return nil, problem("the file %s appears twice", f.Name)
+		}
+		if f.Flags&0x1 != 0 {
+			return nil, problem("the file %s is encrypted: what an unzip tool shows of it could differ from what was checked", f.Name)
 		}
 		files[f.Name] = f
 	}
@@ -84,14 +99,18 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 	if err != nil {
 		return nil, err
 	}
+	// Strict JSON: no unknown or repeated member, no other spelling of a
+	// name, nothing after the object, so that every tool reads the
+	// manifest as this one does.
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(mb))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := jsonv2.Unmarshal(mb, &m, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, problem("%s: %v", ManifestFile, err)
 	}
 	if m.Format != Format {
 		return nil, problem("%s: format %q, want %q", ManifestFile, m.Format, Format)
+	}
+	if m.Origin != origin {
+		return nil, problem("the bundle is of the log %s, not of %s, the log the key is for", m.Origin, origin)
 	}
 	m.From, m.To, m.CreatedAt = m.From.UTC(), m.To.UTC(), m.CreatedAt.UTC()
 	if want != nil && (!m.From.Equal(want.From) || !m.To.Equal(want.To)) {
@@ -154,8 +173,22 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 		return nil, problem("the manifest lists %d files; the bundle holds %d of those", len(m.Files), len(small))
 	}
 
-	note := small[CheckpointFile]
-	cp, err := checkpoint.Open(note, m.Origin, verifierKey)
+	// The key history must hold the key verified with; beyond that it is
+	// as the exporter wrote it.
+	var keys []PublicKey
+	if err := json.Unmarshal(small[PublicKeysFile], &keys); err != nil {
+		return nil, problem("%s: %v", PublicKeysFile, err)
+	}
+	pub, err := verifierPublicKey(verifierKey)
+	if err != nil {
+		return nil, problem("the verifier key: %v", err)
+	}
+	if !slices.ContainsFunc(keys, func(k PublicKey) bool { return bytes.Equal(k.PublicKey, pub) }) {
+		return nil, problem("%s does not hold the key the bundle is verified with", PublicKeysFile)
+	}
+
+	cpNote := small[CheckpointFile]
+	cp, err := checkpoint.Open(cpNote, m.Origin, verifierKey)
 	if err != nil {
 		return nil, problem("%s: %v", CheckpointFile, err)
 	}
@@ -189,7 +222,7 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 		if err := tp.Unmarshal(pb); err != nil {
 			return nil, problem("the inclusion proof of entry %d: %v", seq, err)
 		}
-		if tp.Index != uint64(seq) || !bytes.Equal(tp.Checkpoint, note) {
+		if tp.Index != uint64(seq) || !bytes.Equal(tp.Checkpoint, cpNote) {
 			return nil, problem("the inclusion proof of entry %d is for entry %d or another checkpoint", seq, tp.Index)
 		}
 		hashes := make([][]byte, len(tp.Hashes))
@@ -260,6 +293,20 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 		rep.Extended = true
 	}
 	return rep, nil
+}
+
+// verifierPublicKey returns the Ed25519 public key of a signed-note
+// verifier key: name+hash+base64(algorithm byte, key).
+func verifierPublicKey(vkey string) ([]byte, error) {
+	parts := strings.SplitN(vkey, "+", 3)
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("malformed")
+	}
+	b, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(b) < 2 || b[0] != 1 {
+		return nil, fmt.Errorf("not an Ed25519 verifier key")
+	}
+	return b[1:], nil
 }
 
 // entryName reports whether name is the leaf or the proof of an entry in

@@ -480,9 +480,18 @@ func (kr *Keyring) createTx(ctx context.Context, tx store.Querier, tenantID int6
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	// The newest generation decides, read in one statement: a key another
+	// process committed since the look above is used, not overtaken by a
+	// second live generation.
 	var gen int64
-	if err := tx.QueryRowContext(ctx, kr.db.Rebind(`SELECT COALESCE(MAX(generation), 0) FROM subjects
-		WHERE tenant_id = ? AND subject = ?`), tenantID, subject).Scan(&gen); err != nil {
+	var erasedAt sql.NullInt64
+	var wrapped []byte
+	err = tx.QueryRowContext(ctx, kr.db.Rebind(`SELECT generation, erased_at, wrapped_key FROM subjects
+		WHERE tenant_id = ? AND subject = ? ORDER BY generation DESC LIMIT 1`), tenantID, subject).Scan(&gen, &erasedAt, &wrapped)
+	switch {
+	case err == nil && !erasedAt.Valid && wrapped != nil:
+		return kr.unwrap(tenantID, subject, gen, wrapped)
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("personal: read subject generation: %w", err)
 	}
 	gen++

@@ -212,6 +212,11 @@ func verifyBundle(e *env, path, publicKey string, want *evidence.Expected) int {
 			"the period, so entries of the period beyond it cannot be ruled out; export it again once the log holds a later entry\n", path)
 		return exitProblem
 	}
-	fmt.Fprintf(e.stdout, "%s: complete: the entries just before and after the range were received outside the period\n", path)
+	if m.First == 0 {
+		fmt.Fprintf(e.stdout, "%s: complete: the range starts at the log's first entry, and the entry after it was received "+
+			"after the period\n", path)
+	} else {
+		fmt.Fprintf(e.stdout, "%s: complete: the entries just before and after the range were received outside the period\n", path)
+	}
 	return exitOK
 }

@@ -28,6 +28,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/attest/attest/capture"
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
@@ -70,9 +71,9 @@ type Options struct {
 
 // Phases are the bench's phases in the order they run: "ingest" (skipped,
 // the DataDir of an earlier run is measured again), "storage", "verify",
-// "deep", "queries", and "acks", "append" and "cloudtrail", which add
-// events and so run last.
-var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append", "cloudtrail"}
+// "deep", "queries", and "acks", "append", "cloudtrail" and "capture",
+// which add events and so run last.
+var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append", "cloudtrail", "capture"}
 
 // Result is one measurement.
 type Result struct {
@@ -171,7 +172,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		name string
 		run  func(context.Context) error
 	}{{"ingest", r.bulkIngest}, {"storage", r.storage}, {"verify", r.verify}, {"deep", r.verifyDeep},
-		{"queries", r.queries}, {"acks", r.acks}, {"append", r.appendInProcess}, {"cloudtrail", r.cloudTrailStorage}}
+		{"queries", r.queries}, {"acks", r.acks}, {"append", r.appendInProcess}, {"cloudtrail", r.cloudTrailStorage},
+		{"capture", r.captureCost}}
 	for _, step := range steps {
 		if slices.Contains(opts.Skip, step.name) || step.name == "storage" && slices.Contains(opts.Skip, "ingest") {
 			if step.name == "ingest" {
@@ -625,6 +627,98 @@ func (r *run) cloudTrailStorage(ctx context.Context) error {
 	r.add(Result{Name: "CloudTrail records: bytes on disk against the raw NDJSON", Value: float64(after-before) / float64(raw),
 		Unit: "x", N: stored})
 	return nil
+}
+
+// captureCost serves a small handler over loopback HTTP, plain and then
+// behind capture.Middleware sending to the bench's attest, and loads each
+// with the same concurrent clients for the same time.
+func (r *run) captureCost(ctx context.Context) error {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok"))
+	})
+	dir, err := os.MkdirTemp("", "attest-bench-capture-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	c, err := capture.New(capture.Config{URL: r.url, APIKey: r.ingest, Source: "bench-service", BufferDir: dir,
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool}, ForceAttemptHTTP2: true}}})
+	if err != nil {
+		return err
+	}
+	captured := capture.Middleware(c, capture.Options{Actor: func(*http.Request) capture.Actor {
+		return capture.Actor{Type: "user", ID: "bench-user"}
+	}})(handler)
+	const clients, span = 32, 5 * time.Second
+	for _, v := range []struct {
+		name string
+		h    http.Handler
+	}{{"plain", handler}, {"with capture", captured}} {
+		r.progress("loading a service, %s, from %d clients for %s", v.name, clients, span)
+		reqs, lat, err := loadService(ctx, v.h, clients, span)
+		if err != nil {
+			return err
+		}
+		p50, _, p99 := percentiles(lat)
+		r.add(Result{Name: "a small service's requests, " + v.name, Value: float64(reqs) / span.Seconds(), Unit: "requests/s",
+			P50: p50, P99: p99, N: reqs})
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	if st := c.Stats(); st.Dropped != 0 || st.Rejected != 0 || st.Sent+st.Duplicates != st.Recorded {
+		return fmt.Errorf("capture: not every request was recorded: %+v", st)
+	}
+	return nil
+}
+
+// loadService serves h on a loopback port and sends it requests from n
+// clients for span; it returns how many were answered and their latencies.
+func loadService(ctx context.Context, h http.Handler, n int, span time.Duration) (int, []time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/calls/42"
+	deadline := time.Now().Add(span)
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
+			var lat []time.Duration
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, nil, err
+	}
+	return len(all), all, nil
 }
 
 // ingestCounts is the part of an ingest answer the bench reads; the

@@ -66,7 +66,7 @@ func readValues(r io.Reader, opts *Options, emit func(Record) error) error {
 	for {
 		switch k := c.dec.PeekKind(); k {
 		case '{':
-			raw, err := c.dec.ReadValue()
+			raw, err := c.readRecord()
 			if err != nil {
 				err = c.broken(err)
 			} else {
@@ -238,7 +238,7 @@ func (c *containers) array(field string) error {
 		return c.broken(err)
 	}
 	for c.dec.PeekKind() != ']' {
-		raw, err := c.dec.ReadValue()
+		raw, err := c.readRecord()
 		if err != nil {
 			return c.broken(err)
 		}
@@ -282,6 +282,9 @@ func (c *containers) stop(err error) error {
 // broken reports a decoder error: the input's own read error, or a break
 // in the JSON that ends the stream.
 func (c *containers) broken(err error) error {
+	if errors.Is(c.in.err, errOverBudget) || errors.Is(err, errOverBudget) {
+		return c.stop(fmt.Errorf("%w (%d bytes); the records after it are not read", ErrRecordTooLarge, c.opts.maxRecord()))
+	}
 	if c.in.err != nil {
 		return fmt.Errorf("importer: read cloudtrail input: %w", c.in.err)
 	}
@@ -296,17 +299,45 @@ func (c *containers) broken(err error) error {
 
 // errReader remembers the first error of r other than io.EOF, which the
 // JSON decoder reports as if it were a syntax error.
+// While a record is read, it also bounds how much of r the decoder takes,
+// so that one huge record is refused before it is all in memory.
 type errReader struct {
 	r   io.Reader
 	err error
+	// budget is how many more bytes the record being read may take, when
+	// limited is set.
+	budget  int64
+	limited bool
 }
 
+// errOverBudget ends a record that goes past its budget.
+var errOverBudget = errors.New("record over its budget")
+
 func (e *errReader) Read(p []byte) (int, error) {
+	if e.limited {
+		if e.budget <= 0 {
+			return 0, errOverBudget
+		}
+		if int64(len(p)) > e.budget {
+			p = p[:e.budget]
+		}
+	}
 	n, err := e.r.Read(p)
+	e.budget -= int64(n)
 	if err != nil && !errors.Is(err, io.EOF) && e.err == nil {
 		e.err = err
 	}
 	return n, err
+}
+
+// readRecord reads the next value, refusing one well past the record
+// limit before it is all read: the decoder reads ahead, so the budget
+// leaves it room beyond the limit.
+func (c *containers) readRecord() (jsontext.Value, error) {
+	c.in.budget, c.in.limited = int64(2*c.opts.maxRecord())+256<<10, true
+	raw, err := c.dec.ReadValue()
+	c.in.limited = false
+	return raw, err
 }
 
 // ctRecord is the part of a CloudTrail record that the mapping reads.

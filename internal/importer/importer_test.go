@@ -1008,3 +1008,20 @@ func TestReadNDJSONLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestCloudTrailHugeRecord gives a record far over the limit in each form
+// that reads records as JSON values: it is reported as too large, without
+// being read whole.
+func TestCloudTrailHugeRecord(t *testing.T) {
+	huge := `{"eventID":"x","eventName":"GetObject","errorMessage":"` + strings.Repeat("a", 8<<20) + `"}`
+	for name, in := range map[string]string{
+		"array":   "[" + huge + "]",
+		"records": `{"Records":[` + huge + `]}`,
+		"pretty":  "{\n" + huge[1:] + "\n",
+	} {
+		recs := readAll(t, "cloudtrail", strings.NewReader(in), &Options{MaxRecordBytes: 1 << 20})
+		if len(recs) != 1 || !errors.Is(recs[0].Err, ErrRecordTooLarge) {
+			t.Errorf("%s: %d records, first %+v", name, len(recs), recs)
+		}
+	}
+}

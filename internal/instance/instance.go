@@ -398,6 +398,30 @@ func (in *Instance) RevokeKey(ctx context.Context, scope *tenant.Tenant, id stri
 	return k, nil
 }
 
+// RecordAccess records in tenant t's trail, and waits for its commit, an
+// access about to hand data over, such as an export: the data leaves only
+// once it is on record.
+func (in *Instance) RecordAccess(ctx context.Context, t *tenant.Tenant, action string, actor event.Actor,
+	details map[string]any, decorate func(*event.Event)) error {
+	ev := in.ChangeEvent(action, "data_access", actor, event.Target{Type: "tenant", ID: t.Name, Name: t.Name})
+	if len(details) > 0 {
+		ev.Details = detailsJSON(details)
+	}
+	if decorate != nil {
+		decorate(ev)
+	}
+	ev.Clean()
+	p, err := in.Log.Prepare(ctx, t, ev)
+	if err != nil {
+		return err
+	}
+	rs, err := in.Log.Append(ctx, t, []*auditlog.Prepared{p})
+	if err == nil && len(rs) == 1 && rs[0].Err != nil {
+		err = rs[0].Err
+	}
+	return err
+}
+
 // ErasureError says why an erasure request cannot be carried out as given.
 type ErasureError struct {
 	Field  string // "subject" or "reason"

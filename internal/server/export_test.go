@@ -68,6 +68,16 @@ func TestExport(t *testing.T) {
 			}
 		}
 		ts.do("GET", "/api/v1/compliance/audit-trail/export?"+q.Encode(), ing, nil, "", http.StatusForbidden, nil)
+		// Each export was on record before it was handed over.
+		var started struct {
+			Items []struct {
+				Event struct{ Details map[string]any }
+			}
+		}
+		ts.do("GET", "/api/v1/compliance/audit-trail?action=audit.trail.export.start", reader, nil, "", http.StatusOK, &started)
+		if len(started.Items) == 0 || started.Items[0].Event.Details["format"] != "bundle" {
+			t.Errorf("the exports' records: %+v", started.Items)
+		}
 
 		// The events themselves, with their personal values.
 		resp := ts.do("GET", "/api/v1/compliance/audit-trail/export?"+q.Encode()+"&format=ndjson", reader, nil, "", http.StatusOK, nil)

@@ -381,13 +381,26 @@ func (s *Server) exportTrail(rq *request) error {
 	if !from.Before(to) {
 		return badRequest("to", "to must be after from")
 	}
+	// On record before the first byte leaves: an export that cannot be
+	// recorded is withheld. The request's own event, which says how it
+	// ended, follows as for every request.
+	if format == "" {
+		format = "bundle"
+	}
+	rq.target = event.Target{Type: "tenant", ID: rq.tenant.Name, Name: rq.tenant.Name}
+	details := map[string]any{"format": format, "from": from.UTC().Format(time.RFC3339Nano), "to": to.UTC().Format(time.RFC3339Nano)}
+	if err := s.in.RecordAccess(rq.r.Context(), rq.tenant, "audit.trail.export.start", rq.actor(), details,
+		rq.changeDecorator(http.StatusOK)); err != nil {
+		return &apiError{status: http.StatusServiceUnavailable, title: "Service unavailable",
+			detail: "the export could not be recorded in the audit trail, so it is withheld; try again"}
+	}
 	w := &startedWriter{ResponseWriter: rq.w, header: func(h http.Header) {
 		h.Set("Content-Type", contentType)
 		if contentType == "application/zip" {
 			h.Set("Content-Disposition", `attachment; filename="attest-evidence.zip"`)
 		}
 	}}
-	if format == auditlog.FormatNDJSON || format == auditlog.FormatCSV || format == auditlog.FormatOCSF {
+	if format != "bundle" {
 		n, err := s.in.Log.ExportRecords(rq.r.Context(), rq.tenant, from, to, format, w, nil)
 		if err != nil && !w.started {
 			return err

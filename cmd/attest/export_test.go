@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -168,6 +169,28 @@ func TestEvidenceBundle(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bytes a streaming unzip would read", func(t *testing.T) {
+		// An entry hidden between the last listed one and the directory,
+		// and bytes before the first: tools that read from the start would
+		// show them, this verifier reads the directory.
+		var hidden bytes.Buffer
+		zw := zip.NewWriter(&hidden)
+		w, _ := zw.Create("events/00000000000000000011.json")
+		w.Write([]byte(`{"forged":true}`))
+		zw.Close()
+		eocd := bytes.LastIndex(orig, []byte("PK\x05\x06"))
+		cd := int(binary.LittleEndian.Uint32(orig[eocd+16:]))
+		entry := hidden.Bytes()[:int(binary.LittleEndian.Uint32(hidden.Bytes()[bytes.LastIndex(hidden.Bytes(), []byte("PK\x05\x06"))+16:]))]
+		spliced := append(append(append([]byte{}, orig[:cd]...), entry...), orig[cd:]...)
+		binary.LittleEndian.PutUint32(spliced[len(entry)+eocd+16:], uint32(cd+len(entry)))
+		for name, b := range map[string][]byte{"hidden entry": spliced, "stub": append([]byte("MZ stub before the zip"), orig...)} {
+			path := writeFile(t, "odd.zip", string(b))
+			r := attestCmd(t, t.TempDir(), "verify", "--bundle", path, "--public-key", vkey)
+			if r.code != 1 || !strings.Contains(r.stdout, "FAILED") {
+				t.Errorf("%s: exit %d: %q", name, r.code, r.stdout)
+			}
+		}
+	})
 	t.Run("another tenant's key", func(t *testing.T) {
 		// Every tenant's log is signed with the instance's one key.
 		opKey := strings.TrimSpace(attestCmd(t, dir, "audit public-key", "--tenant", "operator").want(t, 0).stdout)

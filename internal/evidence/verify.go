@@ -3,8 +3,10 @@ package evidence
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -72,6 +74,9 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, problem("not a zip file: %v", err)
+	}
+	if err := checkLocalLayout(r, zr); err != nil {
+		return nil, err
 	}
 	// The log the key is for: the bundle must be of that log, whatever its
 	// manifest says. All of an instance's logs share one signing key, so
@@ -293,6 +298,68 @@ func Verify(r io.ReaderAt, size int64, verifierKey string, want *Expected) (*Rep
 		rep.Extended = true
 	}
 	return rep, nil
+}
+
+// checkLocalLayout holds the zip's entries, as a tool reading it from the
+// start sees them, to the directory at its end that this verifier reads:
+// the listed entries one after another from the first byte, each under its
+// listed name, and the directory right after the last. Anything else, such
+// as an entry hidden between them or bytes before the first, would let an
+// unzip tool that reads from the start show what was never checked.
+func checkLocalLayout(r io.ReaderAt, zr *zip.Reader) error {
+	type located struct {
+		f   *zip.File
+		off int64
+	}
+	files := make([]located, 0, len(zr.File))
+	for _, f := range zr.File {
+		off, err := f.DataOffset()
+		if err != nil {
+			return problem("%s: %v", f.Name, err)
+		}
+		files = append(files, located{f, off})
+	}
+	slices.SortFunc(files, func(a, b located) int { return cmp.Compare(a.off, b.off) })
+	var pos int64
+	var hdr [30]byte
+	for _, l := range files {
+		f := l.f
+		if _, err := r.ReadAt(hdr[:], pos); err != nil {
+			return problem("the entry %s is not where the zip's directory says: %v", f.Name, err)
+		}
+		if binary.LittleEndian.Uint32(hdr[0:]) != 0x04034b50 {
+			return problem("something other than the listed entries lies at byte %d of the zip", pos)
+		}
+		nameLen, extraLen := int64(binary.LittleEndian.Uint16(hdr[26:])), int64(binary.LittleEndian.Uint16(hdr[28:]))
+		name := make([]byte, nameLen)
+		if _, err := r.ReadAt(name, pos+30); err != nil || string(name) != f.Name {
+			return problem("the entry at byte %d is named %q in its header and %q in the zip's directory", pos, name, f.Name)
+		}
+		if pos+30+nameLen+extraLen != l.off {
+			return problem("the entry %s is not where the zip's directory says", f.Name)
+		}
+		pos = l.off + int64(f.CompressedSize64)
+		if f.Flags&0x8 != 0 {
+			// A data descriptor: an optional signature, the CRC and the
+			// two sizes, of 8 bytes each in zip64 form.
+			var sig [4]byte
+			if _, err := r.ReadAt(sig[:], pos); err != nil {
+				return problem("the entry %s is cut short", f.Name)
+			}
+			if binary.LittleEndian.Uint32(sig[:]) == 0x08074b50 {
+				pos += 4
+			}
+			pos += 4 + 8
+			if f.CompressedSize64 >= 0xffffffff || f.UncompressedSize64 >= 0xffffffff {
+				pos += 8
+			}
+		}
+	}
+	var sig [4]byte
+	if _, err := r.ReadAt(sig[:], pos); err != nil || binary.LittleEndian.Uint32(sig[:]) != 0x02014b50 {
+		return problem("something other than the zip's directory follows its last listed entry, at byte %d", pos)
+	}
+	return nil
 }
 
 // verifierPublicKey returns the Ed25519 public key of a signed-note

@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"encoding/base64"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,12 +14,72 @@ const FormatOCSF = "ocsf"
 // export follows.
 const OCSFVersion = "1.5.0"
 
-// The OCSF classes events map to: authentications to Authentication, and
-// every other action, an API call of some service, to API Activity.
+// The OCSF classes events map to: authentications to Authentication,
+// changes to users, roles, credentials and their policies to Account
+// Change, and every other action, an API call of some service, to API
+// Activity.
 const (
+	ocsfAccountChange  = 3001
 	ocsfAuthentication = 3002
 	ocsfAPIActivity    = 6003
 )
+
+// accountPrefixes are the dotted actions about accounts, as attest and
+// the platform's services name them.
+var accountPrefixes = []string{"user.", "account.", "role.", "group.", "apikey.", "credential."}
+
+// accountWords mark an IAM operation as one on accounts.
+var accountWords = []string{"user", "loginprofile", "password", "accesskey", "mfadevice", "role", "group", "policy"}
+
+// ocsfAccountActivity returns the Account Change activity of an action,
+// and false when the action does not change an account.
+func ocsfAccountActivity(service, operation, action string) (ocsfActivity, bool) {
+	a := strings.ToLower(action)
+	op := strings.ToLower(operation)
+	account := false
+	if service == "iam" {
+		account = slices.ContainsFunc(accountWords, func(w string) bool { return strings.Contains(op, w) })
+	} else {
+		account = slices.ContainsFunc(accountPrefixes, func(p string) bool { return strings.HasPrefix(a, p) })
+	}
+	// A read of an account changes nothing: it stays API Activity.
+	if !account || ocsfAPIVerb(operation).id == 2 {
+		return ocsfActivity{}, false
+	}
+	has := func(words ...string) bool {
+		return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(a, w) })
+	}
+	switch {
+	case has("password", "loginprofile"):
+		if has("reset") {
+			return ocsfActivity{4, "Password Reset"}, true
+		}
+		return ocsfActivity{3, "Password Change"}, true
+	case has("mfa"):
+		if has("deactivate", "delete", "disable", "remove") {
+			return ocsfActivity{11, "MFA Factor Disable"}, true
+		}
+		return ocsfActivity{10, "MFA Factor Enable"}, true
+	case has("policy"):
+		if has("detach", "delete", "remove") {
+			return ocsfActivity{8, "Detach Policy"}, true
+		}
+		return ocsfActivity{7, "Attach Policy"}, true
+	case has("grant"):
+		return ocsfActivity{7, "Attach Policy"}, true
+	case has("lock"):
+		return ocsfActivity{9, "Lock"}, true
+	case has("disable", "deactivate", "revoke", "suspend"):
+		return ocsfActivity{5, "Disable"}, true
+	case has("enable", "activate"):
+		return ocsfActivity{2, "Enable"}, true
+	case has("create", "add", "new"):
+		return ocsfActivity{1, "Create"}, true
+	case has("delete", "remove"):
+		return ocsfActivity{6, "Delete"}, true
+	}
+	return ocsfActivity{99, operation}, true
+}
 
 // ocsfActivity is an OCSF activity: its id and name.
 type ocsfActivity struct {
@@ -90,6 +151,9 @@ func ocsfEvent(r *Record) map[string]any {
 	if ev.Category == "authentication" {
 		class, className, categoryUID, categoryName = ocsfAuthentication, "Authentication", 3, "Identity & Access Management"
 		act = ocsfLogonVerb(ev.Action)
+	} else if a, ok := ocsfAccountActivity(service, operation, ev.Action); ok {
+		class, className, categoryUID, categoryName = ocsfAccountChange, "Account Change", 3, "Identity & Access Management"
+		act = a
 	}
 	if ev.Source.Name == "cloudtrail" && service != "" {
 		// CloudTrail names a service by its endpoint.
@@ -122,8 +186,12 @@ func ocsfEvent(r *Record) map[string]any {
 		actor["session"] = map[string]any{"uid": ev.Actor.SessionID}
 	}
 	out["actor"] = actor
-	if class == ocsfAuthentication {
+	switch {
+	case class == ocsfAuthentication:
 		out["user"] = user
+	case class == ocsfAccountChange && ev.Target.Type != "":
+		// The account changed is the event's target.
+		out["user"] = omitEmpty(map[string]any{"uid": ev.Target.ID, "name": ev.Target.Name, "type": ev.Target.Type})
 	}
 	if ev.Actor.IP != "" {
 		out["src_endpoint"] = map[string]any{"ip": ev.Actor.IP}

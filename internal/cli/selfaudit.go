@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
@@ -46,14 +45,5 @@ func (h *hostRecord) record(ctx context.Context, in *instance.Instance, t *tenan
 		}
 		ev.Details = v
 	}
-	ev.Clean()
-	p, err := in.Log.Prepare(ctx, t, ev)
-	if err != nil {
-		return err
-	}
-	rs, err := in.Log.Append(ctx, t, []*auditlog.Prepared{p})
-	if err == nil && len(rs) == 1 && rs[0].Err != nil {
-		err = rs[0].Err
-	}
-	return err
+	return in.Record(ctx, t, ev)
 }

@@ -410,6 +410,12 @@ func (in *Instance) RecordAccess(ctx context.Context, t *tenant.Tenant, action s
 	if decorate != nil {
 		decorate(ev)
 	}
+	return in.Record(ctx, t, ev)
+}
+
+// Record appends one event attest assembled itself to tenant t's trail and
+// waits for its commit.
+func (in *Instance) Record(ctx context.Context, t *tenant.Tenant, ev *event.Event) error {
 	ev.Clean()
 	p, err := in.Log.Prepare(ctx, t, ev)
 	if err != nil {

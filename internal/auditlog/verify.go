@@ -748,6 +748,10 @@ func (w *walker) indexDocs(docs []*index.Doc) error {
 				"queries cannot find it", m.First, m.End)
 		}
 		if w.want == nil {
+			if m.FilterDamaged() {
+				return w.fail(m.First, "the id filter of the search index segment [%d, %d) does not match its checksum: "+
+					"it is damaged, and the writer looks every new id up in the segment's postings instead", m.First, m.End)
+			}
 			w.want, w.meta = index.NewDigest(w.seed, m), index.NewMetaCheck(m)
 		}
 		if !m.MightContainID(index.NewIDProbe(index.Term{Field: index.FieldID, Hash: d.IDTerm})) {

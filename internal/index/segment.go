@@ -3,8 +3,10 @@ package index
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,11 @@ type Meta struct {
 	MaxReceived int64    `json:"max_received"`
 	Actions     []string `json:"actions"`
 	IDBloom     []byte   `json:"id_bloom"`
+	// IDBloomSum is the SHA-256 of IDBloom, in hex. A filter that does not
+	// match it is not trusted to rule an id out: a damaged filter must not
+	// let a retried event be stored twice. Segments written before it have
+	// none.
+	IDBloomSum string `json:"id_bloom_sum,omitempty"`
 	// Common lists the terms that more than one in commonShare of the
 	// segment's events carry, with their counts.
 	Common []CommonTerm `json:"common,omitempty"`
@@ -99,7 +106,14 @@ func NewIDProbe(t Term) *IDProbe {
 
 // MightContainID reports whether the segment may hold an event with the
 // probe's id term: false is certain, true may be a false positive.
+// FilterDamaged reports whether the segment's id filter failed its
+// checksum, so that it rules no id out.
+func (m *Meta) FilterDamaged() bool { return m.bloom == nil }
+
 func (m *Meta) MightContainID(p *IDProbe) bool {
+	if m.bloom == nil {
+		return true // a damaged filter rules nothing out
+	}
 	if k := m.bloom.K(); k != p.k {
 		p.k, p.locs = k, bloom.Locations(p.key[:], k)
 	}
@@ -210,6 +224,8 @@ func addID(bf *bloom.BloomFilter, h int64) {
 // returning its metadata with its id.
 func (e *Encoded) Store(ctx context.Context, db *store.DB, tx *sql.Tx, tenantID int64) (*Meta, error) {
 	m := e.Meta
+	sum := sha256.Sum256(m.IDBloom)
+	m.IDBloomSum = hex.EncodeToString(sum[:])
 	mj, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("index: encode segment meta: %w", err)
@@ -399,9 +415,11 @@ func LoadMetas(ctx context.Context, db *store.DB, q store.Querier, tenantID int6
 		if err := json.Unmarshal(mj, m); err != nil {
 			return nil, fmt.Errorf("index: decode segment %d meta: %w", m.ID, err)
 		}
-		m.bloom = &bloom.BloomFilter{}
-		if err := m.bloom.UnmarshalBinary(m.IDBloom); err != nil {
-			return nil, fmt.Errorf("index: decode segment %d bloom filter: %w", m.ID, err)
+		if sum := sha256.Sum256(m.IDBloom); m.IDBloomSum == "" || hex.EncodeToString(sum[:]) == m.IDBloomSum {
+			m.bloom = &bloom.BloomFilter{}
+			if err := m.bloom.UnmarshalBinary(m.IDBloom); err != nil {
+				return nil, fmt.Errorf("index: decode segment %d bloom filter: %w", m.ID, err)
+			}
 		}
 		m.indexCommon()
 		out = append(out, m)

@@ -43,20 +43,12 @@ func cmdAuditKey(e *env, sub string, args []string) int {
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
-	log, err := sf.setup(e.stderr)
-	if err != nil {
-		return usageErr(e, "%v", err)
-	}
 	ctx := context.Background()
-	in, err := sf.open(ctx, log, "")
-	if err != nil {
-		return failErr(e, err)
+	in, t, code := sf.openTenant(ctx, e, tenantName)
+	if code != 0 {
+		return code
 	}
 	defer in.Close()
-	t, err := tenantNamed(ctx, in, tenantName)
-	if err != nil {
-		return failErr(e, err)
-	}
 	if sub == "public-key" {
 		vk, err := in.Log.VerifierKey(t.Name)
 		if err != nil {
@@ -146,21 +138,13 @@ func cmdAuditQuery(e *env, args []string) int {
 		}
 		return usageErr(e, "%v", err)
 	}
-	log, err := sf.setup(e.stderr)
-	if err != nil {
-		return usageErr(e, "%v", err)
-	}
 	ctx := context.Background()
-	in, err := sf.open(ctx, log, "")
-	if err != nil {
-		return failErr(e, err)
+	in, t, code := sf.openTenant(ctx, e, tenantName)
+	if code != 0 {
+		return code
 	}
 	defer in.Close()
 	defer publish(ctx, in)
-	t, err := tenantNamed(ctx, in, tenantName)
-	if err != nil {
-		return failErr(e, err)
-	}
 	h := &hostRecord{cmd: "audit query", action: "audit.trail.query", category: "data_access", start: time.Now(),
 		outcome: event.Outcome{Result: "success"}}
 	page, err := in.Log.Query(ctx, t, f)

@@ -372,6 +372,24 @@ func hostDecorate(cmd string) func(*event.Event) {
 	}
 }
 
+// openTenant sets up logging, opens the store of a one-shot command and
+// finds the tenant called name. When it cannot, it says why and returns the
+// exit code; otherwise the code is 0 and the caller closes in.
+func (sf *storeFlags) openTenant(ctx context.Context, e *env, name string) (in *instance.Instance, t *tenant.Tenant, code int) {
+	log, err := sf.setup(e.stderr)
+	if err != nil {
+		return nil, nil, usageErr(e, "%v", err)
+	}
+	if in, err = sf.open(ctx, log, ""); err != nil {
+		return nil, nil, failErr(e, err)
+	}
+	if t, err = tenantNamed(ctx, in, name); err != nil {
+		in.Close()
+		return nil, nil, failErr(e, err)
+	}
+	return in, t, 0
+}
+
 // tenantNamed returns the tenant called name, with a message naming the flag.
 func tenantNamed(ctx context.Context, in *instance.Instance, name string) (*tenant.Tenant, error) {
 	t, err := in.Tenants.ByName(ctx, name)

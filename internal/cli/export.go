@@ -57,22 +57,14 @@ func cmdAuditExport(e *env, args []string) int {
 	if format != "bundle" && format != auditlog.FormatNDJSON && format != auditlog.FormatCSV && format != auditlog.FormatOCSF {
 		return usageErr(e, "--format must be bundle, ndjson, ocsf or csv")
 	}
-	log, err := sf.setup(e.stderr)
-	if err != nil {
-		return usageErr(e, "%v", err)
-	}
 	// Interrupted, the export stops and removes what it wrote.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	in, err := sf.open(ctx, log, "")
-	if err != nil {
-		return failErr(e, err)
+	in, t, code := sf.openTenant(ctx, e, tenantName)
+	if code != 0 {
+		return code
 	}
 	defer in.Close()
-	t, err := tenantNamed(ctx, in, tenantName)
-	if err != nil {
-		return failErr(e, err)
-	}
 	progress := func(done, total int64) { fmt.Fprintf(e.stderr, "exported %d of %d entries\n", done, total) }
 	// The export is recorded in the tenant's trail before anything of it
 	// is handed over: before the file is renamed into place, or before
@@ -85,6 +77,7 @@ func cmdAuditExport(e *env, args []string) int {
 			return fail(e, "the export could not be recorded in %s's audit log, so it is withheld: %v", t.Name, err)
 		}
 		publish(ctx, in)
+		var err error
 		if format == "bundle" {
 			_, err = in.Log.ExportBundle(ctx, t, from, to, e.stdout, progress)
 		} else {

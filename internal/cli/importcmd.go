@@ -41,21 +41,13 @@ func cmdImport(e *env, args []string) int {
 	if tenantName == tenant.Operator {
 		return usageErr(e, "--tenant: the operator tenant holds attest's own trail and takes no imported events")
 	}
-	log, err := sf.setup(e.stderr)
-	if err != nil {
-		return usageErr(e, "%v", err)
-	}
 	ctx := context.Background()
-	in, err := sf.open(ctx, log, "")
-	if err != nil {
-		return failErr(e, err)
+	in, t, code := sf.openTenant(ctx, e, tenantName)
+	if code != 0 {
+		return code
 	}
 	defer in.Close()
 	defer publish(ctx, in)
-	t, err := tenantNamed(ctx, in, tenantName)
-	if err != nil {
-		return failErr(e, err)
-	}
 	imp := &fileImport{e: e, in: in, t: t, format: format, start: time.Now(), lastReport: time.Now()}
 	var total importStats
 	var files int

@@ -42,20 +42,12 @@ func cmdSubject(e *env, args []string) int {
 	if output != "text" && output != "json" {
 		return usageErr(e, "--output must be text or json")
 	}
-	log, err := sf.setup(e.stderr)
-	if err != nil {
-		return usageErr(e, "%v", err)
-	}
 	ctx := context.Background()
-	in, err := sf.open(ctx, log, "")
-	if err != nil {
-		return failErr(e, err)
+	in, t, code := sf.openTenant(ctx, e, tenantName)
+	if code != 0 {
+		return code
 	}
 	defer in.Close()
-	t, err := tenantNamed(ctx, in, tenantName)
-	if err != nil {
-		return failErr(e, err)
-	}
 	done, err := in.EraseSubject(ctx, t, subject, reason, hostActor(), hostDecorate("subject erase"))
 	if errors.Is(err, personal.ErrUnknownSubject) {
 		return fail(e, "tenant %s holds no personal values of subject %q: check the actor id", t.Name, subject)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/evidence"
 	"github.com/attest/attest/internal/tree"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/transparency-dev/formats/proof"
@@ -400,34 +401,33 @@ func (s *Server) exportTrail(rq *request) error {
 			h.Set("Content-Disposition", `attachment; filename="attest-evidence.zip"`)
 		}
 	}}
-	if format != "bundle" {
-		n, err := s.in.Log.ExportRecords(rq.r.Context(), rq.tenant, from, to, format, w, nil)
-		if err != nil && !w.started {
-			return err
+	ctx := rq.r.Context()
+	var err error
+	if format == "bundle" {
+		var m *evidence.Manifest
+		if m, err = s.in.Log.ExportBundle(ctx, rq.tenant, from, to, w, nil); err == nil {
+			rq.details = map[string]any{"format": format, "entries": m.End - m.First, "first": m.First, "end": m.End,
+				"tree_size": m.TreeSize}
 		}
-		if err != nil {
-			rq.reason = "the export could not be finished"
-			panic(http.ErrAbortHandler)
+	} else {
+		var n int64
+		if n, err = s.in.Log.ExportRecords(ctx, rq.tenant, from, to, format, w, nil); err == nil {
+			rq.details = map[string]any{"format": format, "entries": n}
 		}
-		if !w.started {
-			w.Write(nil)
-		}
-		rq.details = map[string]any{"format": format, "entries": n}
-		return nil
 	}
-	m, err := s.in.Log.ExportBundle(rq.r.Context(), rq.tenant, from, to, w, nil)
-	if err != nil && !w.started {
-		if errors.Is(err, auditlog.ErrNoCheckpoint) {
-			return &apiError{status: http.StatusConflict, title: "Conflict",
-				detail: "the tenant's log has no signed checkpoint yet; one is signed within a second of its first event"}
-		}
+	switch {
+	case err != nil && !w.started && errors.Is(err, auditlog.ErrNoCheckpoint):
+		return &apiError{status: http.StatusConflict, title: "Conflict",
+			detail: "the tenant's log has no signed checkpoint yet; one is signed within a second of its first event"}
+	case err != nil && !w.started:
 		return err
-	}
-	if err != nil {
-		rq.reason = "the bundle could not be finished"
+	case err != nil:
+		rq.reason = "the export could not be finished"
 		panic(http.ErrAbortHandler)
 	}
-	rq.details = map[string]any{"entries": m.End - m.First, "first": m.First, "end": m.End, "tree_size": m.TreeSize}
+	if !w.started {
+		w.Write(nil) // an empty export still answers with its type
+	}
 	return nil
 }
 

@@ -80,14 +80,8 @@ func countEvents(b []byte) int {
 
 // add writes a batch of encoded events, one per line, durably.
 func (s *spool) add(lines [][]byte) error {
-	var size int64
-	for _, l := range lines {
-		size += int64(len(l)) + 1
-	}
-	buf := make([]byte, 0, size)
-	for _, l := range lines {
-		buf = append(append(buf, l...), '\n')
-	}
+	buf := joinLines(lines)
+	size := int64(len(buf))
 	name := fmt.Sprintf("%020d%s", s.next, spoolExt)
 	tmp := filepath.Join(s.dir, name+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

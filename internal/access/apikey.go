@@ -62,6 +62,8 @@ const (
 	PermTenantsRead Permission = "tenants.read"
 	// PermPrivacyErase destroys a subject's personal values.
 	PermPrivacyErase Permission = "privacy.erase"
+	// PermRetentionManage sets a tenant's retention policy and legal hold.
+	PermRetentionManage Permission = "audit.retention.manage"
 	// PermMetricsRead reads the Prometheus metrics, which describe every
 	// tenant: only keys of the operator tenant exercise it. Every role that
 	// reads holds it, so that nobody can grant it without holding it.
@@ -75,8 +77,9 @@ const (
 
 var rolePerms = map[Role][]Permission{
 	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead, PermMetricsRead,
-		PermPrivacyErase},
-	RoleAdmin:  {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead, PermPrivacyErase},
+		PermPrivacyErase, PermRetentionManage},
+	RoleAdmin: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead, PermPrivacyErase,
+		PermRetentionManage},
 	RoleIngest: {PermEventsWrite},
 	RoleReader: {PermLogRead, PermMetricsRead},
 }

@@ -22,7 +22,7 @@ func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from,
 	if from >= to {
 		return nil, nil
 	}
-	rows, err := readRows(ctx, l.db, q, t.ID, from, to)
+	rows, err := l.readRows(ctx, q, t.ID, from, to)
 	if err != nil {
 		return nil, err
 	}

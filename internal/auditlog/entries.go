@@ -35,6 +35,9 @@ const (
 	codecRaw  = 0
 	codecZstd = 1
 	codecS2   = 2
+	// codecExpired marks a row made up for entries whose payloads
+	// retention deleted; it is never stored.
+	codecExpired = 3
 
 	// blockSize is the number of entries in a block: a power of two that
 	// divides the bundle size.
@@ -144,6 +147,8 @@ func (r *entryRow) decodeInto(scratch []byte, withPersonal bool) (*bundle, error
 		if raw, err = zdec.DecodeAll(r.leaves, make([]byte, 0, 4*len(r.leaves))); err != nil {
 			return nil, fmt.Errorf("decompress entries at %d: %w", r.first, err)
 		}
+	case codecExpired:
+		return nil, fmt.Errorf("entries at %d: %w", r.first, ErrExpired)
 	default:
 		return nil, fmt.Errorf("entries at %d: unknown codec %d", r.first, r.codec)
 	}
@@ -232,10 +237,11 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, buf *entryBuffe
 	return open, nil
 }
 
-// readRows reads the entry rows of a tenant that hold any of [from, to).
-func readRows(ctx context.Context, db *store.DB, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
+// readRows reads the entry rows of a tenant that hold any of [from, to),
+// from the database and, below where it starts, from archive segments.
+func (l *Log) readRows(ctx context.Context, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
 	start := from - from%blockSize
-	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
+	rows, err := q.QueryContext(ctx, l.db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
 		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, start, to)
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: read entries: %w", err)
@@ -254,25 +260,38 @@ func readRows(ctx context.Context, db *store.DB, q store.Querier, tenantID, from
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("auditlog: read entries: %w", err)
 	}
-	return out, nil
+	if len(out) > 0 && out[0].first <= from {
+		return out, nil
+	}
+	// The database does not hold the start of the range: it may have been
+	// archived.
+	end := to
+	if len(out) > 0 {
+		end = out[0].first
+	}
+	arch, err := l.archivedRows(ctx, q, tenantID, from, end)
+	if err != nil || len(arch) == 0 {
+		return out, err
+	}
+	return append(arch, out...), nil
 }
 
 // readBundle returns the entries of the C2SP entry bundle holding seq: all
 // of a full bundle, or every entry stored so far of the last one.
-func readBundle(ctx context.Context, db *store.DB, q store.Querier, tenantID, seq int64) (*bundle, error) {
+func (l *Log) readBundle(ctx context.Context, q store.Querier, tenantID, seq int64) (*bundle, error) {
 	start := seq - seq%tree.TileWidth
-	return readSpan(ctx, db, q, tenantID, start, start+tree.TileWidth)
+	return l.readSpan(ctx, q, tenantID, start, start+tree.TileWidth)
 }
 
 // readBlock returns the entries of the block holding seq.
-func readBlock(ctx context.Context, db *store.DB, q store.Querier, tenantID, seq int64) (*bundle, error) {
+func (l *Log) readBlock(ctx context.Context, q store.Querier, tenantID, seq int64) (*bundle, error) {
 	start := seq - seq%blockSize
-	return readSpan(ctx, db, q, tenantID, start, start+blockSize)
+	return l.readSpan(ctx, q, tenantID, start, start+blockSize)
 }
 
 // readSpan reads the contiguous entries stored from start, up to end.
-func readSpan(ctx context.Context, db *store.DB, q store.Querier, tenantID, start, end int64) (*bundle, error) {
-	rows, err := readRows(ctx, db, q, tenantID, start, end)
+func (l *Log) readSpan(ctx context.Context, q store.Querier, tenantID, start, end int64) (*bundle, error) {
+	rows, err := l.readRows(ctx, q, tenantID, start, end)
 	if err != nil {
 		return nil, err
 	}
@@ -338,13 +357,25 @@ func (c *bundleCache) put(k bundleKey, b *bundle) {
 	}
 }
 
+// dropTenant forgets the cached blocks of a tenant below end.
+func (c *bundleCache) dropTenant(tenant, end int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.items {
+		if k.tenant == tenant && k.first < end {
+			c.ll.Remove(e)
+			delete(c.items, k)
+		}
+	}
+}
+
 // entry returns the leaf and sealed personal values of seq, which must be
 // below the size of the snapshot q reads.
 func (l *Log) entry(ctx context.Context, q store.Querier, tenantID, seq int64) (leaf, sealed []byte, err error) {
 	k := bundleKey{tenantID, seq - seq%blockSize}
 	b := l.bundles.get(k)
 	if b == nil {
-		if b, err = readBlock(ctx, l.db, q, tenantID, seq); err != nil {
+		if b, err = l.readBlock(ctx, q, tenantID, seq); err != nil {
 			return nil, nil, err
 		}
 		if len(b.leaves) == blockSize {

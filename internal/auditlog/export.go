@@ -54,6 +54,12 @@ func (l *Log) exportTx(ctx context.Context, q store.Querier, t *tenant.Tenant, f
 	if err != nil {
 		return nil, err
 	}
+	if lo, _, err := l.expiredBound(ctx, q, t.ID); err != nil {
+		return nil, err
+	} else if first > 0 && first == lo {
+		return nil, fmt.Errorf("auditlog: the entry just before the period was deleted when its retention ended, so "+
+			"the bundle cannot prove the period complete at its start: %w", ErrExpired)
+	}
 	m := &evidence.Manifest{Format: evidence.Format, Origin: l.Origin(t.Name), Tenant: t.Name, From: from, To: to,
 		First: first, End: end, TreeSize: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]),
 		CreatedAt: l.now(), Files: map[string]string{}}
@@ -187,23 +193,42 @@ func (l *Log) exportTx(ctx context.Context, q store.Querier, t *tenant.Tenant, f
 // in [from, to). Received times never decrease along the log, so it runs
 // from the first entry received at or after from to the first received at
 // or after to.
+//
+// Entries whose retention has ended have no received time left to read: a
+// period reaching back to them is refused with ErrExpired.
 func (l *Log) period(ctx context.Context, q store.Querier, t *tenant.Tenant, size int64, from, to time.Time) (first, end int64, err error) {
-	received := func(seq int64) (time.Time, error) {
-		leaf, _, err := l.entry(ctx, q, t.ID, seq)
-		if err != nil {
-			return time.Time{}, err
-		}
-		ev, _, err := event.DecodeLeaf(leaf)
-		if err != nil {
-			return time.Time{}, &CorruptError{Sequence: seq, Err: err}
-		}
-		return ev.ReceivedAt, nil
-	}
-	if first, err = searchReceived(size, from, received); err != nil {
+	lo, lastExpired, err := l.expiredBound(ctx, q, t.ID)
+	if err != nil {
 		return 0, 0, err
 	}
-	end, err = searchReceived(size, to, received)
-	return first, end, err
+	if lo > 0 && !from.After(lastExpired) {
+		return 0, 0, fmt.Errorf("auditlog: entries received up to %s were deleted when their retention ended; "+
+			"choose a period starting after it: %w", lastExpired.Format(time.RFC3339Nano), ErrExpired)
+	}
+	lo = min(lo, size)
+	received := func(i int64) (time.Time, error) { return l.receivedAt(ctx, q, t.ID, lo+i) }
+	if first, err = searchReceived(size-lo, from, received); err != nil {
+		return 0, 0, err
+	}
+	if end, err = searchReceived(size-lo, to, received); err != nil {
+		return 0, 0, err
+	}
+	return lo + first, lo + end, nil
+}
+
+// expiredBound returns the end of a tenant's expired entries and when the
+// newest of them was received.
+func (l *Log) expiredBound(ctx context.Context, q store.Querier, tenantID int64) (int64, time.Time, error) {
+	var end, last int64
+	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT end_seq, last_received FROM archives
+		WHERE tenant_id = ? AND expired_at IS NOT NULL ORDER BY end_seq DESC LIMIT 1`), tenantID).Scan(&end, &last)
+	if isNoRows(err) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("auditlog: read archive segments: %w", err)
+	}
+	return end, time.UnixMicro(last).UTC(), nil
 }
 
 // searchReceived returns the first sequence number below size whose entry

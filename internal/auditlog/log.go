@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/attest/attest/internal/archive"
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/index"
@@ -55,6 +56,10 @@ type Config struct {
 	// log keeps the newest checkpoint it signed for each tenant, which
 	// signing and verification then hold the log to.
 	WitnessDir string
+	// Archive keeps the archive segments of entries older than their
+	// tenant's hot window; nil means entries are never archived, and
+	// archived ones cannot be read.
+	Archive archive.Store
 }
 
 // Log is the audit trail of every tenant in one database.
@@ -74,6 +79,7 @@ type Log struct {
 	// leaf's "personal" object.
 	personalPaths []string
 	bundles       *bundleCache
+	archIdx       archiveIndexes
 	keyers        sync.Map // tenant id -> *index.Keyer
 
 	queue    chan *op
@@ -210,6 +216,12 @@ func (l *Log) now() time.Time { return l.cfg.Now().UTC() }
 type State struct {
 	Size int64
 	Root tree.Hash
+	// Archived is the end of the entries moved out of the database into
+	// archive segments: [0, Archived) live in archives.
+	Archived int64
+	// Expired is the end of the entries whose payloads retention deleted:
+	// of [0, Expired) only the leaf hashes remain, in the tree.
+	Expired int64
 
 	indexGen int64 // the index generation; see tenantState.indexGen
 }
@@ -218,8 +230,8 @@ type State struct {
 func (l *Log) Head(ctx context.Context, q store.Querier, tenantID int64) (State, error) {
 	var s State
 	var root []byte
-	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT size, root, index_gen FROM log_state WHERE tenant_id = ?`), tenantID).
-		Scan(&s.Size, &root, &s.indexGen)
+	err := q.QueryRowContext(ctx, l.db.Rebind(`SELECT size, root, index_gen, archived_end, expired_end
+		FROM log_state WHERE tenant_id = ?`), tenantID).Scan(&s.Size, &root, &s.indexGen, &s.Archived, &s.Expired)
 	if err != nil {
 		if isNoRows(err) {
 			return State{Root: tree.EmptyRoot}, nil

@@ -260,6 +260,8 @@ func (l *Log) runQuery(ctx context.Context, t *tenant.Tenant, f *Filter, q *inde
 				q.Hi = min(q.Hi, cur.Next)
 			}
 		}
+		// Expired entries have no payload left to match or show.
+		q.Lo = max(q.Lo, head.Expired)
 		var ferr error
 		s := l.searcher(tx, v)
 		needles := f.needles()

@@ -36,6 +36,13 @@ func (l *Log) Read(ctx context.Context, q store.Querier, t *tenant.Tenant, seq i
 	if err := l.keyring.Sync(ctx); err != nil {
 		return nil, err
 	}
+	head, err := l.Head(ctx, q, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	if seq < head.Expired {
+		return nil, fmt.Errorf("auditlog: entry %d: %w", seq, ErrExpired)
+	}
 	leaf, sealed, err := l.entry(ctx, q, t.ID, seq)
 	if err != nil {
 		return nil, err
@@ -262,7 +269,7 @@ func (l *Log) findLeaf(ctx context.Context, t *tenant.Tenant, leafHash tree.Hash
 // BundleLeaves returns the leaves stored so far in entry bundle idx of a
 // tenant's log: all 256 of a full bundle, fewer of the last one.
 func (l *Log) BundleLeaves(ctx context.Context, q store.Querier, t *tenant.Tenant, idx int64) ([][]byte, error) {
-	b, err := readBundle(ctx, l.db, q, t.ID, idx*tree.TileWidth)
+	b, err := l.readBundle(ctx, q, t.ID, idx*tree.TileWidth)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -64,6 +65,14 @@ type VerifyReport struct {
 	Personal    int64 // entries whose sealed personal values were opened and checked (Deep)
 	Erased      int64 // entries whose personal values are erased, so cannot be opened (Deep)
 	Indexed     int64 // events whose index terms were checked (Deep)
+	// Archived is the number of entries read from archive segments, and
+	// Segments the number of segments whose manifest and object were
+	// checked.
+	Archived int64
+	Segments int
+	// Expired is the number of entries whose payloads retention deleted:
+	// their leaf hashes were checked against the tree, not their events.
+	Expired int64
 	// Unsigned is the number of newest entries no stored checkpoint covers
 	// yet.
 	Unsigned int64
@@ -180,7 +189,7 @@ func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts V
 	if afterVerifySnapshot != nil {
 		afterVerifySnapshot()
 	}
-	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, givens: givens,
+	w := &walker{l: l, ctx: ctx, tx: tx, t: t, opts: opts, rep: rep, head: head, cps: cps, givens: givens, vkeys: vkeys,
 		rng:   rangeFactory.NewEmptyRange(0),
 		tiles: tree.NewReader(l.db, tx, t.ID)}
 	if err := w.walk(); err != nil {
@@ -216,6 +225,7 @@ type walker struct {
 	head   State
 	cps    []StoredCheckpoint
 	givens []given
+	vkeys  []string
 	rng    *compact.Range
 	tiles  *tree.Reader
 
@@ -230,6 +240,11 @@ type walker struct {
 	want     *index.Digest
 	meta     *index.MetaCheck
 	erasedIP map[int64]bool
+	// indexFrom is where the index segments checked start (Deep).
+	indexFrom int64
+	// archives are the tenant's archive segments and their manifests.
+	archives  []ArchiveSegment
+	manifests []*Manifest
 }
 
 func (w *walker) fail(seq int64, format string, args ...any) error {
@@ -247,7 +262,16 @@ func (w *walker) walk() error {
 		if err != nil {
 			return err
 		}
+		// The index segments over expired entries cannot be rebuilt: their
+		// events are gone.
+		for len(segs) > 0 && segs[0].First < w.head.Expired {
+			w.indexFrom = max(w.indexFrom, segs[0].End)
+			segs = segs[1:]
+		}
 		w.segs, w.seed, w.erasedIP = segs, maphash.MakeSeed(), map[int64]bool{}
+	}
+	if err := w.segments(); err != nil {
+		return ignoreStop(err)
 	}
 	err := w.entries()
 	if errors.Is(err, errStop) {
@@ -300,6 +324,9 @@ func (w *walker) walk() error {
 			return ignoreStop(w.fail(g.cp.Size-1, "the log does not extend %s at size %d: "+
 				"it has been rewritten", g.what, g.cp.Size))
 		}
+	}
+	if err := w.manifestRoots(); err != nil {
+		return ignoreStop(err)
 	}
 	w.rep.ExtendsCheckpoint = w.opts.Checkpoint != nil
 	if err := w.coverage(good); err != nil {
@@ -360,7 +387,7 @@ const uncoveredGrace = 5 * time.Minute
 // log from the original, so their disappearance is a problem in itself.
 func (w *walker) coverage(covered int64) error {
 	w.rep.Unsigned = w.head.Size - covered
-	if covered >= w.head.Size {
+	if covered >= w.head.Size || covered < w.head.Expired {
 		return nil
 	}
 	leaf, _, err := w.l.entry(w.ctx, w.tx, w.t.ID, covered)
@@ -405,6 +432,8 @@ type checkedRow struct {
 	docs    []*index.Doc   // Deep
 	erased  int            // Deep: entries whose personal values are erased
 	problem *Problem
+	// archived is set for a row read from an archive segment.
+	archived bool
 }
 
 type chunkResult struct {
@@ -516,6 +545,20 @@ func (w *walker) checkChunk(ctx context.Context, rd *store.Reader, from, to int6
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("auditlog: verify: read entries: %w", err)
 		}
+		if from < w.head.Archived {
+			arch, err := w.l.archivedRows(ctx, tx, w.t.ID, from, min(to, w.head.Archived))
+			if err != nil {
+				return fmt.Errorf("auditlog: verify: %w", err)
+			}
+			all := make([]checkedRow, 0, len(arch)+len(res.rows))
+			for _, r := range arch {
+				if r.first >= from {
+					all = append(all, checkedRow{row: r, archived: true})
+				}
+			}
+			res.rows = append(all, res.rows...)
+			slices.SortStableFunc(res.rows, func(a, b checkedRow) int { return cmp.Compare(a.row.first, b.row.first) })
+		}
 		// This snapshot may be newer than the walker's: entries appended
 		// meanwhile are left out, and a bundle completed meanwhile is cut
 		// back to the walker's size. What lies beyond this snapshot's own
@@ -566,6 +609,9 @@ type scratch struct {
 func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, cr *checkedRow) error {
 	if cap(sc.raw) < 1<<20 {
 		sc.raw = make([]byte, 0, 1<<20)
+	}
+	if cr.row.codec == codecExpired {
+		return w.checkExpired(ctx, tiles, cr)
 	}
 	deep := w.opts.Deep
 	var b *bundle
@@ -644,6 +690,36 @@ func (w *walker) checkRow(ctx context.Context, tiles *tree.Reader, sc *scratch, 
 	return nil
 }
 
+// checkExpired folds the leaf hashes that remain of an expired row into its
+// range: with the payloads gone, the tree's own level-0 hashes are what the
+// rest of the tree is checked against.
+func (w *walker) checkExpired(ctx context.Context, tiles *tree.Reader, cr *checkedRow) error {
+	r := cr.row
+	level0, err := tiles.Tile(ctx, tree.TileKey{Level: 0, Index: r.first / tree.TileWidth})
+	if err != nil && !errors.Is(err, tree.ErrMissingTile) {
+		return err
+	}
+	off := int(r.first%tree.TileWidth) * tree.HashSize
+	n := int(r.count)
+	if cr.limit > 0 && cr.limit < int64(n) {
+		n = int(cr.limit)
+	}
+	if off+n*tree.HashSize > len(level0) {
+		cr.problem = &Problem{Sequence: r.first, What: fmt.Sprintf("the tree holds no leaf hashes for these expired "+
+			"entries (tile 0/%d is short or missing)", r.first/tree.TileWidth)}
+		return nil
+	}
+	cr.rng = rangeFactory.NewEmptyRange(uint64(r.first))
+	for k := 0; k < n; k++ {
+		h := bytes.Clone(level0[off+k*tree.HashSize : off+(k+1)*tree.HashSize])
+		if err := cr.rng.Append(h, nil); err != nil {
+			return err
+		}
+	}
+	cr.count = n
+	return nil
+}
+
 // row joins one checked row to the log rebuilt so far.
 func (w *walker) row(cr *checkedRow) error {
 	r := cr.row
@@ -668,6 +744,13 @@ func (w *walker) row(cr *checkedRow) error {
 		return err
 	}
 	w.next += n
+	switch {
+	case r.codec == codecExpired:
+		w.rep.Expired += n
+		return nil
+	case cr.archived:
+		w.rep.Archived += n
+	}
 	if w.opts.Deep {
 		w.rep.Personal += n - int64(cr.erased)
 		w.rep.Erased += int64(cr.erased)
@@ -734,6 +817,9 @@ func (w *walker) checkPersonal(b *bundle) (erased int, p *Problem) {
 // the segment's digest is summed as it goes.
 func (w *walker) indexDocs(docs []*index.Doc) error {
 	for _, d := range docs {
+		if d.Seq < w.indexFrom {
+			continue
+		}
 		for w.segIdx < len(w.segs) && d.Seq >= w.segs[w.segIdx].End {
 			if err := w.finishSegment(); err != nil {
 				return err

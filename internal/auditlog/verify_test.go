@@ -99,7 +99,7 @@ func (tl *testLog) verify(t *testing.T, opts VerifyOptions) *VerifyReport {
 func (tl *testLog) rewriteRow(t *testing.T, seq int64, edit func(b *bundle)) {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := readRows(ctx, tl.db, tl.db.Read, tl.t.ID, seq, seq+1)
+	rows, err := tl.l.readRows(ctx, tl.db.Read, tl.t.ID, seq, seq+1)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("read row of %d: %v (%d rows)", seq, err, len(rows))
 	}

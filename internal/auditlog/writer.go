@@ -510,7 +510,7 @@ func (l *Log) load(ctx context.Context, q store.Querier, st *tenantState, size i
 	}
 	var open *bundle
 	if size%blockSize != 0 {
-		if open, err = readBlock(ctx, l.db, q, st.t.ID, size-1); err != nil {
+		if open, err = l.readBlock(ctx, q, st.t.ID, size-1); err != nil {
 			return err
 		}
 		if open.end() != size {

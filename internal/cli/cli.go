@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/attest/attest/internal/archive"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
@@ -46,6 +47,8 @@ func commands() []command {
 		{"tenant", "create and list tenants (tenant create NAME, tenant list)", cmdTenant},
 		{"apikey", "create, list and revoke API keys", cmdAPIKey},
 		{"subject", "erase a data subject's personal values (subject erase --tenant T --subject ID --reason TEXT)", cmdSubject},
+		{"retention", "apply or change the retention of audit trails: archive, expire, legal hold (retention run, show, set, hold, release)",
+			cmdRetention},
 		{"import", "import CloudTrail, Kubernetes audit or NDJSON files into a tenant's log", cmdImport},
 		{"verify", "verify the audit log: every entry, the tree, the checkpoints", cmdVerify},
 		{"audit", "query the audit trail, print the public key or the latest checkpoint", cmdAudit},
@@ -290,6 +293,7 @@ type storeFlags struct {
 	databaseURL string
 	logFormat   string
 	logLevel    string
+	s3          archive.S3Config
 }
 
 func (f *flags) store(sf *storeFlags) {
@@ -298,6 +302,33 @@ func (f *flags) store(sf *storeFlags) {
 	f.secret("database-url")
 	f.StringVar(&sf.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&sf.s3.Endpoint, "archive-s3-endpoint", "", "S3-compatible endpoint (host[:port]) for archive "+
+		"segments; empty keeps them under the data directory's archive folder")
+	f.StringVar(&sf.s3.Bucket, "archive-s3-bucket", "", "bucket for archive segments (with --archive-s3-endpoint)")
+	f.StringVar(&sf.s3.Prefix, "archive-s3-prefix", "", "key prefix for archive segments in the bucket")
+	f.StringVar(&sf.s3.Region, "archive-s3-region", "", "the bucket's region; empty asks the server")
+	f.StringVar(&sf.s3.AccessKey, "archive-s3-access-key", "", "S3 access key id")
+	f.StringVar(&sf.s3.SecretKey, "archive-s3-secret-key", "", "S3 secret key; prefer ATTEST_ARCHIVE_S3_SECRET_KEY_FILE")
+	f.secret("archive-s3-secret-key")
+	f.BoolVar(&sf.s3.Insecure, "archive-s3-insecure", false, "talk plain HTTP to the S3 endpoint (local testing only)")
+	f.BoolVar(&sf.s3.ObjectLock, "archive-s3-object-lock", false, "lock each archive object (S3 Object Lock, "+
+		"COMPLIANCE mode) until its retention ends; the bucket must have Object Lock enabled")
+}
+
+// archive opens the archive store the flags name: an S3-compatible bucket,
+// or nil for the default under the data directory.
+func (sf *storeFlags) archive(ctx context.Context) (archive.Store, error) {
+	if sf.s3.Endpoint == "" {
+		if sf.s3.Bucket != "" || sf.s3.AccessKey != "" || sf.s3.SecretKey != "" {
+			return nil, usagef("--archive-s3-endpoint is required with the other --archive-s3 flags")
+		}
+		return nil, nil
+	}
+	s, err := archive.NewS3(ctx, sf.s3)
+	if err != nil {
+		return nil, fmt.Errorf("archive store: %w", err)
+	}
+	return s, nil
 }
 
 // setup validates the store flags, before anything could log them, and
@@ -349,8 +380,12 @@ func (sf *storeFlags) open(ctx context.Context, log *slog.Logger, name string) (
 	if err := sf.checkSecrets(log); err != nil {
 		return nil, err
 	}
+	arch, err := sf.archive(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return instance.Open(ctx, instance.Options{DataDir: sf.dataDir, DatabaseURL: sf.databaseURL, Name: name, Logger: log,
-		MustExist: true})
+		MustExist: true, Log: auditlog.Config{Archive: arch}})
 }
 
 // hostActor is the actor of commands run on the host: the operating system

@@ -35,6 +35,8 @@ type serveConfig struct {
 	personal           string
 	checkpointInterval time.Duration
 	shutdownTimeout    time.Duration
+	retentionInterval  time.Duration
+	retentionJob       bool
 }
 
 func cmdServe(e *env, args []string) int {
@@ -53,6 +55,10 @@ func cmdServe(e *env, args []string) int {
 			strings.Join(event.ConfigurablePersonal, ","))
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", 500*time.Millisecond, "how often new entries are checkpointed")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	fs.BoolVar(&c.retentionJob, "retention", true, "apply every tenant's retention policy in the background: archive "+
+		"entries older than the hot window, delete payloads whose retention has ended (attest retention run does it once)")
+	fs.DurationVar(&c.retentionInterval, "retention-interval", 24*time.Hour, "how often the retention job runs; "+
+		"the first run is a minute after start")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -113,8 +119,12 @@ func cmdServe(e *env, args []string) int {
 	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	arch, err := c.archive(ctx)
+	if err != nil {
+		return failErr(e, err)
+	}
 	in, err := instance.Open(ctx, instance.Options{DataDir: c.dataDir, DatabaseURL: c.databaseURL, Name: c.instanceName,
-		Personal: pers, Logger: log, Log: auditlog.Config{Metrics: auditlog.NewMetrics(reg)}})
+		Personal: pers, Logger: log, Log: auditlog.Config{Metrics: auditlog.NewMetrics(reg), Archive: arch}})
 	if err != nil {
 		return fail(e, "open: %v", err)
 	}
@@ -133,7 +143,7 @@ func cmdServe(e *env, args []string) int {
 	}
 	srv, err := server.New(in, server.Config{Addr: c.addr, MaxBodyBytes: maxBody, MaxEvents: c.maxEvents, TrustedProxies: proxies,
 		CheckpointInterval: c.checkpointInterval, ShutdownTimeout: c.shutdownTimeout, Version: Version, Registry: reg,
-		Logger: log})
+		Logger: log, RetentionInterval: retentionInterval(c)})
 	if err != nil {
 		in.Log.Close()
 		return failErr(e, err)
@@ -144,6 +154,13 @@ func cmdServe(e *env, args []string) int {
 	}
 	log.Info("attest stopped cleanly")
 	return exitOK
+}
+
+func retentionInterval(c serveConfig) time.Duration {
+	if !c.retentionJob {
+		return -1
+	}
+	return c.retentionInterval
 }
 
 // cmdInit initialises a data directory or database as serve would, and

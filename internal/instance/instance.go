@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/archive"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/event"
@@ -78,6 +79,9 @@ const (
 	// WitnessDir, under the data directory, keeps the newest checkpoint
 	// signed for each tenant.
 	WitnessDir = "checkpoints"
+	// ArchiveDir, under the data directory, keeps archive segments unless
+	// an S3-compatible bucket is configured.
+	ArchiveDir = "archive"
 	KEKFile    = "kek.key"
 )
 
@@ -126,6 +130,12 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	cfg := opts.Log
+	if cfg.Archive == nil {
+		if cfg.Archive, err = archive.NewDir(filepath.Join(opts.DataDir, ArchiveDir)); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	cfg.Instance = in.Name
 	cfg.WitnessDir = filepath.Join(opts.DataDir, WitnessDir)
 	cfg.Now = opts.Now
@@ -488,7 +498,13 @@ func (in *Instance) EraseSubject(ctx context.Context, t *tenant.Tenant, subject,
 	}
 	var done *personal.Erasure
 	_, err = in.Log.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
+		pol, err := in.Log.Policy(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		if pol.LegalHold {
+			return fmt.Errorf("%w (%s); release the hold before erasing", auditlog.ErrLegalHold, pol.HoldReason)
+		}
 		done, err = in.Log.Keyring().EraseTx(ctx, tx, t.ID, subject)
 		return err
 	}, p)

@@ -67,6 +67,16 @@ func classify(err error) *apiError {
 		return errAlreadyRevoked
 	case errors.Is(err, tenant.ErrExists):
 		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "a tenant with that name exists", field: "name"}
+	case errors.Is(err, auditlog.ErrLegalHold):
+		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "the tenant is under legal hold, which " +
+			"forbids deleting its audit data; release the hold first"}
+	case errors.Is(err, auditlog.ErrExpired):
+		return &apiError{status: http.StatusGone, title: "Gone", detail: "the retention period of these entries has " +
+			"ended and their payloads were deleted; their leaf hashes remain, so proofs still verify"}
+	case errors.As(err, new(*auditlog.PolicyError)):
+		pe := new(*auditlog.PolicyError)
+		errors.As(err, pe)
+		return &apiError{status: http.StatusBadRequest, title: "Bad request", detail: (*pe).Error(), field: (*pe).Field}
 	case errors.Is(err, auditlog.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, title: "Service unavailable", detail: "attest is shutting down"}
 	}

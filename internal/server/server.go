@@ -52,6 +52,12 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration
+	// RetentionInterval is how often every tenant's retention policy is
+	// applied; zero means daily, negative never.
+	RetentionInterval time.Duration
+	// RetentionDelay is how long after start the first retention run
+	// waits; zero means a minute.
+	RetentionDelay time.Duration
 	// Version is reported in the audit events' source.
 	Version string
 	// Registry collects the Prometheus metrics; nil makes a new one.
@@ -88,6 +94,12 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	}
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = 500 * time.Millisecond
+	}
+	if cfg.RetentionInterval == 0 {
+		cfg.RetentionInterval = 24 * time.Hour
+	}
+	if cfg.RetentionDelay <= 0 {
+		cfg.RetentionDelay = time.Minute
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
@@ -187,9 +199,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 	}
 	cpCtx, stopCheckpoints := context.WithCancel(context.WithoutCancel(ctx))
 	cpDone := make(chan struct{})
+	retDone := make(chan struct{})
 	go func() {
 		defer close(cpDone)
 		s.in.Log.RunCheckpoints(cpCtx, s.cfg.CheckpointInterval)
+	}()
+	go func() {
+		defer close(retDone)
+		s.runRetention(cpCtx)
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -208,6 +225,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 	shutErr := srv.Shutdown(sctx)
 	stopCheckpoints()
 	<-cpDone
+	<-retDone
 	if err := s.in.Log.Close(); err != nil && shutErr == nil {
 		shutErr = err
 	}

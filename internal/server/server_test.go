@@ -50,10 +50,20 @@ type testServer struct {
 
 func start(t *testing.T, opts storetest.Options, cfg server.Config) *testServer {
 	t.Helper()
+	return startWith(t, opts, cfg, nil)
+}
+
+// startWith starts a server whose instance options edit may change.
+func startWith(t *testing.T, opts storetest.Options, cfg server.Config, edit func(*instance.Options)) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	in, err := instance.Open(ctx, instance.Options{DataDir: opts.DataDir, DatabaseURL: opts.URL, Name: "test.example/attest",
-		Log: auditlog.Config{Metrics: auditlog.NewMetrics(reg)}})
+	io := instance.Options{DataDir: opts.DataDir, DatabaseURL: opts.URL, Name: "test.example/attest",
+		Log: auditlog.Config{Metrics: auditlog.NewMetrics(reg)}}
+	if edit != nil {
+		edit(&io)
+	}
+	in, err := instance.Open(ctx, io)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,32 @@ var migrations = []migration{
 			`CREATE INDEX erasures_subject ON erasures (tenant_id, subject)`,
 		}
 	}},
+	{"retention: per-tenant policies, archive segments, and how far the log is archived and expired", func(t Types) []string {
+		return []string{
+			`CREATE TABLE retention (
+				tenant_id ` + t.BigInt + ` PRIMARY KEY REFERENCES tenants(id),
+				retention_days ` + t.BigInt + ` NOT NULL,
+				hot_days ` + t.BigInt + ` NOT NULL,
+				legal_hold ` + t.Bool + ` NOT NULL DEFAULT FALSE,
+				hold_reason TEXT NOT NULL DEFAULT '',
+				updated_at ` + t.BigInt + ` NOT NULL)`,
+			`CREATE TABLE archives (
+				tenant_id ` + t.BigInt + ` NOT NULL,
+				first_seq ` + t.BigInt + ` NOT NULL,
+				end_seq ` + t.BigInt + ` NOT NULL,
+				object TEXT NOT NULL,
+				object_size ` + t.BigInt + ` NOT NULL,
+				sha256 ` + t.Blob + ` NOT NULL,
+				last_received ` + t.BigInt + ` NOT NULL,
+				manifest ` + t.Blob + ` NOT NULL,
+				created_at ` + t.BigInt + ` NOT NULL,
+				expired_at ` + t.BigInt + `,
+				object_deleted_at ` + t.BigInt + `,
+				PRIMARY KEY (tenant_id, first_seq))`,
+			`ALTER TABLE log_state ADD COLUMN archived_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
+			`ALTER TABLE log_state ADD COLUMN expired_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
+		}
+	}},
 }
 
 // SchemaVersion is the schema version this binary expects.

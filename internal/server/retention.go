@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"time"
+
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// retentionView is a tenant's retention policy and how far it has been
+// applied.
+type retentionView struct {
+	Tenant        string `json:"tenant"`
+	RetentionDays int    `json:"retention_days"`
+	HotDays       int    `json:"hot_days"`
+	LegalHold     bool   `json:"legal_hold"`
+	HoldReason    string `json:"hold_reason,omitempty"`
+	// Default is set while the tenant has no policy of its own.
+	Default   bool   `json:"default"`
+	UpdatedAt string `json:"updated_at,omitempty"`
+	// Entries is the log's size; entries below ArchivedBelow live in
+	// archive segments, and those below ExpiredBelow have only their leaf
+	// hashes left.
+	Entries       int64  `json:"entries"`
+	ArchivedBelow int64  `json:"archived_below"`
+	ExpiredBelow  int64  `json:"expired_below"`
+	Segments      int    `json:"segments"`
+	ArchiveStore  string `json:"archive_store,omitempty"`
+}
+
+func (s *Server) retentionOf(ctx context.Context, t *tenant.Tenant) (*retentionView, error) {
+	v := &retentionView{Tenant: t.Name}
+	err := s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		p, err := s.in.Log.Policy(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		head, err := s.in.Log.Head(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		segs, err := s.in.Log.ArchiveSegments(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		v.RetentionDays, v.HotDays, v.LegalHold, v.HoldReason, v.Default = p.RetentionDays, p.HotDays, p.LegalHold,
+			p.HoldReason, p.Default
+		if !p.UpdatedAt.IsZero() {
+			v.UpdatedAt = p.UpdatedAt.Format(time.RFC3339Nano)
+		}
+		v.Entries, v.ArchivedBelow, v.ExpiredBelow, v.Segments = head.Size, head.Archived, head.Expired, len(segs)
+		return nil
+	})
+	return v, err
+}
+
+// retention answers the request tenant's retention policy.
+func (s *Server) retention(rq *request) error {
+	v, err := s.retentionOf(rq.r.Context(), rq.tenant)
+	if err != nil {
+		return err
+	}
+	return writeJSON(rq.w, http.StatusOK, v)
+}
+
+// setRetention changes the request tenant's retention days and hot window.
+func (s *Server) setRetention(rq *request) error {
+	var body struct {
+		RetentionDays *int `json:"retention_days"`
+		HotDays       *int `json:"hot_days"`
+	}
+	if err := decodeJSON(rq, &body); err != nil {
+		return err
+	}
+	rq.target = event.Target{Type: "retention_policy", ID: rq.tenant.Name}
+	cur, err := s.in.Log.Policy(rq.r.Context(), s.in.DB.Read, rq.tenant.ID)
+	if err != nil {
+		return err
+	}
+	if body.RetentionDays == nil && body.HotDays == nil {
+		return badRequest("body", "give retention_days, hot_days or both")
+	}
+	days, hot := cur.RetentionDays, cur.HotDays
+	if body.RetentionDays != nil {
+		days = *body.RetentionDays
+	}
+	if body.HotDays != nil {
+		hot = *body.HotDays
+	}
+	if _, err := s.in.SetRetention(rq.r.Context(), rq.tenant, days, hot, rq.actor(), rq.changeDecorator(http.StatusOK)); err != nil {
+		return err
+	}
+	rq.audited = true
+	return s.retention(rq)
+}
+
+// setLegalHold sets or releases the request tenant's legal hold.
+func (s *Server) setLegalHold(rq *request) error {
+	var body struct {
+		Hold   *bool  `json:"hold"`
+		Reason string `json:"reason"`
+	}
+	if err := decodeJSON(rq, &body); err != nil {
+		return err
+	}
+	rq.target = event.Target{Type: "retention_policy", ID: rq.tenant.Name}
+	if body.Hold == nil {
+		return badRequest("hold", "hold is required: true sets the legal hold, false releases it")
+	}
+	if err := instance.CheckReason(body.Reason); err != nil {
+		return err
+	}
+	if _, err := s.in.SetLegalHold(rq.r.Context(), rq.tenant, *body.Hold, body.Reason, rq.actor(),
+		rq.changeDecorator(http.StatusOK)); err != nil {
+		return err
+	}
+	rq.audited = true
+	return s.retention(rq)
+}
+
+// runRetention applies every tenant's retention policy now and then, first
+// a minute after start. On PostgreSQL one replica at a time does it: the
+// one holding the advisory lock.
+func (s *Server) runRetention(ctx context.Context) {
+	if s.cfg.RetentionInterval < 0 {
+		return
+	}
+	timer := time.NewTimer(s.cfg.RetentionDelay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		s.retentionRound(ctx)
+		timer.Reset(s.cfg.RetentionInterval)
+	}
+}
+
+// retentionLockKey is the advisory lock of the retention job.
+const retentionLockKey = 7461746574
+
+func (s *Server) retentionRound(ctx context.Context) {
+	if s.in.DB.Dialect == store.Postgres {
+		conn, err := s.in.DB.Write.Conn(ctx)
+		if err != nil {
+			s.log.Warn("retention: no database connection", "error", err)
+			return
+		}
+		defer conn.Close()
+		var got bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, retentionLockKey).Scan(&got); err != nil || !got {
+			return
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, retentionLockKey)
+	}
+	start := time.Now()
+	reps, err := s.in.RunRetention(ctx, nil, func(t *tenant.Tenant, step string, seg auditlog.ArchiveSegment) {
+		s.log.Info("retention: "+step+" an archive segment", "tenant", t.Name, "first", seg.First, "end", seg.End,
+			"object", seg.Object)
+	})
+	var archived, expired int64
+	for _, r := range reps {
+		archived += r.ArchivedEntries
+		expired += r.ExpiredEntries
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("retention run failed", "error", err, "archived", archived, "expired", expired)
+		return
+	}
+	if archived+expired > 0 {
+		s.log.Info("retention run done", "archived", archived, "expired", expired, "elapsed", time.Since(start).Round(time.Millisecond))
+	}
+}

@@ -71,9 +71,9 @@ type Options struct {
 
 // Phases are the bench's phases in the order they run: "ingest" (skipped,
 // the DataDir of an earlier run is measured again), "storage", "verify",
-// "deep", "queries", and "acks", "append", "cloudtrail" and "capture",
-// which add events and so run last.
-var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append", "cloudtrail", "capture"}
+// "deep", "queries", and "acks", "append", "cloudtrail", "capture" and
+// "selfaudit", which add events and so run last.
+var Phases = []string{"ingest", "storage", "verify", "deep", "queries", "acks", "append", "cloudtrail", "capture", "selfaudit"}
 
 // Result is one measurement.
 type Result struct {
@@ -132,6 +132,7 @@ type run struct {
 	reader string
 	events []*event.Event
 	pool   *x509.CertPool
+	cert   tls.Certificate
 	dbURL  string
 	// raw is the size of the ingested NDJSON.
 	raw int64
@@ -173,7 +174,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		run  func(context.Context) error
 	}{{"ingest", r.bulkIngest}, {"storage", r.storage}, {"verify", r.verify}, {"deep", r.verifyDeep},
 		{"queries", r.queries}, {"acks", r.acks}, {"append", r.appendInProcess}, {"cloudtrail", r.cloudTrailStorage},
-		{"capture", r.captureCost}}
+		{"capture", r.captureCost}, {"selfaudit", r.selfAuditCost}}
 	for _, step := range steps {
 		if slices.Contains(opts.Skip, step.name) || step.name == "storage" && slices.Contains(opts.Skip, "ingest") {
 			if step.name == "ingest" {
@@ -219,7 +220,7 @@ func (r *run) start(ctx context.Context, dir, dbURL string) (func(), error) {
 	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
-	r.pool = pool
+	r.pool, r.cert = pool, cert
 	r.url = "https://" + ln.Addr().String()
 	r.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool},
 		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}

@@ -52,6 +52,10 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration
+	// WithoutSelfAudit leaves requests unrecorded. It exists for attest
+	// bench alone, which serves the same routes with and without the self
+	// audit to measure what it costs; serve has no way to set it.
+	WithoutSelfAudit bool
 	// RetentionInterval is how often every tenant's retention policy is
 	// applied; zero means daily, negative never.
 	RetentionInterval time.Duration
@@ -581,7 +585,7 @@ func (rq *request) decorate(ev *event.Event) {
 // it has no tenant. Routes that record their own success in their
 // transaction are skipped when they did.
 func (s *Server) audit(rq *request) {
-	if rq.audited {
+	if rq.audited || s.cfg.WithoutSelfAudit {
 		return
 	}
 	ctx := context.WithoutCancel(rq.r.Context())

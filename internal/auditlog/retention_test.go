@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/evidence"
 	"github.com/attest/attest/internal/personal"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -271,6 +273,16 @@ func TestRetentionArchivesAndExpires(t *testing.T) {
 		}
 		if n := strings.Count(buf.String(), "\n"); n != 3000 {
 			t.Fatalf("export over archived range has %d events, want 3000", n)
+		}
+		// An auditor's bundle of an archived period proves it, offline.
+		var zb bytes.Buffer
+		if _, err := rl.l.ExportBundle(ctx, rl.t, start.Add(-time.Hour), start.Add(time.Hour), &zb, nil); err != nil {
+			t.Fatalf("bundle of an archived period: %v", err)
+		}
+		vk, _ := rl.l.VerifierKey(rl.t.Name)
+		br, err := evidence.Verify(bytes.NewReader(zb.Bytes()), int64(zb.Len()), vk, nil)
+		if err != nil || br.Events != 3000 {
+			t.Fatalf("bundle of an archived period does not verify: %v (%+v)", err, br)
 		}
 		// Each archive step is itself in the log.
 		page, err = rl.l.Query(ctx, rl.t, Filter{Action: "audit.archive.create", Limit: 100})

@@ -65,6 +65,9 @@ type VerifyReport struct {
 	Personal    int64 // entries whose sealed personal values were opened and checked (Deep)
 	Erased      int64 // entries whose personal values are erased, so cannot be opened (Deep)
 	Indexed     int64 // events whose index terms were checked (Deep)
+	// IndexSkipped is the number of events in index segments that also
+	// cover expired entries, which cannot be rebuilt (Deep).
+	IndexSkipped int64
 	// Archived is the number of entries read from archive segments, and
 	// Segments the number of segments whose manifest and object were
 	// checked.
@@ -266,6 +269,7 @@ func (w *walker) walk() error {
 		// events are gone.
 		for len(segs) > 0 && segs[0].First < w.head.Expired {
 			w.indexFrom = max(w.indexFrom, segs[0].End)
+			w.rep.IndexSkipped += segs[0].End - max(segs[0].First, w.head.Expired)
 			segs = segs[1:]
 		}
 		w.segs, w.seed, w.erasedIP = segs, maphash.MakeSeed(), map[int64]bool{}

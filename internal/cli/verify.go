@@ -208,13 +208,22 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 		if rep.Unsigned > 0 {
 			fmt.Fprintf(e.stdout, "%s: the newest %d entries are not in a signed checkpoint yet\n", t.Name, rep.Unsigned)
 		}
+		if rep.Archived > 0 || rep.Expired > 0 {
+			fmt.Fprintf(e.stdout, "%s: %d entries read from %d archive segments, each object matching its signed "+
+				"manifest; %d entries past their retention checked by their leaf hashes alone\n",
+				t.Name, rep.Archived, rep.Segments, rep.Expired)
+		}
 		if opts.Deep {
 			fmt.Fprintf(e.stdout, "%s: %d entries' personal values match their commitments", t.Name, rep.Personal)
 			if rep.Erased > 0 {
 				fmt.Fprintf(e.stdout, ", %d entries' are erased", rep.Erased)
 			}
 			fmt.Fprintf(e.stdout, "; the stored index segments match the %d entries they cover (the last %d are "+
-				"indexed in memory, rebuilt from the log at start)\n", rep.Indexed, rep.Size-rep.Indexed)
+				"indexed in memory, rebuilt from the log at start", rep.Indexed, rep.Size-rep.Indexed-rep.IndexSkipped-rep.Expired)
+			if rep.IndexSkipped > 0 {
+				fmt.Fprintf(e.stdout, "; %d are in segments over expired entries, which cannot be rebuilt", rep.IndexSkipped)
+			}
+			fmt.Fprintln(e.stdout, ")")
 		}
 		if rep.ExtendsCheckpoint {
 			fmt.Fprintf(e.stdout, "%s: the log extends the given checkpoint\n", t.Name)

@@ -116,6 +116,17 @@ func TestRetentionAPI(t *testing.T) {
 			t.Fatalf("archive events: %d", len(page.Items))
 		}
 
+		// Erasure reaches into the archive: the key is what is destroyed.
+		ts.do("POST", "/api/v1/privacy/erasure", admin, nil, `{"subject":"u-ana","reason":"request 9"}`, http.StatusOK, nil)
+		var ev struct{ Erased []string }
+		ana := *ir.Results[5].Sequence
+		if ana >= r.ArchivedBelow {
+			t.Fatalf("event %d is not archived", ana)
+		}
+		ts.do("GET", fmt.Sprintf("/api/v1/audit/events/%d", ana), reader, nil, "", http.StatusOK, &ev)
+		if len(ev.Erased) == 0 {
+			t.Fatalf("an archived event of an erased subject still shows its personal values")
+		}
 		// A legal hold keeps everything past its retention, and refuses erasure.
 		ts.do("PUT", "/api/v1/retention/legal-hold", admin, nil, `{"hold":true,"reason":"matter 7"}`, http.StatusOK, &r)
 		if !r.LegalHold {

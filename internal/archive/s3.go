@@ -99,6 +99,8 @@ func (c S3Config) validate() error {
 	case strings.Contains(c.Endpoint, "://"):
 		return fmt.Errorf("archive: s3: endpoint %q must be host[:port] without a scheme "+
 			"(set Insecure for plain HTTP)", c.Endpoint)
+	case strings.Contains(c.Endpoint, "@"):
+		return errors.New("archive: s3: the endpoint must be host[:port]; give credentials as the access and secret keys")
 	case strings.ContainsAny(c.Endpoint, "/?#@ "):
 		return fmt.Errorf("archive: s3: endpoint %q must be host[:port] without a path", c.Endpoint)
 	case c.Bucket == "":

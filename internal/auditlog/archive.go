@@ -386,9 +386,19 @@ func (l *Log) archivedRows(ctx context.Context, q store.Querier, tenantID, from,
 		if l.cfg.Archive == nil {
 			return nil, ErrNoArchive
 		}
+		// The object's name is the tenant's and the range's own: a record
+		// naming any other object is not believed.
+		if s.Object != archiveObject(tenantID, s.First, s.End) {
+			return nil, fmt.Errorf("auditlog: the archive segment [%d, %d) names the object %q, which is not its "+
+				"own; run attest verify", s.First, s.End, s.Object)
+		}
 		fs, err := l.frames(ctx, s.Object, s.Size)
 		if err != nil {
 			return nil, err
+		}
+		if len(fs) == 0 || fs[0].first != s.First || fs[len(fs)-1].end != s.End {
+			return nil, fmt.Errorf("auditlog: archive object %s does not hold the entries [%d, %d) its segment "+
+				"records; run attest verify", s.Object, s.First, s.End)
 		}
 		for _, f := range fs {
 			if f.end <= lo || f.first >= hi {

@@ -29,6 +29,22 @@ func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from,
 	out := make([]*index.Doc, 0, to-from)
 	next := from
 	for i := range rows {
+		if rows[i].codec == codecExpired {
+			// Only the leaf hashes are left: the index keeps each
+			// expired entry under its leaf hash alone.
+			for seq := max(rows[i].first, from); seq < min(rows[i].first+rows[i].count, to); seq++ {
+				if seq != next {
+					return nil, fmt.Errorf("auditlog: entry %d is missing from the stored log", next)
+				}
+				h, err := l.leafHash(ctx, q, t.ID, seq)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, &index.Doc{Seq: seq, LeafTerm: index.LeafTerm(h[:]).Hash})
+				next++
+			}
+			continue
+		}
 		b, err := rows[i].decode()
 		if err != nil {
 			return nil, fmt.Errorf("auditlog: %w", err)
@@ -128,4 +144,17 @@ func (l *Log) openPersonal(ctx context.Context, t *tenant.Tenant, ev *event.Even
 		}
 	}
 	return vals, nil
+}
+
+// leafHash returns the leaf hash of entry seq as the tree holds it.
+func (l *Log) leafHash(ctx context.Context, q store.Querier, tenantID, seq int64) (tree.Hash, error) {
+	tile, err := tree.NewReader(l.db, q, tenantID).Tile(ctx, tree.TileKey{Level: 0, Index: seq / tree.TileWidth})
+	if err != nil {
+		return tree.Hash{}, err
+	}
+	off := int(seq%tree.TileWidth) * tree.HashSize
+	if off+tree.HashSize > len(tile) {
+		return tree.Hash{}, fmt.Errorf("auditlog: the tree holds no leaf hash for entry %d", seq)
+	}
+	return tree.Hash(tile[off : off+tree.HashSize]), nil
 }

@@ -43,6 +43,11 @@ type Config struct {
 	Personal []string
 	// MaxBatch bounds the events in one transaction; zero means 8192.
 	MaxBatch int
+	// Linger is how long the writer waits for more events before it
+	// commits a batch of events that were only enqueued, which nobody
+	// waits on; zero means 20ms, negative not at all. A batch anyone
+	// waits on commits at once.
+	Linger time.Duration
 	// QueueEvents bounds the events waiting for the writer; zero means
 	// 65536. A full queue makes submitters wait.
 	QueueEvents int
@@ -106,6 +111,9 @@ func Open(db *store.DB, cfg Config, keyring *personal.Keyring, tenants *tenant.R
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 8192
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 20 * time.Millisecond
 	}
 	if cfg.QueueEvents <= 0 {
 		cfg.QueueEvents = 65536

@@ -128,6 +128,9 @@ type RetentionReport struct {
 	// HeldEntries counts entries whose retention has ended but which a
 	// legal hold keeps.
 	HeldEntries int64
+	// OrphansDeleted counts objects that interrupted runs had written
+	// without recording them, deleted by this run.
+	OrphansDeleted int
 }
 
 // errRetentionRace means another process moved the tenant's archive or
@@ -158,10 +161,18 @@ func (l *Log) RunRetention(ctx context.Context, t *tenant.Tenant, opts Retention
 	if l.cfg.Archive == nil {
 		return rep, ErrNoArchive
 	}
-	if err := l.archiveDue(ctx, t, pol, seg, opts, rep); err != nil {
+	ls, err := l.acquireLease(ctx, t.ID)
+	if err != nil {
 		return rep, err
 	}
-	if err := l.expireDue(ctx, t, pol, opts, rep); err != nil {
+	defer ls.release(ctx)
+	if rep.OrphansDeleted, err = l.cleanPending(ctx, t.ID); err != nil {
+		return rep, err
+	}
+	if err := l.archiveDue(ctx, t, pol, seg, opts, ls, rep); err != nil {
+		return rep, err
+	}
+	if err := l.expireDue(ctx, t, pol, opts, ls, rep); err != nil {
 		return rep, err
 	}
 	return rep, l.deleteExpiredObjects(ctx, t, rep)
@@ -172,10 +183,13 @@ func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 // archiveDue archives, segment by segment, the whole blocks received before
 // the hot window.
 func (l *Log) archiveDue(ctx context.Context, t *tenant.Tenant, pol Policy, seg int64, opts RetentionOptions,
-	rep *RetentionReport) error {
+	ls *lease, rep *RetentionReport) error {
 	cutoff := l.now().Add(-days(pol.HotDays))
 	for {
 		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := ls.renew(ctx); err != nil {
 			return err
 		}
 		head, err := l.Head(ctx, l.db.Read, t.ID)
@@ -199,7 +213,7 @@ func (l *Log) archiveDue(ctx context.Context, t *tenant.Tenant, pol Policy, seg 
 		if end <= head.Archived {
 			return nil
 		}
-		s, err := l.archiveSegment(ctx, t, pol, head.Archived, end, opts)
+		s, err := l.archiveSegment(ctx, t, pol, head.Archived, end, opts, ls)
 		if errors.Is(err, errRetentionRace) {
 			continue
 		}
@@ -232,12 +246,18 @@ func (l *Log) receivedAt(ctx context.Context, q store.Querier, tenantID, seq int
 // its entries from the database. An object written by a step that did not
 // commit is written again, with the same bytes, by the next run.
 func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, first, end int64,
-	opts RetentionOptions) (*ArchiveSegment, error) {
+	opts RetentionOptions, ls *lease) (s *ArchiveSegment, err error) {
 	var rows []entryRow
 	var root tree.Hash
 	var last time.Time
-	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		var err error
+	err = l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		head, err := l.Head(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		if head.Archived != first {
+			return errRetentionRace
+		}
 		if rows, err = l.dbRows(ctx, tx, t.ID, first, end); err != nil {
 			return err
 		}
@@ -258,13 +278,27 @@ func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, 
 		return nil, err
 	}
 	sum := sha256.Sum256(obj)
-	s := &ArchiveSegment{First: first, End: end, Object: archiveObject(t.ID, first, end), Size: int64(len(obj)),
+	s = &ArchiveSegment{First: first, End: end, Object: archiveObject(t.ID, first, end), Size: int64(len(obj)),
 		SHA256: sum[:], LastReceived: last, CreatedAt: l.now()}
 	m := &Manifest{Origin: l.Origin(t.Name), First: first, End: end, TreeRoot: root, LastReceived: last,
 		Object: s.Object, Size: s.Size, SHA256: s.SHA256}
 	if s.Manifest, err = l.signManifest(m); err != nil {
 		return nil, err
 	}
+	if err := l.addPending(ctx, t.ID, s.Object); err != nil {
+		return nil, err
+	}
+	// Whatever stops this step from committing, the object it wrote is not
+	// left behind, unless a segment records it after all.
+	name := s.Object
+	defer func() {
+		if err != nil {
+			if _, derr := l.dropOrphan(context.WithoutCancel(ctx), t.ID, name); derr != nil {
+				l.log.Warn("an archive object written by a step that did not commit is left; the next retention run "+
+					"deletes it", "object", name, "error", derr)
+			}
+		}
+	}()
 	// Object lock, where the store has it, keeps the object until its
 	// retention ends.
 	po := archive.PutOptions{RetainUntil: last.Add(days(pol.RetentionDays))}
@@ -282,6 +316,12 @@ func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, 
 		return nil, err
 	}
 	_, err = l.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
+		if err := ls.held(ctx, tx); err != nil {
+			return err
+		}
+		if err := l.donePending(ctx, tx, t.ID, s.Object); err != nil {
+			return err
+		}
 		var archived int64
 		if err := tx.QueryRowContext(ctx, l.db.Rebind(`SELECT archived_end FROM log_state WHERE tenant_id = ?`),
 			t.ID).Scan(&archived); err != nil {
@@ -371,10 +411,14 @@ func (l *Log) checkLeaves(ctx context.Context, q store.Querier, tenantID int64, 
 
 // expireDue deletes the payloads of the archive segments, oldest first,
 // whose newest entry was received before the retention period.
-func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts RetentionOptions, rep *RetentionReport) error {
+func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts RetentionOptions, ls *lease,
+	rep *RetentionReport) error {
 	cutoff := l.now().Add(-days(pol.RetentionDays))
 	for {
 		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := ls.renew(ctx); err != nil {
 			return err
 		}
 		head, err := l.Head(ctx, l.db.Read, t.ID)
@@ -412,6 +456,9 @@ func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts 
 		}
 		now := l.now()
 		_, err = l.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
+			if err := ls.held(ctx, tx); err != nil {
+				return err
+			}
 			var expired int64
 			if err := tx.QueryRowContext(ctx, l.db.Rebind(`SELECT expired_end FROM log_state WHERE tenant_id = ?`),
 				t.ID).Scan(&expired); err != nil {
@@ -428,6 +475,10 @@ func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts 
 			if cur.LegalHold {
 				return ErrLegalHold
 			}
+			// So does a retention lengthened since.
+			if !s.LastReceived.Before(now.Add(-days(cur.RetentionDays))) {
+				return errPolicyChanged
+			}
 			if _, err := tx.ExecContext(ctx, l.db.Rebind(`UPDATE archives SET expired_at = ? WHERE tenant_id = ? AND first_seq = ?`),
 				now.UnixMicro(), t.ID, s.First); err != nil {
 				return fmt.Errorf("auditlog: expire archive segment: %w", err)
@@ -441,6 +492,8 @@ func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts 
 		case errors.Is(err, ErrLegalHold):
 			rep.HeldEntries += s.End - s.First
 			return nil
+		case errors.Is(err, errPolicyChanged):
+			return nil
 		case err != nil:
 			return err
 		}
@@ -453,6 +506,10 @@ func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts 
 		}
 	}
 }
+
+// errPolicyChanged means the tenant's retention was lengthened while a run
+// was deciding what had expired.
+var errPolicyChanged = errors.New("auditlog: the retention policy changed during the run")
 
 // ErrLegalHold means a legal hold on the tenant forbids the deletion asked
 // for.

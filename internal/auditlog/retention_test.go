@@ -394,6 +394,22 @@ func TestVerifyCatchesArchiveTampering(t *testing.T) {
 			rl.exec(t, `UPDATE archives SET sha256 = (SELECT sha256 FROM archives WHERE tenant_id = ? AND first_seq = 0)
 				WHERE tenant_id = ? AND first_seq = ?`, rl.t.ID, rl.t.ID, s.First)
 		}, "does not describe the segment"},
+		{"manifest object altered", func(t *testing.T, rl *retentionLog, s ArchiveSegment) {
+			if err := rl.arch.Put(context.Background(), ManifestObject(s.Object), []byte("garbage"), archive.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, "kept beside archive segment"},
+		{"record names another object", func(t *testing.T, rl *retentionLog, s ArchiveSegment) {
+			rl.exec(t, `UPDATE archives SET object = 'tenant-99/elsewhere.seg' WHERE tenant_id = ? AND first_seq = ?`,
+				rl.t.ID, s.First)
+		}, "signed manifest of archive segment"},
+		{"expiry forged", func(t *testing.T, rl *retentionLog, s ArchiveSegment) {
+			rl.exec(t, `UPDATE archives SET expired_at = 1, object_deleted_at = 1 WHERE tenant_id = ? AND first_seq = 0`, rl.t.ID)
+			rl.exec(t, `UPDATE log_state SET expired_end = 1024 WHERE tenant_id = ?`, rl.t.ID)
+			if err := rl.arch.Delete(context.Background(), archiveObject(rl.t.ID, 0, 1024)); err != nil {
+				t.Fatal(err)
+			}
+		}, "deleted outside attest"},
 		{"archived rows put back altered", func(t *testing.T, rl *retentionLog, s ArchiveSegment) {
 			rl.exec(t, `INSERT INTO entries (tenant_id, first_seq, count, codec, leaves, personal)
 				SELECT tenant_id, ?, count, codec, leaves, personal FROM entries WHERE tenant_id = ? AND first_seq = ?`,
@@ -431,10 +447,11 @@ func TestArchiveInterruptedBeforeCommit(t *testing.T) {
 	rl.add(t, g, 2048)
 	rl.clock.set(rl.clock.now().Add(500 * 24 * time.Hour))
 	rl.add(t, g, 10)
-	// A run that stops after writing its first object, before its
-	// transaction: the object is there, the database unchanged.
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := rl.l.RunRetention(ctx, rl.t, RetentionOptions{SegmentEntries: 1024,
+	ctx := context.Background()
+	// A run that fails after writing its first object, before its
+	// transaction, removes the object it wrote.
+	cctx, cancel := context.WithCancel(ctx)
+	_, err := rl.l.RunRetention(cctx, rl.t, RetentionOptions{SegmentEntries: 1024,
 		Event: func(action string, target event.Target, details map[string]any) *event.Event {
 			cancel()
 			return retentionEvent(action, target, details)
@@ -445,15 +462,27 @@ func TestArchiveInterruptedBeforeCommit(t *testing.T) {
 	if h := rl.head(t); h.Archived != 0 {
 		t.Fatalf("interrupted run moved the boundary: %+v", h)
 	}
-	if _, err := rl.arch.Size(context.Background(), archiveObject(rl.t.ID, 0, 1024)); err != nil {
-		t.Fatalf("the interrupted run's object: %v", err)
+	if _, err := rl.arch.Size(ctx, archiveObject(rl.t.ID, 0, 1024)); !errors.Is(err, archive.ErrNotExist) {
+		t.Fatalf("the failed step's object: %v", err)
+	}
+	// A run killed between writing and committing leaves its object and
+	// pending record; the next run deletes the object.
+	orphan := archiveObject(rl.t.ID, 0, 960)
+	if err := rl.l.addPending(ctx, rl.t.ID, orphan); err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.arch.Put(ctx, orphan, []byte("left by a killed run"), archive.PutOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	if vr := rl.verify(t, VerifyOptions{}); vr.Problem != nil {
 		t.Fatalf("verify after the interruption: %v", vr.Problem)
 	}
 	rep := rl.run(t)
-	if rep.ArchivedEntries != 2048 {
-		t.Fatalf("the next run archived %d entries", rep.ArchivedEntries)
+	if rep.ArchivedEntries != 2048 || rep.OrphansDeleted != 1 {
+		t.Fatalf("the next run archived %d entries and deleted %d orphans", rep.ArchivedEntries, rep.OrphansDeleted)
+	}
+	if _, err := rl.arch.Size(ctx, orphan); !errors.Is(err, archive.ErrNotExist) {
+		t.Fatalf("the orphan object: %v", err)
 	}
 	if vr := rl.verify(t, VerifyOptions{Deep: true}); vr.Problem != nil || vr.Archived != 2048 {
 		t.Fatalf("verify after finishing: %v (archived %d)", vr.Problem, vr.Archived)
@@ -611,4 +640,79 @@ func BenchmarkArchive(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(65536*b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// TestRetentionAfterRestart reopens the log after expiry, as a restarted
+// server or another process does, and appends, queries, and sends again an
+// event whose payload has expired.
+func TestRetentionAfterRestart(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		ctx := context.Background()
+		dir := opts.DataDir
+		rl := newRetentionLog(t, db, dir)
+		g := eventgen.New(8, rl.clock.now())
+		first := g.Next()
+		p, err := rl.l.Prepare(ctx, rl.t, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rl.l.Append(ctx, rl.t, []*Prepared{p}); err != nil {
+			t.Fatal(err)
+		}
+		rl.add(t, g, 1200)
+		rl.clock.set(rl.clock.now().Add(3000 * 24 * time.Hour))
+		rl.add(t, g, 10)
+		if rep := rl.run(t); rep.ExpiredEntries != 1152 {
+			t.Fatalf("expired %d", rep.ExpiredEntries)
+		}
+		// Another process on the same database, with nothing cached.
+		kek, _, err := personal.LoadOrCreateKEK(filepath.Join(dir, "kek.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := Open(db, Config{Instance: "retention.test", Now: rl.clock.now, Archive: rl.arch},
+			personal.NewKeyring(db, kek, nil), rl.l.tenants, rl.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		again := *first
+		again.Sequence, again.ReceivedAt = 0, time.Time{}
+		p, err = other.Prepare(ctx, rl.t, &again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Its id went with its payload: it is taken as new, not refused.
+		res, err := other.Append(ctx, rl.t, []*Prepared{p})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("an expired event sent again: %+v, %v", res, err)
+		}
+		rp := make([]*Prepared, 0, 5)
+		for range 5 {
+			p, err := other.Prepare(ctx, rl.t, g.Next())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp = append(rp, p)
+		}
+		if _, err := other.Append(ctx, rl.t, rp); err != nil {
+			t.Fatalf("append after expiry, in a fresh process: %v", err)
+		}
+		page, err := other.Query(ctx, rl.t, Filter{Limit: 10})
+		if err != nil || len(page.Items) != 10 {
+			t.Fatalf("query after expiry, in a fresh process: %v", err)
+		}
+		// Two runs at once: the second finds the tenant busy.
+		ls, err := rl.l.acquireLease(ctx, rl.t.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.RunRetention(ctx, rl.t, RetentionOptions{Event: retentionEvent}); !errors.Is(err, ErrRetentionBusy) {
+			t.Fatalf("a second run at once = %v, want ErrRetentionBusy", err)
+		}
+		ls.release(ctx)
+		if _, err := other.RunRetention(ctx, rl.t, RetentionOptions{Event: retentionEvent}); err != nil {
+			t.Fatalf("a run once the lease is released: %v", err)
+		}
+	})
 }

@@ -2,7 +2,11 @@ package auditlog
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+
+	"github.com/attest/attest/internal/archive"
 
 	"github.com/attest/attest/internal/tree"
 )
@@ -40,8 +44,18 @@ func (w *walker) segments() error {
 			return w.fail(s.First, "the signed manifest of archive segment [%d, %d) does not describe the segment "+
 				"the database records", s.First, s.End)
 		}
+		if s.Object != archiveObject(w.t.ID, s.First, s.End) {
+			return w.fail(s.First, "the archive segment [%d, %d) names the object %q, which is not its own", s.First,
+				s.End, s.Object)
+		}
 		w.manifests = append(w.manifests, m)
+		if err := w.storedManifest(s); err != nil {
+			return err
+		}
 		if !s.ExpiredAt.IsZero() {
+			if err := w.expiryRecorded(s, m); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := w.l.checkArchiveObject(w.ctx, s); err != nil {
@@ -76,4 +90,53 @@ func (w *walker) manifestRoots() error {
 		}
 	}
 	return nil
+}
+
+// storedManifest checks that the manifest kept beside a segment's object is
+// the one the database records.
+func (w *walker) storedManifest(s *ArchiveSegment) error {
+	if w.l.cfg.Archive == nil {
+		return nil // reported with the object
+	}
+	name := ManifestObject(s.Object)
+	n, err := w.l.cfg.Archive.Size(w.ctx, name)
+	if err == nil && n == int64(len(s.Manifest)) {
+		b := make([]byte, n)
+		if _, err = w.l.cfg.Archive.ReadAt(w.ctx, name, b, 0); err == nil || errors.Is(err, io.EOF) {
+			if bytes.Equal(b, s.Manifest) {
+				return nil
+			}
+		}
+	}
+	what := "differs from the one the database records"
+	if errors.Is(err, archive.ErrNotExist) {
+		what = "is missing"
+	}
+	return w.fail(s.First, "the signed manifest %s kept beside archive segment [%d, %d) %s", name, s.First, s.End, what)
+}
+
+// expiryRecorded checks that an expired segment's payloads were deleted by
+// a retention run: the log holds the run's audit.archive.expire event for
+// it, and the event came after the retention it names, of at least the
+// shortest a policy may set, had ended for the segment's newest entry.
+func (w *walker) expiryRecorded(s *ArchiveSegment, m *Manifest) error {
+	page, err := w.l.Query(w.ctx, w.t, Filter{Action: "audit.archive.expire", TargetType: "archive_segment", TargetID: s.Object, Limit: 10})
+	if err != nil {
+		return err
+	}
+	for _, r := range page.Items {
+		var d struct {
+			First         int64 `json:"first"`
+			End           int64 `json:"end"`
+			RetentionDays int   `json:"retention_days"`
+		}
+		if json.Unmarshal(r.Event.Details, &d) != nil || d.First != s.First || d.End != s.End {
+			continue
+		}
+		if d.RetentionDays >= MinRetentionDays && !r.Event.ReceivedAt.Before(m.LastReceived.Add(days(d.RetentionDays))) {
+			return nil
+		}
+	}
+	return w.fail(s.First, "the payloads of archive segment [%d, %d) are recorded as expired, but the log holds no "+
+		"retention run's expiry of them after their retention ended: they were deleted outside attest", s.First, s.End)
 }

@@ -154,17 +154,38 @@ func (l *Log) run() {
 }
 
 // collect gathers what is waiting, up to MaxBatch events, behind first.
+// While nobody waits on the batch (its events were only enqueued), it
+// lingers for more, up to Config.Linger, so that a stream of single
+// enqueued events commits in a few transactions rather than one each.
 func (l *Log) collect(first *op) []*op {
 	batch := []*op{first}
 	n := len(first.events)
+	waited := first.done != nil
+	var timeout <-chan time.Time
 	for n < l.cfg.MaxBatch {
+		var o *op
 		select {
-		case o := <-l.queue:
-			batch = append(batch, o)
-			n += len(o.events)
+		case o = <-l.queue:
 		default:
-			return batch
+			if waited || l.cfg.Linger <= 0 {
+				return batch
+			}
+			if timeout == nil {
+				t := time.NewTimer(l.cfg.Linger)
+				defer t.Stop()
+				timeout = t.C
+			}
+			select {
+			case o = <-l.queue:
+			case <-timeout:
+				return batch
+			case <-l.stopped:
+				return batch
+			}
 		}
+		batch = append(batch, o)
+		n += len(o.events)
+		waited = waited || o.done != nil
 	}
 	return batch
 }
@@ -392,6 +413,9 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 		}
 		for _, s := range seqs {
 			leaf, _, err := l.entry(ctx, tx, st.t.ID, s)
+			if errors.Is(err, ErrExpired) {
+				return l.expiredDuplicate(ctx, tx, st, s)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -410,9 +434,23 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 	return nil, nil
 }
 
+// expiredDuplicate answers an event whose id is that of entry s, whose
+// payload retention deleted: it can no longer be compared, and is taken
+// for a retry of that event rather than stored again.
+func (l *Log) expiredDuplicate(ctx context.Context, tx *sql.Tx, st *tenantState, s int64) (*Result, error) {
+	h, err := l.leafHash(ctx, tx, st.t.ID, s)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Sequence: s, LeafHash: h, Duplicate: true}, nil
+}
+
 // duplicate compares p with the stored event s of the same id.
 func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepared, s int64) (*Result, error) {
 	leaf, sealed, err := l.entry(ctx, tx, st.t.ID, s)
+	if errors.Is(err, ErrExpired) {
+		return l.expiredDuplicate(ctx, tx, st, s)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -139,8 +140,15 @@ func retentionPolicy(e *env, sub string, args []string) int {
 			return usageErr(e, "--%v", err)
 		}
 	}
-	if sub == "set" && days == 0 && hot == 0 {
-		return usageErr(e, "give --retention-days, --hot-days or both")
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if sub == "set" {
+		if !set["retention-days"] && !set["hot-days"] {
+			return usageErr(e, "give --retention-days, --hot-days or both")
+		}
+		if set["retention-days"] && days <= 0 || set["hot-days"] && hot <= 0 {
+			return usageErr(e, "--retention-days and --hot-days must be positive numbers of days")
+		}
 	}
 	ctx := context.Background()
 	in, t, code := sf.openTenant(ctx, e, tenantName)
@@ -167,6 +175,9 @@ func retentionPolicy(e *env, sub string, args []string) int {
 		pol, err = in.SetLegalHold(ctx, t, sub == "hold", reason, hostActor(), hostDecorate("retention "+sub))
 	}
 	var pe *auditlog.PolicyError
+	if errors.Is(err, instance.ErrHoldSet) || errors.Is(err, instance.ErrNoHold) {
+		return fail(e, "retention %s: %v", sub, err)
+	}
 	if errors.As(err, &pe) {
 		return usageErr(e, "--%s: %s", flagOf(pe.Field), pe.Reason)
 	}

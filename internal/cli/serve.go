@@ -89,6 +89,9 @@ func cmdServe(e *env, args []string) int {
 		}
 		pers = append(pers, p)
 	}
+	if c.retentionInterval < time.Minute {
+		return usageErr(e, "--retention-interval must be at least 1m")
+	}
 	if c.checkpointInterval <= 0 || c.checkpointInterval > time.Minute {
 		return usageErr(e, "--checkpoint-interval must be between 1ms and 1m")
 	}

@@ -18,7 +18,7 @@ import (
 // transaction.
 func (in *Instance) SetRetention(ctx context.Context, t *tenant.Tenant, retentionDays, hotDays int, actor event.Actor,
 	decorate func(*event.Event)) (auditlog.Policy, error) {
-	return in.changePolicy(ctx, t, "audit.retention.update", actor, decorate, func(p *auditlog.Policy) map[string]any {
+	return in.changePolicy(ctx, t, "audit.retention.update", actor, decorate, nil, func(p *auditlog.Policy) map[string]any {
 		old := map[string]any{"retention_days": p.RetentionDays, "hot_days": p.HotDays}
 		p.RetentionDays, p.HotDays = retentionDays, hotDays
 		return map[string]any{"before": old, "retention_days": retentionDays, "hot_days": hotDays}
@@ -37,7 +37,17 @@ func (in *Instance) SetLegalHold(ctx context.Context, t *tenant.Tenant, hold boo
 	if hold {
 		action = "audit.legal_hold.set"
 	}
-	return in.changePolicy(ctx, t, action, actor, decorate, func(p *auditlog.Policy) map[string]any {
+	check := func(p auditlog.Policy) error {
+		switch {
+		case hold && p.LegalHold:
+			return fmt.Errorf("%w (%s): one hold covers every matter; to change its reason, release it and set it "+
+				"again", ErrHoldSet, p.HoldReason)
+		case !hold && !p.LegalHold:
+			return ErrNoHold
+		}
+		return nil
+	}
+	return in.changePolicy(ctx, t, action, actor, decorate, check, func(p *auditlog.Policy) map[string]any {
 		p.LegalHold, p.HoldReason = hold, reason
 		return map[string]any{"reason": reason}
 	})
@@ -57,12 +67,25 @@ func CheckReason(reason string) error {
 	return nil
 }
 
+// Errors of legal holds set or released twice.
+var (
+	ErrHoldSet = errors.New("a legal hold is already set")
+	ErrNoHold  = errors.New("no legal hold is set")
+)
+
 func (in *Instance) changePolicy(ctx context.Context, t *tenant.Tenant, action string, actor event.Actor,
-	decorate func(*event.Event), change func(p *auditlog.Policy) map[string]any) (auditlog.Policy, error) {
+	decorate func(*event.Event), check func(auditlog.Policy) error,
+	change func(p *auditlog.Policy) map[string]any) (auditlog.Policy, error) {
+	if check == nil {
+		check = func(auditlog.Policy) error { return nil }
+	}
 	// The change is validated on the policy read now, and written on the
 	// one read in the writer's transaction.
 	cur, err := in.Log.Policy(ctx, in.DB.Read, t.ID)
 	if err != nil {
+		return cur, err
+	}
+	if err := check(cur); err != nil {
 		return cur, err
 	}
 	details := change(&cur)
@@ -83,6 +106,9 @@ func (in *Instance) changePolicy(ctx context.Context, t *tenant.Tenant, action s
 	_, err = in.Log.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
 		pol, err := in.Log.Policy(ctx, tx, t.ID)
 		if err != nil {
+			return err
+		}
+		if err := check(pol); err != nil {
 			return err
 		}
 		change(&pol)

@@ -8,6 +8,7 @@ import (
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tenant"
 )
@@ -70,6 +71,8 @@ func classify(err error) *apiError {
 	case errors.Is(err, auditlog.ErrLegalHold):
 		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "the tenant is under legal hold, which " +
 			"forbids deleting its audit data; release the hold first"}
+	case errors.Is(err, instance.ErrHoldSet), errors.Is(err, instance.ErrNoHold):
+		return &apiError{status: http.StatusConflict, title: "Conflict", detail: err.Error(), field: "hold"}
 	case errors.Is(err, auditlog.ErrExpired):
 		return &apiError{status: http.StatusGone, title: "Gone", detail: "the retention period of these entries has " +
 			"ended and their payloads were deleted; their leaf hashes remain, so proofs still verify"}

@@ -133,6 +133,8 @@ func TestRetentionAPI(t *testing.T) {
 			t.Fatalf("hold not set: %+v", r)
 		}
 		ts.do("POST", "/api/v1/privacy/erasure", admin, nil, `{"subject":"u-ana","reason":"request 9"}`, http.StatusConflict, nil)
+		// One hold at a time; releasing none is a mistake too.
+		ts.do("PUT", "/api/v1/retention/legal-hold", admin, nil, `{"hold":true,"reason":"matter 8"}`, http.StatusConflict, nil)
 		clock.add(2557 * 24 * time.Hour)
 		time.Sleep(300 * time.Millisecond) // several rounds of the job
 		ts.do("GET", "/api/v1/retention", reader, nil, "", http.StatusOK, &r)
@@ -140,6 +142,7 @@ func TestRetentionAPI(t *testing.T) {
 			t.Fatalf("expired under legal hold: %+v", r)
 		}
 		ts.do("PUT", "/api/v1/retention/legal-hold", admin, nil, `{"hold":false,"reason":"matter 7 closed"}`, http.StatusOK, &r)
+		ts.do("PUT", "/api/v1/retention/legal-hold", admin, nil, `{"hold":false,"reason":"again"}`, http.StatusConflict, nil)
 		waitUntil(t, func() bool {
 			ts.do("GET", "/api/v1/retention", reader, nil, "", http.StatusOK, &r)
 			return r.ExpiredBelow > 0

@@ -145,6 +145,15 @@ var migrations = []migration{
 				expired_at ` + t.BigInt + `,
 				object_deleted_at ` + t.BigInt + `,
 				PRIMARY KEY (tenant_id, first_seq))`,
+			`CREATE TABLE archive_pending (
+				tenant_id ` + t.BigInt + ` NOT NULL,
+				object TEXT NOT NULL,
+				created_at ` + t.BigInt + ` NOT NULL,
+				PRIMARY KEY (tenant_id, object))`,
+			`CREATE TABLE retention_runs (
+				tenant_id ` + t.BigInt + ` PRIMARY KEY,
+				holder TEXT NOT NULL,
+				expires_at ` + t.BigInt + ` NOT NULL)`,
 			`ALTER TABLE log_state ADD COLUMN archived_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
 			`ALTER TABLE log_state ADD COLUMN expired_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
 		}

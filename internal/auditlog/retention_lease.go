@@ -1,0 +1,160 @@
+package auditlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// One retention run at a time works on a tenant: it holds the tenant's
+// lease, a row of retention_runs that it renews at every step and that
+// every step's transaction checks it still holds. A run that stalls past
+// its lease loses it, and its next transaction fails instead of
+// committing behind the back of the run that took over.
+const leaseTTL = 10 * time.Minute
+
+// ErrRetentionBusy means another retention run holds the tenant's lease.
+var ErrRetentionBusy = errors.New("auditlog: another retention run is working on this tenant; try again when it ends")
+
+// lease is a retention run's hold on one tenant.
+type lease struct {
+	l        *Log
+	tenantID int64
+	holder   string
+}
+
+// acquireLease takes or renews the tenant's lease; it fails with
+// ErrRetentionBusy when another run holds it.
+func (l *Log) acquireLease(ctx context.Context, tenantID int64) (*lease, error) {
+	ls := &lease{l: l, tenantID: tenantID, holder: uuid.NewString()}
+	return ls, ls.renew(ctx)
+}
+
+func (ls *lease) renew(ctx context.Context) error {
+	now := time.Now()
+	res, err := ls.l.db.Write.ExecContext(ctx, ls.l.db.Rebind(`INSERT INTO retention_runs (tenant_id, holder, expires_at)
+		VALUES (?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE retention_runs.expires_at < ? OR retention_runs.holder = excluded.holder`),
+		ls.tenantID, ls.holder, now.Add(leaseTTL).UnixMicro(), now.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("auditlog: retention lease: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return ErrRetentionBusy
+	}
+	return nil
+}
+
+// held checks, in tx, that the lease is still this run's.
+func (ls *lease) held(ctx context.Context, tx *sql.Tx) error {
+	var holder string
+	var expires int64
+	err := tx.QueryRowContext(ctx, ls.l.db.Rebind(`SELECT holder, expires_at FROM retention_runs WHERE tenant_id = ?`),
+		ls.tenantID).Scan(&holder, &expires)
+	if err != nil && !isNoRows(err) {
+		return fmt.Errorf("auditlog: retention lease: %w", err)
+	}
+	if holder != ls.holder || expires < time.Now().UnixMicro() {
+		return errRetentionRace
+	}
+	return nil
+}
+
+func (ls *lease) release(ctx context.Context) {
+	ls.l.db.Write.ExecContext(context.WithoutCancel(ctx), ls.l.db.Rebind(`DELETE FROM retention_runs
+		WHERE tenant_id = ? AND holder = ?`), ls.tenantID, ls.holder)
+}
+
+// An archive object is recorded as pending before it is written, and the
+// record is deleted in the transaction that records its segment. A run
+// that stops in between leaves the record, and the next run, holding the
+// lease, deletes the object it names unless a segment records it.
+
+func (l *Log) addPending(ctx context.Context, tenantID int64, object string) error {
+	_, err := l.db.Write.ExecContext(ctx, l.db.Rebind(`INSERT INTO archive_pending (tenant_id, object, created_at)
+		VALUES (?, ?, ?) ON CONFLICT (tenant_id, object) DO NOTHING`), tenantID, object, l.now().UnixMicro())
+	if err != nil {
+		return fmt.Errorf("auditlog: record pending archive object: %w", err)
+	}
+	return nil
+}
+
+// donePending deletes the pending record of object in tx; it fails when the
+// record is gone, which means a cleanup may be deleting the object.
+func (l *Log) donePending(ctx context.Context, tx *sql.Tx, tenantID int64, object string) error {
+	res, err := tx.ExecContext(ctx, l.db.Rebind(`DELETE FROM archive_pending WHERE tenant_id = ? AND object = ?`),
+		tenantID, object)
+	if err != nil {
+		return fmt.Errorf("auditlog: pending archive object: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return errRetentionRace
+	}
+	return nil
+}
+
+// cleanPending deletes the objects that runs which did not finish left
+// behind: those of pending records that no live segment names. It returns
+// how many it deleted.
+func (l *Log) cleanPending(ctx context.Context, tenantID int64) (int, error) {
+	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(`SELECT object FROM archive_pending WHERE tenant_id = ?`), tenantID)
+	if err != nil {
+		return 0, fmt.Errorf("auditlog: read pending archive objects: %w", err)
+	}
+	var objects []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("auditlog: read pending archive objects: %w", err)
+		}
+		objects = append(objects, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("auditlog: read pending archive objects: %w", err)
+	}
+	n := 0
+	for _, o := range objects {
+		deleted, err := l.dropOrphan(ctx, tenantID, o)
+		if err != nil {
+			return n, err
+		}
+		if deleted {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// dropOrphan deletes object unless a segment that is not expired names it,
+// and its manifest too unless a segment names it at all; then its pending
+// record.
+func (l *Log) dropOrphan(ctx context.Context, tenantID int64, object string) (bool, error) {
+	var named, live int
+	if err := l.db.Read.QueryRowContext(ctx, l.db.Rebind(`SELECT COUNT(*), COUNT(*) - COUNT(expired_at) FROM archives
+		WHERE tenant_id = ? AND object = ?`), tenantID, object).Scan(&named, &live); err != nil {
+		return false, fmt.Errorf("auditlog: read archive segments: %w", err)
+	}
+	deleted := false
+	if live == 0 {
+		if err := l.cfg.Archive.Delete(ctx, object); err != nil {
+			return false, fmt.Errorf("auditlog: delete unrecorded archive object: %w", err)
+		}
+		deleted = true
+	}
+	if named == 0 {
+		if err := l.cfg.Archive.Delete(ctx, ManifestObject(object)); err != nil {
+			return false, fmt.Errorf("auditlog: delete unrecorded archive manifest: %w", err)
+		}
+	}
+	if _, err := l.db.Write.ExecContext(ctx, l.db.Rebind(`DELETE FROM archive_pending WHERE tenant_id = ? AND object = ?`),
+		tenantID, object); err != nil {
+		return deleted, fmt.Errorf("auditlog: pending archive object: %w", err)
+	}
+	return deleted, nil
+}

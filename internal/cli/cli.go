@@ -49,6 +49,7 @@ func commands() []command {
 		{"subject", "erase a data subject's personal values (subject erase --tenant T --subject ID --reason TEXT)", cmdSubject},
 		{"retention", "apply or change the retention of audit trails: archive, expire, legal hold (retention run, show, set, hold, release)",
 			cmdRetention},
+		{"backup", "copy the data directory and its SQLite database into a new directory (backup --out DIR)", cmdBackup},
 		{"import", "import CloudTrail, Kubernetes audit or NDJSON files into a tenant's log", cmdImport},
 		{"verify", "verify the audit log: every entry, the tree, the checkpoints", cmdVerify},
 		{"audit", "query the audit trail, print the public key or the latest checkpoint", cmdAudit},

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -225,6 +226,35 @@ func (db *DB) Scrub(ctx context.Context) error {
 	}
 	if busy != 0 {
 		return errors.New("store: checkpoint: readers kept the write-ahead log from being truncated")
+	}
+	return nil
+}
+
+// ErrBackupUnsupported means the engine's data is backed up with its own
+// tools: pg_dump for PostgreSQL.
+var ErrBackupUnsupported = errors.New("store: back a PostgreSQL database up with pg_dump or the server's own backups")
+
+// BackupInto writes a consistent copy of a SQLite database to path, a file
+// that must not exist, as one transaction sees it. The copy is built anew
+// (VACUUM INTO), so it holds no free pages: nothing deleted before the
+// backup, such as a destroyed key, is in it.
+func (db *DB) BackupInto(ctx context.Context, path string) error {
+	if db.Dialect != SQLite {
+		return ErrBackupUnsupported
+	}
+	// A reader of its own, so that the writer goes on meanwhile, allowed
+	// to write the copy and retired afterwards.
+	conn, err := db.Read.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: back up: %w", err)
+	}
+	defer conn.Close()
+	defer conn.Raw(func(any) error { return driver.ErrBadConn })
+	if _, err := conn.ExecContext(ctx, `PRAGMA query_only = 0`); err != nil {
+		return fmt.Errorf("store: back up: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("store: back up into %s: %w", path, err)
 	}
 	return nil
 }

@@ -180,19 +180,25 @@ func (l *Log) RunRetention(ctx context.Context, t *tenant.Tenant, opts Retention
 
 func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
+// nextStep begins a step of a run: it stops when ctx is done, renews the
+// lease and reads the log's head afresh.
+func (l *Log) nextStep(ctx context.Context, t *tenant.Tenant, ls *lease) (State, error) {
+	if err := ctx.Err(); err != nil {
+		return State{}, err
+	}
+	if err := ls.renew(ctx); err != nil {
+		return State{}, err
+	}
+	return l.Head(ctx, l.db.Read, t.ID)
+}
+
 // archiveDue archives, segment by segment, the whole blocks received before
 // the hot window.
 func (l *Log) archiveDue(ctx context.Context, t *tenant.Tenant, pol Policy, seg int64, opts RetentionOptions,
 	ls *lease, rep *RetentionReport) error {
 	cutoff := l.now().Add(-days(pol.HotDays))
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := ls.renew(ctx); err != nil {
-			return err
-		}
-		head, err := l.Head(ctx, l.db.Read, t.ID)
+		head, err := l.nextStep(ctx, t, ls)
 		if err != nil {
 			return err
 		}
@@ -415,13 +421,7 @@ func (l *Log) expireDue(ctx context.Context, t *tenant.Tenant, pol Policy, opts 
 	rep *RetentionReport) error {
 	cutoff := l.now().Add(-days(pol.RetentionDays))
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := ls.renew(ctx); err != nil {
-			return err
-		}
-		head, err := l.Head(ctx, l.db.Read, t.ID)
+		head, err := l.nextStep(ctx, t, ls)
 		if err != nil {
 			return err
 		}

@@ -684,42 +684,9 @@ func loadService(ctx context.Context, h http.Handler, n int, span time.Duration)
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/calls/42"
-	deadline := time.Now().Add(span)
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-			defer client.CloseIdleConnections()
-			var lat []time.Duration
-			for time.Now().Before(deadline) {
-				t := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-				resp, err := client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				lat = append(lat, time.Since(t))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, nil, err
-	}
-	return len(all), all, nil
+	return load(ctx, "http://"+ln.Addr().String()+"/calls/42", n, span, func() *http.Client {
+		return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	}, nil)
 }
 
 // ingestCounts is the part of an ingest answer the bench reads; the

@@ -75,6 +75,17 @@ func serveTLS(h http.Handler, cert tls.Certificate) (url string, stop func(), er
 // loadAPI sends GET requests with the reader key to url from n clients,
 // each on its own connection, for span.
 func (r *run) loadAPI(ctx context.Context, url string, n int, span time.Duration) (int, []time.Duration, error) {
+	return load(ctx, url, n, span, func() *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool},
+			ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 1}}
+	}, func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+r.reader) })
+}
+
+// load sends GET requests to url from n clients, each with a client of its
+// own from newClient, for span, and returns how many were answered with
+// 200 and their latencies.
+func load(ctx context.Context, url string, n int, span time.Duration, newClient func() *http.Client,
+	prepare func(*http.Request)) (int, []time.Duration, error) {
 	deadline := time.Now().Add(span)
 	var mu sync.Mutex
 	var all []time.Duration
@@ -84,14 +95,15 @@ func (r *run) loadAPI(ctx context.Context, url string, n int, span time.Duration
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool},
-				ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 1}}
+			client := newClient()
 			defer client.CloseIdleConnections()
 			var lat []time.Duration
 			for time.Now().Before(deadline) {
 				t := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-				req.Header.Set("Authorization", "Bearer "+r.reader)
+				if prepare != nil {
+					prepare(req)
+				}
 				resp, err := client.Do(req)
 				if err != nil {
 					errs <- err

@@ -20,18 +20,47 @@ const leaseTTL = 10 * time.Minute
 // ErrRetentionBusy means another retention run holds the tenant's lease.
 var ErrRetentionBusy = errors.New("auditlog: another retention run is working on this tenant; try again when it ends")
 
-// lease is a retention run's hold on one tenant.
+// errLeaseLost means a run's lease ran out, and another run may have taken
+// it: the run stops without committing its step.
+var errLeaseLost = errors.New("auditlog: this retention run lost its lease on the tenant, so it stopped; the next run goes on")
+
+// lease is a retention run's hold on one tenant, renewed in the
+// background while the run works, so that a long step (a large upload)
+// keeps it.
 type lease struct {
 	l        *Log
 	tenantID int64
 	holder   string
+	stop     chan struct{}
+	done     chan struct{}
 }
 
-// acquireLease takes or renews the tenant's lease; it fails with
-// ErrRetentionBusy when another run holds it.
+// acquireLease takes the tenant's lease; it fails with ErrRetentionBusy
+// when another run holds it.
 func (l *Log) acquireLease(ctx context.Context, tenantID int64) (*lease, error) {
-	ls := &lease{l: l, tenantID: tenantID, holder: uuid.NewString()}
-	return ls, ls.renew(ctx)
+	ls := &lease{l: l, tenantID: tenantID, holder: uuid.NewString(), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := ls.renew(ctx); err != nil {
+		return nil, err
+	}
+	go ls.keep(context.WithoutCancel(ctx))
+	return ls, nil
+}
+
+// keep renews the lease every fifth of its time until release.
+func (ls *lease) keep(ctx context.Context) {
+	defer close(ls.done)
+	t := time.NewTicker(leaseTTL / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-ls.stop:
+			return
+		case <-t.C:
+			if err := ls.renew(ctx); err != nil {
+				ls.l.log.Warn("retention: the lease on a tenant could not be renewed", "error", err)
+			}
+		}
+	}
 }
 
 func (ls *lease) renew(ctx context.Context) error {
@@ -49,22 +78,25 @@ func (ls *lease) renew(ctx context.Context) error {
 	return nil
 }
 
-// held checks, in tx, that the lease is still this run's.
+// held checks, in tx, that the lease is still this run's, locking its row
+// until tx ends.
 func (ls *lease) held(ctx context.Context, tx *sql.Tx) error {
 	var holder string
 	var expires int64
-	err := tx.QueryRowContext(ctx, ls.l.db.Rebind(`SELECT holder, expires_at FROM retention_runs WHERE tenant_id = ?`),
-		ls.tenantID).Scan(&holder, &expires)
+	err := tx.QueryRowContext(ctx, ls.l.db.Rebind(`SELECT holder, expires_at FROM retention_runs WHERE tenant_id = ?`+
+		ls.l.db.Types().ForUpdate), ls.tenantID).Scan(&holder, &expires)
 	if err != nil && !isNoRows(err) {
 		return fmt.Errorf("auditlog: retention lease: %w", err)
 	}
 	if holder != ls.holder || expires < time.Now().UnixMicro() {
-		return errRetentionRace
+		return errLeaseLost
 	}
 	return nil
 }
 
 func (ls *lease) release(ctx context.Context) {
+	close(ls.stop)
+	<-ls.done
 	ls.l.db.Write.ExecContext(context.WithoutCancel(ctx), ls.l.db.Rebind(`DELETE FROM retention_runs
 		WHERE tenant_id = ? AND holder = ?`), ls.tenantID, ls.holder)
 }
@@ -132,29 +164,38 @@ func (l *Log) cleanPending(ctx context.Context, tenantID int64) (int, error) {
 }
 
 // dropOrphan deletes object unless a segment that is not expired names it,
-// and its manifest too unless a segment names it at all; then its pending
-// record.
+// and its manifest too unless a segment names it at all. It first claims
+// the object's pending record: a step whose record is gone cannot commit,
+// so once the claim succeeds no segment can come to need the object; and
+// when the claim fails, whoever took the record decides.
 func (l *Log) dropOrphan(ctx context.Context, tenantID int64, object string) (bool, error) {
+	res, err := l.db.Write.ExecContext(ctx, l.db.Rebind(`DELETE FROM archive_pending WHERE tenant_id = ? AND object = ?`),
+		tenantID, object)
+	if err != nil {
+		return false, fmt.Errorf("auditlog: pending archive object: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, err
+	}
 	var named, live int
 	if err := l.db.Read.QueryRowContext(ctx, l.db.Rebind(`SELECT COUNT(*), COUNT(*) - COUNT(expired_at) FROM archives
 		WHERE tenant_id = ? AND object = ?`), tenantID, object).Scan(&named, &live); err != nil {
 		return false, fmt.Errorf("auditlog: read archive segments: %w", err)
 	}
-	deleted := false
-	if live == 0 {
-		if err := l.cfg.Archive.Delete(ctx, object); err != nil {
-			return false, fmt.Errorf("auditlog: delete unrecorded archive object: %w", err)
+	if live > 0 {
+		return false, nil
+	}
+	if err := l.cfg.Archive.Delete(ctx, object); err != nil {
+		// The record goes back, for the next run to try again.
+		if perr := l.addPending(ctx, tenantID, object); perr != nil {
+			l.log.Warn("an archive object no segment records is left in the store", "object", object, "error", perr)
 		}
-		deleted = true
+		return false, fmt.Errorf("auditlog: delete unrecorded archive object: %w", err)
 	}
 	if named == 0 {
 		if err := l.cfg.Archive.Delete(ctx, ManifestObject(object)); err != nil {
-			return false, fmt.Errorf("auditlog: delete unrecorded archive manifest: %w", err)
+			return true, fmt.Errorf("auditlog: delete unrecorded archive manifest: %w", err)
 		}
 	}
-	if _, err := l.db.Write.ExecContext(ctx, l.db.Rebind(`DELETE FROM archive_pending WHERE tenant_id = ? AND object = ?`),
-		tenantID, object); err != nil {
-		return deleted, fmt.Errorf("auditlog: pending archive object: %w", err)
-	}
-	return deleted, nil
+	return true, nil
 }

@@ -665,6 +665,18 @@ func TestRetentionAfterRestart(t *testing.T) {
 		if rep := rl.run(t); rep.ExpiredEntries != 1152 {
 			t.Fatalf("expired %d", rep.ExpiredEntries)
 		}
+		// The id of an expired event is free again, in this process whose
+		// index still knows it as in a fresh one: the event is stored anew.
+		same := *first
+		same.Sequence, same.ReceivedAt = 0, time.Time{}
+		p, err = rl.l.Prepare(ctx, rl.t, &same)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := rl.l.Append(ctx, rl.t, []*Prepared{p})
+		if err != nil || res[0].Err != nil || res[0].Duplicate {
+			t.Fatalf("an expired event sent again to the same process: %+v, %v", res, err)
+		}
 		// Another process on the same database, with nothing cached.
 		kek, _, err := personal.LoadOrCreateKEK(filepath.Join(dir, "kek.key"))
 		if err != nil {
@@ -682,9 +694,9 @@ func TestRetentionAfterRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Its id went with its payload: it is taken as new, not refused.
-		res, err := other.Append(ctx, rl.t, []*Prepared{p})
-		if err != nil || res[0].Err != nil {
+		// A retry of the event just stored anew is a duplicate of that one.
+		res, err = other.Append(ctx, rl.t, []*Prepared{p})
+		if err != nil || res[0].Err != nil || !res[0].Duplicate || res[0].Sequence < 1152 {
 			t.Fatalf("an expired event sent again: %+v, %v", res, err)
 		}
 		rp := make([]*Prepared, 0, 5)
@@ -715,4 +727,29 @@ func TestRetentionAfterRestart(t *testing.T) {
 			t.Fatalf("a run once the lease is released: %v", err)
 		}
 	})
+}
+
+// TestExpiryOfExpiryEvents lets the segment holding an expiry's own audit
+// event expire in turn, as happens one retention period after the first
+// expiry, and checks the log still verifies.
+func TestExpiryOfExpiryEvents(t *testing.T) {
+	db, opts := storetest.OpenSQLite(t)
+	rl := newRetentionLog(t, db, opts.DataDir)
+	g := eventgen.New(6, rl.clock.now())
+	start := rl.clock.now()
+	rl.add(t, g, 1100)
+	rl.clock.set(start.Add(3000 * 24 * time.Hour))
+	if rep := rl.run(t); rep.ExpiredEntries < 1024 {
+		t.Fatalf("first expiry: %d entries", rep.ExpiredEntries)
+	}
+	rl.add(t, g, 2100)
+	rl.clock.set(start.Add(6000 * 24 * time.Hour))
+	if rep := rl.run(t); rep.ExpiredEntries < 2048 {
+		t.Fatalf("second expiry: %d entries", rep.ExpiredEntries)
+	}
+	for _, deep := range []bool{false, true} {
+		if vr := rl.verify(t, VerifyOptions{Deep: deep}); vr.Problem != nil {
+			t.Fatalf("verify (deep %v) once the first expiry's event has expired: %v", deep, vr.Problem)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/attest/attest/internal/archive"
+	"github.com/attest/attest/internal/event"
 
 	"github.com/attest/attest/internal/tree"
 )
@@ -22,6 +23,8 @@ func (w *walker) segments() error {
 		return err
 	}
 	var next int64
+	var lastExpired *ArchiveSegment
+	var lastManifest *Manifest
 	for i := range segs {
 		s := &segs[i]
 		switch {
@@ -53,9 +56,7 @@ func (w *walker) segments() error {
 			return err
 		}
 		if !s.ExpiredAt.IsZero() {
-			if err := w.expiryRecorded(s, m); err != nil {
-				return err
-			}
+			lastExpired, lastManifest = s, m
 			continue
 		}
 		if err := w.l.checkArchiveObject(w.ctx, s); err != nil {
@@ -67,6 +68,11 @@ func (w *walker) segments() error {
 				s.Object, s.First, s.End, err)
 		}
 		w.rep.Segments++
+	}
+	if lastExpired != nil {
+		if err := w.expiryRecorded(lastExpired, lastManifest); err != nil {
+			return err
+		}
 	}
 	if next != w.head.Archived {
 		return w.fail(next, "the log state says entries are archived up to %d, but archive segments cover only %d",
@@ -115,12 +121,18 @@ func (w *walker) storedManifest(s *ArchiveSegment) error {
 	return w.fail(s.First, "the signed manifest %s kept beside archive segment [%d, %d) %s", name, s.First, s.End, what)
 }
 
-// expiryRecorded checks that an expired segment's payloads were deleted by
-// a retention run: the log holds the run's audit.archive.expire event for
-// it, and the event came after the retention it names, of at least the
-// shortest a policy may set, had ended for the segment's newest entry.
+// expiryRecorded checks that the newest expiry was made by a retention
+// run: the log holds attest's own audit.archive.expire event for the
+// newest expired segment, made after the retention it names, of at least
+// the shortest a policy may set, had ended for the segment's newest entry.
+// Segments expire oldest first and each expiry's event lies beyond the
+// entries expired so far, so the newest expiry's event is never expired
+// itself, and it vouches for the boundary: moving it further fails here.
+// Expiries before it are vouched for by their own events until those
+// expire in turn.
 func (w *walker) expiryRecorded(s *ArchiveSegment, m *Manifest) error {
-	page, err := w.l.Query(w.ctx, w.t, Filter{Action: "audit.archive.expire", TargetType: "archive_segment", TargetID: s.Object, Limit: 10})
+	page, err := w.l.Query(w.ctx, w.t, Filter{Action: "audit.archive.expire", Source: event.SelfSource,
+		TargetType: "archive_segment", TargetID: s.Object, Limit: 100})
 	if err != nil {
 		return err
 	}
@@ -130,7 +142,8 @@ func (w *walker) expiryRecorded(s *ArchiveSegment, m *Manifest) error {
 			End           int64 `json:"end"`
 			RetentionDays int   `json:"retention_days"`
 		}
-		if json.Unmarshal(r.Event.Details, &d) != nil || d.First != s.First || d.End != s.End {
+		if r.Event.Source.Name != event.SelfSource || json.Unmarshal(r.Event.Details, &d) != nil ||
+			d.First != s.First || d.End != s.End {
 			continue
 		}
 		if d.RetentionDays >= MinRetentionDays && !r.Event.ReceivedAt.Before(m.LastReceived.Add(days(d.RetentionDays))) {

@@ -414,7 +414,7 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 		for _, s := range seqs {
 			leaf, _, err := l.entry(ctx, tx, st.t.ID, s)
 			if errors.Is(err, ErrExpired) {
-				return l.expiredDuplicate(ctx, tx, st, s)
+				continue // an expired entry's id is free again
 			}
 			if err != nil {
 				return nil, err
@@ -434,22 +434,14 @@ func (l *Log) findID(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepar
 	return nil, nil
 }
 
-// expiredDuplicate answers an event whose id is that of entry s, whose
-// payload retention deleted: it can no longer be compared, and is taken
-// for a retry of that event rather than stored again.
-func (l *Log) expiredDuplicate(ctx context.Context, tx *sql.Tx, st *tenantState, s int64) (*Result, error) {
-	h, err := l.leafHash(ctx, tx, st.t.ID, s)
-	if err != nil {
-		return nil, err
-	}
-	return &Result{Sequence: s, LeafHash: h, Duplicate: true}, nil
-}
-
 // duplicate compares p with the stored event s of the same id.
 func (l *Log) duplicate(ctx context.Context, tx *sql.Tx, st *tenantState, p *Prepared, s int64) (*Result, error) {
 	leaf, sealed, err := l.entry(ctx, tx, st.t.ID, s)
 	if errors.Is(err, ErrExpired) {
-		return l.expiredDuplicate(ctx, tx, st, s)
+		// The id went with the payload: whether the entry was this event
+		// cannot be told any more, and a process that starts afresh does
+		// not know the id at all, so it is free again.
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err

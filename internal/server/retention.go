@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net/http"
 	"time"
 
@@ -139,25 +140,35 @@ func (s *Server) runRetention(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		s.retentionRound(ctx)
-		timer.Reset(s.cfg.RetentionInterval)
+		next := s.cfg.RetentionInterval
+		if busy := s.retentionRound(ctx); busy {
+			// Another run holds a tenant, or one that crashed still does
+			// until its lease ends: try again sooner.
+			next = min(next, retentionRetry)
+		}
+		timer.Reset(next)
 	}
 }
 
 // retentionLockKey is the advisory lock of the retention job.
 const retentionLockKey = 7461746574
 
-func (s *Server) retentionRound(ctx context.Context) {
+// retentionRetry is how soon the job runs again when a tenant was busy.
+const retentionRetry = 15 * time.Minute
+
+// retentionRound runs the retention of every tenant once; it reports
+// whether a tenant was busy with another run.
+func (s *Server) retentionRound(ctx context.Context) (busy bool) {
 	if s.in.DB.Dialect == store.Postgres {
 		conn, err := s.in.DB.Write.Conn(ctx)
 		if err != nil {
 			s.log.Warn("retention: no database connection", "error", err)
-			return
+			return false
 		}
 		defer conn.Close()
 		var got bool
 		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, retentionLockKey).Scan(&got); err != nil || !got {
-			return
+			return false
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, retentionLockKey)
 	}
@@ -171,11 +182,13 @@ func (s *Server) retentionRound(ctx context.Context) {
 		archived += r.ArchivedEntries
 		expired += r.ExpiredEntries
 	}
+	busy = errors.Is(err, auditlog.ErrRetentionBusy)
 	if err != nil && ctx.Err() == nil {
 		s.log.Error("retention run failed", "error", err, "archived", archived, "expired", expired)
-		return
+		return busy
 	}
 	if archived+expired > 0 {
 		s.log.Info("retention run done", "archived", archived, "expired", expired, "elapsed", time.Since(start).Round(time.Millisecond))
 	}
+	return false
 }

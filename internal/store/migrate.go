@@ -145,6 +145,12 @@ var migrations = []migration{
 				expired_at ` + t.BigInt + `,
 				object_deleted_at ` + t.BigInt + `,
 				PRIMARY KEY (tenant_id, first_seq))`,
+			`ALTER TABLE log_state ADD COLUMN archived_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
+			`ALTER TABLE log_state ADD COLUMN expired_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
+		}
+	}},
+	{"retention runs: one lease per tenant, and the archive objects being written", func(t Types) []string {
+		return []string{
 			`CREATE TABLE archive_pending (
 				tenant_id ` + t.BigInt + ` NOT NULL,
 				object TEXT NOT NULL,
@@ -154,8 +160,6 @@ var migrations = []migration{
 				tenant_id ` + t.BigInt + ` PRIMARY KEY,
 				holder TEXT NOT NULL,
 				expires_at ` + t.BigInt + ` NOT NULL)`,
-			`ALTER TABLE log_state ADD COLUMN archived_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
-			`ALTER TABLE log_state ADD COLUMN expired_end ` + t.BigInt + ` NOT NULL DEFAULT 0`,
 		}
 	}},
 }

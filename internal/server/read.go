@@ -150,7 +150,7 @@ func isNoProofYet(err error) bool {
 // checkpoint answers the latest signed checkpoint as text.
 func (s *Server) checkpoint(rq *request) error {
 	ctx := rq.r.Context()
-	cp, err := s.in.Log.LatestCheckpoint(ctx, s.in.DB.Read, rq.tenant.ID)
+	cp, err := s.in.Log.LatestCheckpoint(ctx, s.in.DB.Reads(), rq.tenant.ID)
 	if err != nil {
 		return err
 	}

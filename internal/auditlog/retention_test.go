@@ -580,176 +580,72 @@ func TestRetentionOnS3(t *testing.T) {
 // segments and, for comparison, from the database, each with the block
 // cache empty, as a query over a range not read lately does.
 func BenchmarkReadArchived(b *testing.B) {
-	for _, archived := range []bool{false, true} {
-		name := "database"
-		if archived {
-			name = "archive"
-		}
-		b.Run(name, func(b *testing.B) {
-			db, opts := storetest.OpenSQLite(b)
-			rl := newRetentionLog(b, db, opts.DataDir)
-			g := eventgen.New(4, rl.clock.now())
-			for range 10 {
-				rl.add(b, g, 2000)
-			}
+	for _, e := range storetest.Engines() {
+		for _, archived := range []bool{false, true} {
+			name := e.Name + "/database"
 			if archived {
-				rl.clock.set(rl.clock.now().Add(500 * 24 * time.Hour))
-				if _, err := rl.l.RunRetention(context.Background(), rl.t, RetentionOptions{Event: retentionEvent}); err != nil {
-					b.Fatal(err)
-				}
+				name = e.Name + "/archive"
 			}
-			ctx := context.Background()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				rl.l.bundles = newBundleCache(2048)
-				if _, err := rl.l.Read(ctx, rl.db.Read, rl.t, int64(i*7919%19000)); err != nil {
-					b.Fatal(err)
+			b.Run(name, func(b *testing.B) {
+				db, opts := e.Open(b)
+				rl := newRetentionLog(b, db, opts.DataDir)
+				g := eventgen.New(4, rl.clock.now())
+				for range 10 {
+					rl.add(b, g, 2000)
 				}
-			}
-		})
+				if archived {
+					rl.clock.set(rl.clock.now().Add(500 * 24 * time.Hour))
+					if _, err := rl.l.RunRetention(context.Background(), rl.t, RetentionOptions{Event: retentionEvent}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ctx := context.Background()
+				b.ResetTimer()
+				for i := 0; b.Loop(); i++ {
+					rl.l.bundles = newBundleCache(2048)
+					if _, err := rl.l.Read(ctx, rl.db.Read, rl.t, int64(i*7919%19000)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 
 // BenchmarkArchive measures a retention run that archives 65,536 entries
 // into one segment: reading them, checking them against the tree,
-// compressing, writing and syncing the object, and the transaction.
+// compressing, writing and syncing the object, and the transaction, on
+// each engine.
 func BenchmarkArchive(b *testing.B) {
-	for b.Loop() {
-		b.StopTimer()
-		db, opts := storetest.OpenSQLite(b)
-		rl := newRetentionLog(b, db, opts.DataDir)
-		g := eventgen.New(4, rl.clock.now())
-		for range 32 {
-			rl.add(b, g, 2048)
-		}
-		rl.add(b, g, 10)
-		rl.clock.set(rl.clock.now().Add(500 * 24 * time.Hour))
-		var stored int64
-		if err := db.Read.QueryRow(`SELECT SUM(length(leaves) + length(personal)) FROM entries
-			WHERE first_seq < 65536`).Scan(&stored); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		rep, err := rl.l.RunRetention(context.Background(), rl.t, RetentionOptions{Event: retentionEvent})
-		if err != nil || rep.ArchivedEntries != 65536 {
-			b.Fatalf("archived %v: %v", rep, err)
-		}
-		b.StopTimer()
-		b.ReportMetric(float64(stored)/65536, "db-bytes/entry")
-		b.ReportMetric(float64(rep.Archived[0].Size)/65536, "archive-bytes/entry")
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(65536*b.N)/b.Elapsed().Seconds(), "entries/s")
-}
-
-// TestRetentionAfterRestart reopens the log after expiry, as a restarted
-// server or another process does, and appends, queries, and sends again an
-// event whose payload has expired.
-func TestRetentionAfterRestart(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
-		ctx := context.Background()
-		dir := opts.DataDir
-		rl := newRetentionLog(t, db, dir)
-		g := eventgen.New(8, rl.clock.now())
-		first := g.Next()
-		p, err := rl.l.Prepare(ctx, rl.t, first)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rl.l.Append(ctx, rl.t, []*Prepared{p}); err != nil {
-			t.Fatal(err)
-		}
-		rl.add(t, g, 1200)
-		rl.clock.set(rl.clock.now().Add(3000 * 24 * time.Hour))
-		rl.add(t, g, 10)
-		if rep := rl.run(t); rep.ExpiredEntries != 1152 {
-			t.Fatalf("expired %d", rep.ExpiredEntries)
-		}
-		// The id of an expired event is free again, in this process whose
-		// index still knows it as in a fresh one: the event is stored anew.
-		same := *first
-		same.Sequence, same.ReceivedAt = 0, time.Time{}
-		p, err = rl.l.Prepare(ctx, rl.t, &same)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := rl.l.Append(ctx, rl.t, []*Prepared{p})
-		if err != nil || res[0].Err != nil || res[0].Duplicate {
-			t.Fatalf("an expired event sent again to the same process: %+v, %v", res, err)
-		}
-		// Another process on the same database, with nothing cached.
-		kek, _, err := personal.LoadOrCreateKEK(filepath.Join(dir, "kek.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		other, err := Open(db, Config{Instance: "retention.test", Now: rl.clock.now, Archive: rl.arch},
-			personal.NewKeyring(db, kek, nil), rl.l.tenants, rl.key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		again := *first
-		again.Sequence, again.ReceivedAt = 0, time.Time{}
-		p, err = other.Prepare(ctx, rl.t, &again)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A retry of the event just stored anew is a duplicate of that one.
-		res, err = other.Append(ctx, rl.t, []*Prepared{p})
-		if err != nil || res[0].Err != nil || !res[0].Duplicate || res[0].Sequence < 1152 {
-			t.Fatalf("an expired event sent again: %+v, %v", res, err)
-		}
-		rp := make([]*Prepared, 0, 5)
-		for range 5 {
-			p, err := other.Prepare(ctx, rl.t, g.Next())
-			if err != nil {
-				t.Fatal(err)
+	for _, e := range storetest.Engines() {
+		b.Run(e.Name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				db, opts := e.Open(b)
+				dir := opts.DataDir
+				rl := newRetentionLog(b, db, dir)
+				g := eventgen.New(4, rl.clock.now())
+				for range 32 {
+					rl.add(b, g, 2048)
+				}
+				rl.add(b, g, 10)
+				rl.clock.set(rl.clock.now().Add(500 * 24 * time.Hour))
+				var stored int64
+				if err := db.Read.QueryRow(`SELECT SUM(length(leaves) + length(personal)) FROM entries
+					WHERE first_seq < 65536`).Scan(&stored); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				rep, err := rl.l.RunRetention(context.Background(), rl.t, RetentionOptions{Event: retentionEvent})
+				if err != nil || rep.ArchivedEntries != 65536 {
+					b.Fatalf("archived %v: %v", rep, err)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(stored)/65536, "db-bytes/entry")
+				b.ReportMetric(float64(rep.Archived[0].Size)/65536, "archive-bytes/entry")
+				b.StartTimer()
 			}
-			rp = append(rp, p)
-		}
-		if _, err := other.Append(ctx, rl.t, rp); err != nil {
-			t.Fatalf("append after expiry, in a fresh process: %v", err)
-		}
-		page, err := other.Query(ctx, rl.t, Filter{Limit: 10})
-		if err != nil || len(page.Items) != 10 {
-			t.Fatalf("query after expiry, in a fresh process: %v", err)
-		}
-		// Two runs at once: the second finds the tenant busy.
-		ls, err := rl.l.acquireLease(ctx, rl.t.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := other.RunRetention(ctx, rl.t, RetentionOptions{Event: retentionEvent}); !errors.Is(err, ErrRetentionBusy) {
-			t.Fatalf("a second run at once = %v, want ErrRetentionBusy", err)
-		}
-		ls.release(ctx)
-		if _, err := other.RunRetention(ctx, rl.t, RetentionOptions{Event: retentionEvent}); err != nil {
-			t.Fatalf("a run once the lease is released: %v", err)
-		}
-	})
-}
-
-// TestExpiryOfExpiryEvents lets the segment holding an expiry's own audit
-// event expire in turn, as happens one retention period after the first
-// expiry, and checks the log still verifies.
-func TestExpiryOfExpiryEvents(t *testing.T) {
-	db, opts := storetest.OpenSQLite(t)
-	rl := newRetentionLog(t, db, opts.DataDir)
-	g := eventgen.New(6, rl.clock.now())
-	start := rl.clock.now()
-	rl.add(t, g, 1100)
-	rl.clock.set(start.Add(3000 * 24 * time.Hour))
-	if rep := rl.run(t); rep.ExpiredEntries < 1024 {
-		t.Fatalf("first expiry: %d entries", rep.ExpiredEntries)
-	}
-	rl.add(t, g, 2100)
-	rl.clock.set(start.Add(6000 * 24 * time.Hour))
-	if rep := rl.run(t); rep.ExpiredEntries < 2048 {
-		t.Fatalf("second expiry: %d entries", rep.ExpiredEntries)
-	}
-	for _, deep := range []bool{false, true} {
-		if vr := rl.verify(t, VerifyOptions{Deep: deep}); vr.Problem != nil {
-			t.Fatalf("verify (deep %v) once the first expiry's event has expired: %v", deep, vr.Problem)
-		}
+			b.ReportMetric(float64(65536*b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
 	}
 }

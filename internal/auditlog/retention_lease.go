@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/attest/attest/internal/store"
 	"github.com/google/uuid"
 )
 
@@ -64,7 +65,10 @@ func (ls *lease) keep(ctx context.Context) {
 }
 
 func (ls *lease) renew(ctx context.Context) error {
-	now := time.Now()
+	now, err := ls.l.dbNow(ctx, ls.l.db.Write)
+	if err != nil {
+		return err
+	}
 	res, err := ls.l.db.Write.ExecContext(ctx, ls.l.db.Rebind(`INSERT INTO retention_runs (tenant_id, holder, expires_at)
 		VALUES (?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 		WHERE retention_runs.expires_at < ? OR retention_runs.holder = excluded.holder`),
@@ -88,10 +92,28 @@ func (ls *lease) held(ctx context.Context, tx *sql.Tx) error {
 	if err != nil && !isNoRows(err) {
 		return fmt.Errorf("auditlog: retention lease: %w", err)
 	}
-	if holder != ls.holder || expires < time.Now().UnixMicro() {
+	now, err := ls.l.dbNow(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if holder != ls.holder || expires < now.UnixMicro() {
 		return errLeaseLost
 	}
 	return nil
+}
+
+// dbNow is the time leases are measured by: on PostgreSQL the database
+// server's clock, which every replica shares; on SQLite, whose processes
+// share a machine, the machine's.
+func (l *Log) dbNow(ctx context.Context, q store.Querier) (time.Time, error) {
+	if l.db.Dialect != store.Postgres {
+		return time.Now(), nil
+	}
+	var us int64
+	if err := q.QueryRowContext(ctx, `SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint`).Scan(&us); err != nil {
+		return time.Time{}, fmt.Errorf("auditlog: read the database's clock: %w", err)
+	}
+	return time.UnixMicro(us), nil
 }
 
 func (ls *lease) release(ctx context.Context) {

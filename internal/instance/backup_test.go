@@ -65,6 +65,16 @@ func TestBackupAfterErasure(t *testing.T) {
 	if _, err := in.Backup(ctx, out, instance.SystemActor(), nil); err == nil {
 		t.Fatal("a backup into a directory that is not empty was made")
 	}
+	for _, bad := range []string{dir, filepath.Join(dir, "checkpoints", "bk"), filepath.Join(dir, "bk"), filepath.Dir(dir)} {
+		if _, err := in.Backup(ctx, bad, instance.SystemActor(), nil); err == nil {
+			t.Fatalf("a backup into %s, which the data directory holds or is held by, was made", bad)
+		}
+	}
+	for _, left := range []string{filepath.Join(dir, "bk"), filepath.Join(dir, "checkpoints", "bk")} {
+		if _, err := os.Stat(left); err == nil {
+			t.Fatalf("a refused backup left %s", left)
+		}
+	}
 	filepath.WalkDir(out, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -78,6 +88,30 @@ func TestBackupAfterErasure(t *testing.T) {
 		}
 		return nil
 	})
+	// A key that is a symbolic link, as secret mounts make them, is copied.
+	linked := t.TempDir()
+	for _, name := range []string{"attest.db", "kek.key", "log-signing.key"} {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(linked, name+".real"), b, 0o600)
+		if err := os.Symlink(filepath.Join(linked, name+".real"), filepath.Join(linked, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lin, err := instance.Open(ctx, instance.Options{DataDir: linked, MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lout := filepath.Join(t.TempDir(), "of-links")
+	if _, err := lin.Backup(ctx, lout, instance.SystemActor(), nil); err != nil {
+		t.Fatal(err)
+	}
+	lin.Close()
+	if fi, err := os.Lstat(filepath.Join(lout, "kek.key")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the linked key in the backup: %v", err)
+	}
 	copy, err := instance.Open(ctx, instance.Options{DataDir: out, MustExist: true})
 	if err != nil {
 		t.Fatalf("the backup does not open: %v", err)

@@ -298,7 +298,11 @@ func (ks *Keys) get(ctx context.Context, id string) (*Key, []byte, error) {
 	if !store.StorableText(id) {
 		return nil, nil, store.ErrNotFound
 	}
-	rows, err := ks.query(ctx, ks.db.Reads(), `id = ?`, id)
+	var rows []keyRow
+	var err error
+	if werr := ks.db.Warm(ctx, func() { rows, err = ks.query(ctx, ks.db.Reads(), `id = ?`, id) }); werr != nil {
+		return nil, nil, werr
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -76,6 +76,7 @@ type DB struct {
 	rebound   sync.Map // query string -> rebound query string
 	stmts     sync.Map // rebound query string -> *sql.Stmt on Write
 	readStmts sync.Map // query string -> *sql.Stmt on Read, for Reads
+	warm      warmPool
 }
 
 // Open opens the database that opts names, creating the SQLite file and its

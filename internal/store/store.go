@@ -262,6 +262,7 @@ func (db *DB) BackupInto(ctx context.Context, path string) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.warm.stop()
 	for _, m := range []*sync.Map{&db.stmts, &db.readStmts} {
 		m.Range(func(_, v any) bool {
 			v.(*sql.Stmt).Close()

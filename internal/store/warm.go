@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -14,8 +15,9 @@ import (
 const warmWorkers = 8
 
 type warmPool struct {
-	once sync.Once
-	work chan warmJob
+	mu     sync.RWMutex // held for reading to submit, for writing to stop
+	work   chan warmJob
+	closed bool
 }
 
 type warmJob struct {
@@ -28,22 +30,51 @@ type warmJob struct {
 // running f, when ctx ends before a goroutine is free. f must not call
 // Warm.
 func (db *DB) Warm(ctx context.Context, f func()) error {
-	db.warm.once.Do(func() {
-		db.warm.work = make(chan warmJob)
-		for range warmWorkers {
-			go warmWorker(db.warm.work)
-		}
-	})
+	w := &db.warm
+	w.mu.RLock()
+	if w.work == nil && !w.closed {
+		w.mu.RUnlock()
+		w.start()
+		w.mu.RLock()
+	}
+	if w.closed {
+		w.mu.RUnlock()
+		return errors.New("store: closed")
+	}
 	j := warmJob{f: f, done: make(chan any, 1)}
 	select {
-	case db.warm.work <- j:
+	case w.work <- j:
 	case <-ctx.Done():
+		w.mu.RUnlock()
 		return ctx.Err()
 	}
+	w.mu.RUnlock()
 	if p := <-j.done; p != nil {
 		panic(p)
 	}
 	return nil
+}
+
+func (w *warmPool) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.work != nil || w.closed {
+		return
+	}
+	w.work = make(chan warmJob)
+	for range warmWorkers {
+		go warmWorker(w.work)
+	}
+}
+
+// stop ends the goroutines once the jobs handed to them are done.
+func (w *warmPool) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed && w.work != nil {
+		close(w.work)
+	}
+	w.closed = true
 }
 
 func warmWorker(work chan warmJob) {

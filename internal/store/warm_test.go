@@ -39,4 +39,8 @@ func TestWarm(t *testing.T) {
 	if err := db.Warm(cctx, func() { ran = true }); err == nil && !ran {
 		t.Fatal("Warm reported success without running f")
 	}
+	db.Close()
+	if err := db.Warm(ctx, func() { t.Fatal("ran after Close") }); err == nil {
+		t.Fatal("Warm after Close reported success")
+	}
 }

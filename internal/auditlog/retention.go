@@ -249,8 +249,9 @@ func (l *Log) receivedAt(ctx context.Context, q store.Querier, tenantID, seq int
 
 // archiveSegment writes the object and manifest of [first, end), then, in
 // one transaction with its audit event, records the segment and deletes
-// its entries from the database. An object written by a step that did not
-// commit is written again, with the same bytes, by the next run.
+// its entries from the database. A step that fails after writing deletes
+// what it wrote; one killed meanwhile leaves a pending record, by which
+// the next run deletes it.
 func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, first, end int64,
 	opts RetentionOptions, ls *lease) (s *ArchiveSegment, err error) {
 	var rows []entryRow

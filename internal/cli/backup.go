@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -35,6 +37,10 @@ func cmdBackup(e *env, args []string) int {
 		return failErr(e, err)
 	}
 	defer in.Close()
+	if fi, err := os.Stat(filepath.Join(sf.dataDir, "attest.db")); err == nil && sf.databaseURL == "" {
+		fmt.Fprintf(e.stderr, "attest: backing up %s (a %.1f MB database) into %s\n", sf.dataDir,
+			float64(fi.Size())/1e6, out)
+	}
 	rep, err := in.Backup(ctx, out, hostActor(), hostDecorate("backup"))
 	if err != nil {
 		return fail(e, "%v", err)

@@ -240,25 +240,12 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, buf *entryBuffe
 // readRows reads the entry rows of a tenant that hold any of [from, to),
 // from the database and, below where it starts, from archive segments.
 func (l *Log) readRows(ctx context.Context, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
-	start := from - from%blockSize
-	rows, err := q.QueryContext(ctx, l.db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
-		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, start, to)
+	out, err := l.storedRows(ctx, q, tenantID, from-from%blockSize, to)
 	if err != nil {
-		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []entryRow
-	for rows.Next() {
-		var r entryRow
-		if err := rows.Scan(&r.first, &r.count, &r.codec, &r.leaves, &r.personal); err != nil {
-			return nil, fmt.Errorf("auditlog: read entries: %w", err)
-		}
-		if r.first+r.count > from {
-			out = append(out, r)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+	for len(out) > 0 && out[0].first+out[0].count <= from {
+		out = out[1:]
 	}
 	if len(out) > 0 && out[0].first <= from {
 		return out, nil
@@ -274,6 +261,29 @@ func (l *Log) readRows(ctx context.Context, q store.Querier, tenantID, from, to 
 		return out, err
 	}
 	return append(arch, out...), nil
+}
+
+// storedRows reads the database's entry rows of a tenant whose first entry
+// is in [from, to), in order.
+func (l *Log) storedRows(ctx context.Context, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
+	rows, err := q.QueryContext(ctx, l.db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
+		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+	}
+	defer rows.Close()
+	var out []entryRow
+	for rows.Next() {
+		var r entryRow
+		if err := rows.Scan(&r.first, &r.count, &r.codec, &r.leaves, &r.personal); err != nil {
+			return nil, fmt.Errorf("auditlog: read entries: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+	}
+	return out, nil
 }
 
 // readBundle returns the entries of the C2SP entry bundle holding seq: all

@@ -363,32 +363,21 @@ func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, 
 // dbRows reads the database's entry rows of [first, end), which must hold
 // exactly that range.
 func (l *Log) dbRows(ctx context.Context, q store.Querier, tenantID, first, end int64) ([]entryRow, error) {
-	rows, err := q.QueryContext(ctx, l.db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
-		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, first, end)
+	rows, err := l.storedRows(ctx, q, tenantID, first, end)
 	if err != nil {
-		return nil, fmt.Errorf("auditlog: read entries: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []entryRow
 	next := first
-	for rows.Next() {
-		var r entryRow
-		if err := rows.Scan(&r.first, &r.count, &r.codec, &r.leaves, &r.personal); err != nil {
-			return nil, fmt.Errorf("auditlog: read entries: %w", err)
-		}
+	for _, r := range rows {
 		if r.first != next {
-			return nil, fmt.Errorf("auditlog: entry %d is missing from the stored log; run attest verify", next)
+			break
 		}
 		next = r.first + r.count
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("auditlog: read entries: %w", err)
 	}
 	if next != end {
 		return nil, fmt.Errorf("auditlog: entry %d is missing from the stored log; run attest verify", next)
 	}
-	return out, nil
+	return rows, nil
 }
 
 // checkLeaves compares the leaves of rows with the tree, so that nothing

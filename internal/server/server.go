@@ -378,7 +378,10 @@ func (rq *request) clientGone(err error) bool {
 	if errors.Is(err, errClientGone) {
 		return true
 	}
-	if errors.Is(err, context.Canceled) && rq.r.Context().Err() != nil {
+	// Once the client has gone, whatever failed failed for that reason:
+	// a read transaction rolled back with the request's context closes
+	// its statements, and their next use says so rather than "canceled".
+	if rq.r.Context().Err() != nil {
 		return true
 	}
 	sw, ok := rq.w.(*statusWriter)

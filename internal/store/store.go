@@ -167,7 +167,7 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	}
 	n := opts.ReadConns
 	if n <= 0 {
-		n = 8
+		n = sqliteReadConns
 	}
 	readDSN := "file:" + path + "?_pragma=query_only(1)&" + common
 	r, err := sql.Open("sqlite", readDSN)
@@ -230,6 +230,9 @@ func (db *DB) Scrub(ctx context.Context) error {
 	}
 	return nil
 }
+
+// sqliteReadConns is the size of the SQLite read pool by default.
+const sqliteReadConns = 8
 
 // ErrBackupUnsupported means the engine's data is backed up with its own
 // tools: pg_dump for PostgreSQL.

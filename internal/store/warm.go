@@ -9,10 +9,13 @@ import (
 // SQLite, compiled to Go, calls deep: a query run on a request's fresh
 // goroutine grows and copies that goroutine's stack every time, which
 // costs as much as the query itself. Warm runs such work on a few
-// long-lived goroutines whose stacks have grown once.
+// long-lived goroutines whose stacks have grown once, as many as the
+// SQLite read pool has connections. On PostgreSQL, whose driver calls
+// shallow and whose queries wait on the network, Warm runs f in place:
+// a few goroutines would make every query wait its turn.
 
-// warmWorkers is how many goroutines Warm keeps.
-const warmWorkers = 8
+// warmWorkers is how many goroutines Warm keeps: the read pool's size.
+const warmWorkers = sqliteReadConns
 
 type warmPool struct {
 	mu     sync.RWMutex // held for reading to submit, for writing to stop
@@ -27,9 +30,16 @@ type warmJob struct {
 
 // Warm runs f on one of the database's long-lived goroutines and returns
 // once it has, re-raising its panic here. It returns ctx's error, without
-// running f, when ctx ends before a goroutine is free. f must not call
-// Warm.
+// running f, when ctx ends before a goroutine is free. f must return
+// (not exit its goroutine) and must not call Warm.
 func (db *DB) Warm(ctx context.Context, f func()) error {
+	if db.Dialect != SQLite {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f()
+		return nil
+	}
 	w := &db.warm
 	w.mu.RLock()
 	if w.work == nil && !w.closed {

@@ -135,3 +135,22 @@ func TestExportLarge(t *testing.T) {
 		t.Fatalf("a bundle of 25,000 entries and more: %+v, %v", rep, err)
 	}
 }
+
+// TestExportWithheldUnrecorded checks that an export whose start cannot be
+// recorded in the audit trail is not sent: here the log has stopped
+// taking events.
+func TestExportWithheldUnrecorded(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	ts := start(t, opts, server.Config{})
+	reader := ts.key(tenant.Default, "reader")
+	ts.in.Log.Close()
+	q := url.Values{"from": {time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)}, "to": {time.Now().UTC().Format(time.RFC3339)}}
+	for _, format := range []string{"bundle", "ndjson"} {
+		q.Set("format", format)
+		var p struct{ Detail string }
+		resp := ts.do("GET", "/api/v1/compliance/audit-trail/export?"+q.Encode(), reader, nil, "", http.StatusServiceUnavailable, &p)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" || !strings.Contains(p.Detail, "withheld") {
+			t.Fatalf("%s: withheld export answered %q: %q", format, ct, p.Detail)
+		}
+	}
+}

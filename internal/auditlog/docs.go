@@ -28,6 +28,7 @@ func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from,
 	}
 	out := make([]*index.Doc, 0, to-from)
 	next := from
+	tiles := tree.NewReader(l.db, q, t.ID)
 	for i := range rows {
 		if rows[i].codec == codecExpired {
 			// Only the leaf hashes are left: the index keeps each
@@ -36,7 +37,7 @@ func (l *Log) docs(ctx context.Context, q store.Querier, t *tenant.Tenant, from,
 				if seq != next {
 					return nil, fmt.Errorf("auditlog: entry %d is missing from the stored log", next)
 				}
-				h, err := l.leafHash(ctx, q, t.ID, seq)
+				h, err := leafHash(ctx, tiles, seq)
 				if err != nil {
 					return nil, err
 				}
@@ -146,9 +147,10 @@ func (l *Log) openPersonal(ctx context.Context, t *tenant.Tenant, ev *event.Even
 	return vals, nil
 }
 
-// leafHash returns the leaf hash of entry seq as the tree holds it.
-func (l *Log) leafHash(ctx context.Context, q store.Querier, tenantID, seq int64) (tree.Hash, error) {
-	tile, err := tree.NewReader(l.db, q, tenantID).Tile(ctx, tree.TileKey{Level: 0, Index: seq / tree.TileWidth})
+// leafHash returns the leaf hash of entry seq as the tree holds it, read
+// through tiles, which keeps the tiles it reads.
+func leafHash(ctx context.Context, tiles *tree.Reader, seq int64) (tree.Hash, error) {
+	tile, err := tiles.Tile(ctx, tree.TileKey{Level: 0, Index: seq / tree.TileWidth})
 	if err != nil {
 		return tree.Hash{}, err
 	}

@@ -268,7 +268,7 @@ func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, 
 		if rows, err = l.dbRows(ctx, tx, t.ID, first, end); err != nil {
 			return err
 		}
-		if err := l.checkLeaves(ctx, tx, t.ID, rows, first, end); err != nil {
+		if err := l.checkLeaves(ctx, tx, t.ID, rows); err != nil {
 			return err
 		}
 		if root, err = tree.TreeHash(ctx, tree.NewReader(l.db, tx, t.ID), end); err != nil {
@@ -382,7 +382,7 @@ func (l *Log) dbRows(ctx context.Context, q store.Querier, tenantID, first, end 
 
 // checkLeaves compares the leaves of rows with the tree, so that nothing
 // altered is ever archived as if it were the log.
-func (l *Log) checkLeaves(ctx context.Context, q store.Querier, tenantID int64, rows []entryRow, first, end int64) error {
+func (l *Log) checkLeaves(ctx context.Context, q store.Querier, tenantID int64, rows []entryRow) error {
 	tiles := tree.NewReader(l.db, q, tenantID)
 	h := tree.NewHasher()
 	for i := range rows {
@@ -390,14 +390,9 @@ func (l *Log) checkLeaves(ctx context.Context, q store.Querier, tenantID int64, 
 		if err != nil {
 			return fmt.Errorf("auditlog: %w; run attest verify", err)
 		}
-		level0, err := tiles.Tile(ctx, tree.TileKey{Level: 0, Index: b.first / tree.TileWidth})
-		if err != nil {
-			return err
-		}
 		for k, leaf := range b.leaves {
 			seq := b.first + int64(k)
-			off := int(seq%tree.TileWidth) * tree.HashSize
-			if off+tree.HashSize > len(level0) || h.Leaf(leaf) != tree.Hash(level0[off:off+tree.HashSize]) {
+			if want, err := leafHash(ctx, tiles, seq); err != nil || h.Leaf(leaf) != want {
 				return fmt.Errorf("auditlog: entry %d does not match the tree, so it is not archived; run attest verify", seq)
 			}
 		}

@@ -245,8 +245,7 @@ type walker struct {
 	erasedIP map[int64]bool
 	// indexFrom is where the index segments checked start (Deep).
 	indexFrom int64
-	// archives are the tenant's archive segments and their manifests.
-	archives  []ArchiveSegment
+	// manifests are those of the tenant's archive segments.
 	manifests []*Manifest
 }
 

@@ -78,7 +78,6 @@ func (w *walker) segments() error {
 		return w.fail(next, "the log state says entries are archived up to %d, but archive segments cover only %d",
 			w.head.Archived, next)
 	}
-	w.archives = segs
 	return nil
 }
 

@@ -162,15 +162,14 @@ func retentionPolicy(e *env, sub string, args []string) int {
 	case "show":
 		pol, err = in.Log.Policy(ctx, in.DB.Read, t.ID)
 	case "set":
-		if pol, err = in.Log.Policy(ctx, in.DB.Read, t.ID); err == nil {
-			if days == 0 {
-				days = pol.RetentionDays
-			}
-			if hot == 0 {
-				hot = pol.HotDays
-			}
-			pol, err = in.SetRetention(ctx, t, days, hot, hostActor(), hostDecorate("retention set"))
+		var dp, hp *int
+		if set["retention-days"] {
+			dp = &days
 		}
+		if set["hot-days"] {
+			hp = &hot
+		}
+		pol, err = in.SetRetention(ctx, t, dp, hp, hostActor(), hostDecorate("retention set"))
 	case "hold", "release":
 		pol, err = in.SetLegalHold(ctx, t, sub == "hold", reason, hostActor(), hostDecorate("retention "+sub))
 	}

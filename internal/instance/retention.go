@@ -13,15 +13,23 @@ import (
 	"github.com/attest/attest/internal/tenant"
 )
 
-// SetRetention changes tenant t's retention days and hot window, keeping
-// its legal hold, and records the change in t's trail in the same
-// transaction.
-func (in *Instance) SetRetention(ctx context.Context, t *tenant.Tenant, retentionDays, hotDays int, actor event.Actor,
+// SetRetention changes tenant t's retention days, hot window or both (a nil
+// one is kept), keeping its legal hold, and records the change in t's trail
+// in the same transaction.
+func (in *Instance) SetRetention(ctx context.Context, t *tenant.Tenant, retentionDays, hotDays *int, actor event.Actor,
 	decorate func(*event.Event)) (auditlog.Policy, error) {
+	if retentionDays == nil && hotDays == nil {
+		return auditlog.Policy{}, &auditlog.PolicyError{Field: "body", Reason: "give retention_days, hot_days or both"}
+	}
 	return in.changePolicy(ctx, t, "audit.retention.update", actor, decorate, nil, func(p *auditlog.Policy) map[string]any {
 		old := map[string]any{"retention_days": p.RetentionDays, "hot_days": p.HotDays}
-		p.RetentionDays, p.HotDays = retentionDays, hotDays
-		return map[string]any{"before": old, "retention_days": retentionDays, "hot_days": hotDays}
+		if retentionDays != nil {
+			p.RetentionDays = *retentionDays
+		}
+		if hotDays != nil {
+			p.HotDays = *hotDays
+		}
+		return map[string]any{"before": old, "retention_days": p.RetentionDays, "hot_days": p.HotDays}
 	})
 }
 

@@ -51,6 +51,7 @@ type problem struct {
 func classify(err error) *apiError {
 	var ae *apiError
 	var fe *event.FieldError
+	var pe *auditlog.PolicyError
 	switch {
 	case errors.As(err, &ae):
 		return ae
@@ -76,10 +77,8 @@ func classify(err error) *apiError {
 	case errors.Is(err, auditlog.ErrExpired):
 		return &apiError{status: http.StatusGone, title: "Gone", detail: "the retention period of these entries has " +
 			"ended and their payloads were deleted; their leaf hashes remain, so proofs still verify"}
-	case errors.As(err, new(*auditlog.PolicyError)):
-		pe := new(*auditlog.PolicyError)
-		errors.As(err, pe)
-		return &apiError{status: http.StatusBadRequest, title: "Bad request", detail: (*pe).Error(), field: (*pe).Field}
+	case errors.As(err, &pe):
+		return &apiError{status: http.StatusBadRequest, title: "Bad request", detail: pe.Error(), field: pe.Field}
 	case errors.Is(err, auditlog.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, title: "Service unavailable", detail: "attest is shutting down"}
 	}

@@ -80,21 +80,8 @@ func (s *Server) setRetention(rq *request) error {
 		return err
 	}
 	rq.target = event.Target{Type: "retention_policy", ID: rq.tenant.Name}
-	cur, err := s.in.Log.Policy(rq.r.Context(), s.in.DB.Read, rq.tenant.ID)
-	if err != nil {
-		return err
-	}
-	if body.RetentionDays == nil && body.HotDays == nil {
-		return badRequest("body", "give retention_days, hot_days or both")
-	}
-	days, hot := cur.RetentionDays, cur.HotDays
-	if body.RetentionDays != nil {
-		days = *body.RetentionDays
-	}
-	if body.HotDays != nil {
-		hot = *body.HotDays
-	}
-	if _, err := s.in.SetRetention(rq.r.Context(), rq.tenant, days, hot, rq.actor(), rq.changeDecorator(http.StatusOK)); err != nil {
+	if _, err := s.in.SetRetention(rq.r.Context(), rq.tenant, body.RetentionDays, body.HotDays, rq.actor(),
+		rq.changeDecorator(http.StatusOK)); err != nil {
 		return err
 	}
 	rq.audited = true

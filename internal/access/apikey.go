@@ -35,16 +35,21 @@ const (
 	// RoleReader reads the log: queries, events, proofs, checkpoints, tiles;
 	// in the operator tenant also the metrics.
 	RoleReader Role = "reader"
+	// RoleSCIM is an identity provider's SCIM token: it provisions and
+	// deprovisions its tenant's users and groups, and nothing else.
+	RoleSCIM Role = "scim"
+	// RoleAuthz is a platform service that asks whether a user may act.
+	RoleAuthz Role = "authz"
 )
 
 // Roles lists every role, most powerful first.
-var Roles = []Role{RoleOperator, RoleAdmin, RoleIngest, RoleReader}
+var Roles = []Role{RoleOperator, RoleAdmin, RoleIngest, RoleReader, RoleSCIM, RoleAuthz}
 
 // ParseRole validates a role name.
 func ParseRole(s string) (Role, error) {
 	r := Role(s)
 	if !slices.Contains(Roles, r) {
-		return "", fmt.Errorf("role must be one of operator, admin, ingest, reader, not %q", s)
+		return "", fmt.Errorf("role must be one of operator, admin, ingest, reader, scim, authz, not %q", s)
 	}
 	return r, nil
 }
@@ -75,13 +80,15 @@ const (
 	PermAny Permission = "any"
 )
 
+// Machines cannot elevate, so an admin or operator key holds its
+// privileged permissions standing; creating one is itself privileged.
 var rolePerms = map[Role][]Permission{
-	RoleOperator: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead, PermMetricsRead,
-		PermPrivacyErase, PermRetentionManage},
-	RoleAdmin: {PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermMetricsRead, PermPrivacyErase,
-		PermRetentionManage},
-	RoleIngest: {PermEventsWrite},
-	RoleReader: {PermLogRead, PermMetricsRead},
+	RoleOperator: AllPermissions,
+	RoleAdmin:    AllPermissionsExcept(PermTenants, PermTenantsRead, PermOwnership),
+	RoleIngest:   {PermEventsWrite},
+	RoleReader:   {PermLogRead, PermMetricsRead, PermExport},
+	RoleSCIM:     {PermSCIM},
+	RoleAuthz:    {PermAuthzCheck},
 }
 
 // tenantBound lists the permissions that only keys of the operator tenant
@@ -170,6 +177,9 @@ type Key struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero when the key does not expire
 	RevokedAt time.Time // zero unless revoked
+	// UserID is the person who created the key, if a person did: their
+	// deprovisioning revokes it.
+	UserID string
 }
 
 // Token is the secret form of a key, shown once. It never prints itself.
@@ -233,19 +243,24 @@ func NewKeys(db *store.DB, now func() time.Time) *Keys {
 }
 
 // Create stores a new key with the given id (from NewKeyID) in tx and returns
-// its token. A zero expires means the key does not expire.
-func (ks *Keys) Create(ctx context.Context, tx *sql.Tx, id string, tenantID int64, role Role, name string, expires time.Time) (Token, *Key, error) {
+// its token. A zero expires means the key does not expire; userID names the
+// person creating it, or is empty.
+func (ks *Keys) Create(ctx context.Context, tx *sql.Tx, id string, tenantID int64, role Role, name string, expires time.Time,
+	userID string) (Token, *Key, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	sec := idEncoding.EncodeToString(secret)
 	k := &Key{ID: id, TenantID: tenantID, Role: role, Name: name, CreatedAt: ks.now().UTC().Truncate(time.Microsecond),
-		ExpiresAt: expires}
-	var exp any
+		ExpiresAt: expires, UserID: userID}
+	var exp, user any
 	if !expires.IsZero() {
 		exp = expires.UTC().UnixMicro()
 	}
-	_, err := tx.ExecContext(ctx, ks.db.Rebind(`INSERT INTO api_keys (id, tenant_id, role, name, secret_hash, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), id, tenantID, string(role), name, hashSecret(sec), k.CreatedAt.UnixMicro(), exp)
+	if userID != "" {
+		user = userID
+	}
+	_, err := tx.ExecContext(ctx, ks.db.Rebind(`INSERT INTO api_keys (id, tenant_id, role, name, secret_hash, created_at, expires_at,
+		user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), id, tenantID, string(role), name, hashSecret(sec), k.CreatedAt.UnixMicro(), exp, user)
 	if err != nil {
 		return "", nil, fmt.Errorf("access: store key: %w", err)
 	}
@@ -318,8 +333,8 @@ type keyRow struct {
 }
 
 func (ks *Keys) query(ctx context.Context, q store.Querier, where string, args ...any) ([]keyRow, error) {
-	rows, err := q.QueryContext(ctx, ks.db.Rebind(`SELECT id, tenant_id, role, name, secret_hash, created_at, expires_at, revoked_at
-		FROM api_keys WHERE `+where+` ORDER BY created_at, id`), args...)
+	rows, err := q.QueryContext(ctx, ks.db.Rebind(`SELECT id, tenant_id, role, name, secret_hash, created_at, expires_at, revoked_at,
+		user_id FROM api_keys WHERE `+where+` ORDER BY created_at, id`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("access: query keys: %w", err)
 	}
@@ -331,10 +346,11 @@ func (ks *Keys) query(ctx context.Context, q store.Querier, where string, args .
 		var role string
 		var created int64
 		var expires, revoked sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.TenantID, &role, &k.Name, &r.hash, &created, &expires, &revoked); err != nil {
+		var user sql.NullString
+		if err := rows.Scan(&k.ID, &k.TenantID, &role, &k.Name, &r.hash, &created, &expires, &revoked, &user); err != nil {
 			return nil, fmt.Errorf("access: read key: %w", err)
 		}
-		k.Role = Role(role)
+		k.Role, k.UserID = Role(role), user.String
 		k.CreatedAt = time.UnixMicro(created).UTC()
 		if expires.Valid {
 			k.ExpiresAt = time.UnixMicro(expires.Int64).UTC()

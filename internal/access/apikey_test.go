@@ -90,7 +90,7 @@ func TestRevokeTwice(t *testing.T) {
 		id := access.NewKeyID()
 		inTx := func(f func(tx *sql.Tx) error) error { return in.DB.InTx(ctx, f) }
 		if err := inTx(func(tx *sql.Tx) error {
-			_, _, err := keys.Create(ctx, tx, id, op.ID, access.RoleReader, "r", time.Time{})
+			_, _, err := keys.Create(ctx, tx, id, op.ID, access.RoleReader, "r", time.Time{}, "")
 			return err
 		}); err != nil {
 			t.Fatal(err)

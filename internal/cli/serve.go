@@ -18,6 +18,7 @@ import (
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/server"
 	"github.com/prometheus/client_golang/prometheus"
@@ -225,10 +226,16 @@ func bootstrap(ctx context.Context, e *env, in *instance.Instance, c serveConfig
 	if err != nil {
 		return err
 	}
+	link, enr, err := in.IssueEnrolment(ctx, op, "", access.RoleOwner, identity.DefaultEnrolmentTTL, instance.SystemActor(),
+		hostDecorate("serve"))
+	if err != nil {
+		return err
+	}
 	where := c.dataDir
 	if c.databaseURL != "" {
 		where = "the PostgreSQL database"
 	}
+	cacert, addr := filepath.Join(c.dataDir, "tls", "cert.pem"), displayAddr(c.addr)
 	fmt.Fprintf(e.stdout, `
 attest initialised %s.
 
@@ -243,7 +250,18 @@ Try, in another shell:
     export KEY=<the key above>
     curl --cacert %s -H "Authorization: Bearer $KEY" https://%s/api/v1/compliance/audit-trail
 
-`, where, tok.Reveal(), key.ID, filepath.Join(c.dataDir, "tls", "cert.pem"), displayAddr(c.addr))
+First owner: this one-time enrolment link creates the owner of the operator
+tenant and enrols their second factor. It expires at %s.
+
+    %s
+
+Use it: set your email, name and password, then add the TOTP secret it
+answers to your authenticator app and confirm with a code:
+    curl --cacert %s https://%s/api/v1/auth/enrol -d '{"token":"<link>","email":"you@example.com","name":"Your Name","password":"<a long passphrase>"}'
+    curl --cacert %s https://%s/api/v1/auth/enrol/totp -d '{"token":"<link>","code":"<6 digits>"}'
+A lost link is replaced with: attest user enrol-link --tenant operator --owner
+
+`, where, tok.Reveal(), key.ID, cacert, addr, enr.ExpiresAt.Format(time.RFC3339), link, cacert, addr, cacert, addr)
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/personal"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tenant"
@@ -64,6 +65,9 @@ type Instance struct {
 	Keyring    *personal.Keyring
 	Tenants    *tenant.Registry
 	Keys       *access.Keys
+	Grants     *access.Grants
+	Elevations *access.Elevations
+	Identity   *identity.Service
 	SigningKey *checkpoint.Key
 	Log        *auditlog.Log
 	Now        func() time.Time
@@ -125,10 +129,13 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 	in.Keyring = personal.NewKeyring(db, kek, opts.Now)
 	in.Tenants = tenant.NewRegistry(db, kek)
 	in.Keys = access.NewKeys(db, opts.Now)
+	in.Grants = access.NewGrants(db, opts.Now)
+	in.Elevations = access.NewElevations(db, opts.Now)
 	if in.Name, err = instanceName(ctx, db, opts.DataDir, opts.Name); err != nil {
 		db.Close()
 		return nil, err
 	}
+	in.Identity = identity.NewService(db, kek, "attest "+in.Name, opts.Now)
 	cfg := opts.Log
 	if cfg.Archive == nil {
 		if cfg.Archive, err = archive.NewDir(filepath.Join(opts.DataDir, ArchiveDir)); err != nil {
@@ -365,7 +372,11 @@ func (in *Instance) CreateKey(ctx context.Context, t *tenant.Tenant, role access
 	var key *access.Key
 	_, err = in.Log.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		tok, key, err = in.Keys.Create(ctx, tx, id, t.ID, role, name, expires)
+		var owner string
+		if actor.Type == "user" {
+			owner = actor.ID
+		}
+		tok, key, err = in.Keys.Create(ctx, tx, id, t.ID, role, name, expires, owner)
 		return err
 	}, p)
 	if err != nil {

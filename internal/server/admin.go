@@ -181,8 +181,8 @@ func (s *Server) createKey(rq *request) error {
 	if err != nil {
 		return badRequest("role", err.Error())
 	}
-	if !rq.key.Role.CanGrant(role) {
-		return forbidden(fmt.Sprintf("a key with role %s may not create a key with role %s", rq.key.Role, role))
+	if err := rq.canHandOutKey(role); err != nil {
+		return err
 	}
 	if err := role.CheckTenant(rq.tenant.Name == tenant.Operator); err != nil {
 		return badRequest("role", err.Error())
@@ -213,7 +213,7 @@ func (s *Server) createKey(rq *request) error {
 // for every tenant: only an operator key in the operator tenant sees them
 // all. An admin key of the operator tenant sees only that tenant's keys.
 func keyScope(rq *request) int64 {
-	if rq.key.Role.CrossTenant() && rq.tenant.Name == tenant.Operator {
+	if rq.key != nil && rq.key.Role.CrossTenant() && rq.tenant.Name == tenant.Operator {
 		return 0
 	}
 	return rq.tenant.ID
@@ -246,8 +246,8 @@ func (s *Server) revokeKey(rq *request) error {
 		return err
 	}
 	rq.target.Name = k.Name
-	if !rq.key.Role.CanRevoke(k.Role) {
-		return forbidden(fmt.Sprintf("a key with role %s may not revoke a key with role %s", rq.key.Role, k.Role))
+	if err := rq.canHandOutKey(k.Role); err != nil {
+		return err
 	}
 	if !k.RevokedAt.IsZero() {
 		return errAlreadyRevoked
@@ -263,6 +263,21 @@ func (s *Server) revokeKey(rq *request) error {
 	}
 	rq.audited = true
 	return writeJSON(rq.w, http.StatusOK, s.keyViewOf(rq, k))
+}
+
+// canHandOutKey refuses a key role that may do more than the caller, for
+// creating or revoking a key of it.
+func (rq *request) canHandOutKey(role access.Role) error {
+	if rq.key != nil {
+		if !rq.key.Role.CanGrant(role) {
+			return forbidden(fmt.Sprintf("a key with role %s may not create or revoke a key with role %s", rq.key.Role, role))
+		}
+		return nil
+	}
+	if err := rq.canGrantAll(access.KeyRolePermissions(role)); err != nil {
+		return forbidden(err.Error())
+	}
+	return nil
 }
 
 var errAlreadyRevoked = &apiError{status: http.StatusConflict, title: "Conflict",

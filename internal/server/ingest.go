@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/importer"
@@ -441,7 +440,7 @@ func (in *ingestion) reject(slot int, err error) {
 func (in *ingestion) tenantOf(ev *event.Event) (*tenant.Tenant, error) {
 	t := in.rq.tenant
 	if ev.Tenant != "" && ev.Tenant != t.Name {
-		if in.rq.key.Role != access.RoleOperator {
+		if !in.rq.operatorKey() {
 			return nil, &event.FieldError{Field: "tenant", Reason: "a tenant API key sends events only to its own tenant"}
 		}
 		var err error
@@ -450,7 +449,7 @@ func (in *ingestion) tenantOf(ev *event.Event) (*tenant.Tenant, error) {
 		}
 	}
 	if t.Name == tenant.Operator {
-		if in.rq.key.Role == access.RoleOperator {
+		if in.rq.operatorKey() {
 			return nil, errOperatorIngest
 		}
 		return nil, errOperatorIngestTenantKey

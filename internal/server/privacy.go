@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/personal"
@@ -44,7 +43,7 @@ func (s *Server) eraseSubject(rq *request) error {
 		if body.Subject == rq.actor().ID {
 			return forbidden("a key may not erase the personal values of its own requests")
 		}
-		if rq.key.Role != access.RoleOperator {
+		if !rq.operatorKey() {
 			return forbidden("only an operator key may erase the personal values of attest's own actors (API keys and host users)")
 		}
 	}

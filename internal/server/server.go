@@ -25,6 +25,7 @@ import (
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
 	"github.com/go-json-experiment/json"
@@ -81,6 +82,10 @@ type Server struct {
 	metrics *httpMetrics
 	ready   atomic.Bool
 
+	logins   *prometheus.CounterVec
+	lockouts *prometheus.CounterVec
+	detector *detector
+
 	mux            *http.ServeMux
 	metricsHandler http.Handler
 }
@@ -116,7 +121,14 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	}
 	cfg.Logger = slog.New(redactingHandler{cfg.Logger.Handler()})
 	host, _ := os.Hostname()
-	s := &Server{in: in, cfg: cfg, log: cfg.Logger, host: host, metrics: newHTTPMetrics(cfg.Registry)}
+	s := &Server{in: in, cfg: cfg, log: cfg.Logger, host: host, metrics: newHTTPMetrics(cfg.Registry), detector: newDetector()}
+	s.logins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "attest_login_attempts_total",
+		Help: "Login steps, by step (password, totp, recovery, enrol) and result (success, failure, throttled)."},
+		[]string{"step", "result"})
+	s.lockouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "attest_login_lockouts_total",
+		Help: "Failure counters that reached their limit and locked, by step and what locked (account, client_ip)."},
+		[]string{"step", "kind"})
+	cfg.Registry.MustRegister(s.logins, s.lockouts)
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	s.mux = mux
@@ -257,6 +269,13 @@ type route struct {
 	selfAudited bool
 	// pathTenant routes name their tenant in the path (the tiled log).
 	pathTenant bool
+	// keysOnly routes take an API key, never a person's session.
+	keysOnly bool
+	// login routes take no credential, and draw on the stricter login
+	// rate limits.
+	login bool
+	// mintsSession routes begin sessions: each passes identity's Gate.
+	mintsSession bool
 }
 
 // request carries one API request through its handler.
@@ -270,6 +289,18 @@ type request struct {
 	ip     string
 	key    *access.Key
 	tenant *tenant.Tenant
+	// A person's request carries their session, the subject the
+	// authorizer saw, and its decision.
+	pr       *identity.Principal
+	subject  *access.Subject
+	decision access.Decision
+	// as, when set, is the actor of the request's events instead of the
+	// caller: the account a login step is for.
+	as *event.Actor
+	// loginAccount and passwordTag describe a password step to the
+	// threat detector, as a hash and a keyed hash.
+	loginAccount string
+	passwordTag  string
 
 	// What the handler says about the request, for its audit event.
 	target  event.Target
@@ -410,7 +441,7 @@ func (s *Server) fail(rq *request, err error) {
 }
 
 var errUnauthenticated = &apiError{status: http.StatusUnauthorized, title: "Unauthorized",
-	detail: "a valid API key is required: send it as Authorization: Bearer <API key>"}
+	detail: "a valid session or API key is required: sign in, or send it as Authorization: Bearer <API key>"}
 
 // authorize authenticates the request, settles its tenant and checks the
 // route's permission. The tenant comes from the key; only an operator key
@@ -426,9 +457,19 @@ func (s *Server) authorize(rq *request) error {
 			return badRequest(h, h+" may be given once")
 		}
 	}
-	tok, ok := bearerToken(rq.r.Header.Get("Authorization"))
-	if !ok {
-		rq.reason = "no API key"
+	tok, fromCookie, err := credential(rq.r)
+	if err != nil {
+		return err
+	}
+	if tok == "" {
+		rq.reason = "no credential"
+		return errUnauthenticated
+	}
+	if identity.IsSessionToken(tok) {
+		return s.authorizeSession(rq, tok, fromCookie)
+	}
+	if fromCookie {
+		rq.reason = "the session cookie holds no session token"
 		return errUnauthenticated
 	}
 	key, err := s.in.Keys.Authenticate(ctx, tok)
@@ -555,9 +596,15 @@ func (s *Server) trusted(ip netip.Addr) bool {
 // actor is who made the request, for its audit event.
 func (rq *request) actor() event.Actor {
 	a := event.Actor{Type: "anonymous", IP: rq.ip, UserAgent: rq.r.UserAgent()}
-	if rq.key != nil {
+	switch {
+	case rq.key != nil:
 		a.Type, a.ID, a.Name = "service", "apikey:"+rq.key.ID, rq.key.Name
 		a.Auth = event.Auth{Method: "api_key"}
+	case rq.pr != nil:
+		mfa := true
+		a.Type, a.ID, a.Name, a.Email = "user", rq.pr.User.ID, rq.pr.User.Name, rq.pr.User.Email
+		a.SessionID = rq.pr.Session.ID
+		a.Auth = event.Auth{Method: "session:" + rq.pr.Session.Factor, MFA: &mfa}
 	}
 	return a
 }
@@ -610,6 +657,9 @@ func (s *Server) audit(rq *request) {
 		ev.Details = detailsValue(rq.details)
 	}
 	rq.decorate(ev)
+	if rq.as != nil {
+		ev.Actor = *rq.as
+	}
 	ev.Request.Status = rq.status
 	p, err := s.in.Log.Prepare(ctx, t, ev)
 	if err == nil {

@@ -27,7 +27,7 @@ func (r *run) selfAuditCost(ctx context.Context) error {
 	}
 	var vs []*variant
 	for _, off := range []bool{false, true} {
-		srv, err := server.New(r.in, server.Config{WithoutSelfAudit: off})
+		srv, err := server.New(r.in, server.Config{WithoutSelfAudit: off, WithoutRateLimits: true})
 		if err != nil {
 			return err
 		}

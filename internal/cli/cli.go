@@ -46,6 +46,8 @@ func commands() []command {
 		{"init", "initialise a data directory or database without serving, printing the bootstrap key", cmdInit},
 		{"tenant", "create and list tenants (tenant create NAME, tenant list)", cmdTenant},
 		{"apikey", "create, list and revoke API keys", cmdAPIKey},
+		{"user", "list, disable, enable and delete accounts, issue enrolment links, disable inactive accounts", cmdUser},
+		{"breakglass", "the host-only emergency operator credential (breakglass init, use, rotate, status)", cmdBreakGlass},
 		{"subject", "erase a data subject's personal values (subject erase --tenant T --subject ID --reason TEXT)", cmdSubject},
 		{"retention", "apply or change the retention of audit trails: archive, expire, legal hold (retention run, show, set, hold, release)",
 			cmdRetention},

@@ -20,9 +20,11 @@ import (
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/ratelimit"
 	"github.com/attest/attest/internal/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 )
 
 type serveConfig struct {
@@ -32,6 +34,8 @@ type serveConfig struct {
 	maxBody            string
 	maxEvents          int
 	trustedProxies     string
+	redisURL           string
+	rpID, rpOrigins    string
 	instanceName       string
 	personal           string
 	checkpointInterval time.Duration
@@ -50,6 +54,13 @@ func cmdServe(e *env, args []string) int {
 	fs.StringVar(&c.maxBody, "max-body", "32MiB", "largest request body, after decompression")
 	fs.IntVar(&c.maxEvents, "max-events", 100000, "most events one ingest request may carry")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is trusted")
+	fs.StringVar(&c.redisURL, "redis-url", "", "Redis URL (redis:// or rediss://) for rate-limit buckets shared by replicas; "+
+		"empty keeps them in this process; prefer ATTEST_REDIS_URL_FILE when it holds a password")
+	fs.secret("redis-url")
+	fs.StringVar(&c.rpID, "webauthn-rp-id", "localhost", "the domain passkeys are registered for: the host name people "+
+		"reach attest by")
+	fs.StringVar(&c.rpOrigins, "webauthn-origins", "", "comma-separated origins passkey ceremonies may come from; "+
+		"empty means https://RP-ID:PORT of --addr")
 	fs.StringVar(&c.instanceName, "instance-name", "", "instance name in checkpoint origins, fixed when the database is created")
 	fs.StringVar(&c.personal, "personal-fields", strings.Join(event.DefaultPersonal, ","),
 		"event fields stored as personal data (committed in the log, sealed per subject); choose from "+
@@ -78,6 +89,22 @@ func cmdServe(e *env, args []string) int {
 	proxies, err := parsePrefixes(c.trustedProxies)
 	if err != nil {
 		return usageErr(e, "--trusted-proxies: %v", err)
+	}
+	var limiter ratelimit.Limiter
+	if c.redisURL != "" {
+		ro, err := ratelimit.ParseRedisURL(c.redisURL)
+		if err != nil {
+			return usageErr(e, "%v", err)
+		}
+		rc := redis.NewClient(ro)
+		defer rc.Close()
+		pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		perr := rc.Ping(pctx).Err()
+		cancel()
+		if perr != nil {
+			return fail(e, "--redis-url: Redis does not answer at %s", ro.Addr)
+		}
+		limiter = ratelimit.NewRedis(rc, "attest:rl:", nil)
 	}
 	var pers []string
 	for _, p := range strings.Split(c.personal, ",") {
@@ -133,6 +160,10 @@ func cmdServe(e *env, args []string) int {
 		return fail(e, "open: %v", err)
 	}
 	defer in.DB.Close()
+	if err := in.Identity.Passkeys.Configure(c.passkeys()); err != nil {
+		in.Log.Close()
+		return usageErr(e, "--webauthn-rp-id, --webauthn-origins: %v", err)
+	}
 	if err := bootstrap(ctx, e, in, c); err != nil {
 		in.Log.Close()
 		return fail(e, "bootstrap: %v", err)
@@ -147,7 +178,7 @@ func cmdServe(e *env, args []string) int {
 	}
 	srv, err := server.New(in, server.Config{Addr: c.addr, MaxBodyBytes: maxBody, MaxEvents: c.maxEvents, TrustedProxies: proxies,
 		CheckpointInterval: c.checkpointInterval, ShutdownTimeout: c.shutdownTimeout, Version: Version, Registry: reg,
-		Logger: log, RetentionInterval: retentionInterval(c)})
+		Logger: log, RetentionInterval: retentionInterval(c), Limiter: limiter})
 	if err != nil {
 		in.Log.Close()
 		return failErr(e, err)
@@ -158,6 +189,22 @@ func cmdServe(e *env, args []string) int {
 	}
 	log.Info("attest stopped cleanly")
 	return exitOK
+}
+
+// passkeys is the WebAuthn relying party of the flags: the origin defaults
+// to the RP ID at the listen port.
+func (c serveConfig) passkeys() identity.PasskeyConfig {
+	pc := identity.PasskeyConfig{RPID: c.rpID}
+	for _, o := range strings.Split(c.rpOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			pc.Origins = append(pc.Origins, o)
+		}
+	}
+	if len(pc.Origins) == 0 {
+		_, port, _ := net.SplitHostPort(c.addr)
+		pc.Origins = []string{"https://" + net.JoinHostPort(c.rpID, port)}
+	}
+	return pc
 }
 
 func retentionInterval(c serveConfig) time.Duration {

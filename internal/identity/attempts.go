@@ -159,6 +159,19 @@ func (cs *Counters) Clear(ctx context.Context, q store.Querier, c Counter) (bool
 	return n > 0, nil
 }
 
+// Refund gives back the failure a successful attempt reserved, for a
+// counter shared by many accounts, such as a client address's, which a
+// success must not reset for all of them.
+func (cs *Counters) Refund(ctx context.Context, q store.Querier, c Counter, b Budget) error {
+	_, err := q.ExecContext(ctx, cs.db.Rebind(`UPDATE login_counters SET failures = failures - 1,
+		locked_until = CASE WHEN failures - 1 <= ? THEN 0 ELSE locked_until END
+		WHERE counter_key = ? AND failures > 0 AND failures < ?`), b.Free, c.key(), b.Max)
+	if err != nil {
+		return fmt.Errorf("identity: refund attempt: %w", err)
+	}
+	return nil
+}
+
 // Locked reports whether a counter is locked, and until when.
 func (cs *Counters) Locked(ctx context.Context, q store.Querier, c Counter, b Budget) (time.Time, bool, error) {
 	var failures int

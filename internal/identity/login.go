@@ -66,6 +66,9 @@ type Service struct {
 	Sessions *Sessions
 	Counters *Counters
 	Groups   *Groups
+	// Passkeys holds WebAuthn credentials and the relying party; the
+	// server may Configure it with the origins it serves.
+	Passkeys *Passkeys
 	Hasher   Hasher
 	// Issuer names attest in authenticator apps.
 	Issuer string
@@ -78,7 +81,8 @@ func NewService(db *store.DB, kek *personal.Sealer, issuer string, now func() ti
 		now = time.Now
 	}
 	return &Service{DB: db, Users: NewUsers(db, now), Factors: NewFactors(db, kek, now), Sessions: NewSessions(db, now),
-		Counters: NewCounters(db, now), Groups: NewGroups(db, now), Hasher: Hasher{Params: DefaultArgon2}, Issuer: issuer, Now: now}
+		Counters: NewCounters(db, now), Groups: NewGroups(db, now), Passkeys: newDefaultPasskeys(db, issuer, now),
+		Hasher: Hasher{Params: DefaultArgon2}, Issuer: issuer, Now: now}
 }
 
 // Gate mints a session, in tx, for the user a proof names: the one way
@@ -176,6 +180,9 @@ func (s *Service) BeginLogin(ctx context.Context, tenantID int64, email, passwor
 	}
 	at.AccountLocked = false
 	if _, err := s.Counters.Clear(ctx, s.DB.Write, acct); err != nil {
+		return nil, at, err
+	}
+	if err := s.Counters.Refund(ctx, s.DB.Write, IPCounter(meta.IP), ClientIPBudget); err != nil {
 		return nil, at, err
 	}
 	if rehash {

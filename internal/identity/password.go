@@ -196,9 +196,12 @@ func repetitive(p string) bool {
 	return same || run
 }
 
+// contextWords splits a piece of context, such as an email, into the
+// words a password must not be built on, the whole of it among them.
 func contextWords(s string) []string {
 	s = strings.ToLower(s)
-	return strings.FieldsFunc(s, func(r rune) bool {
+	words := strings.FieldsFunc(s, func(r rune) bool {
 		return r == '@' || r == '.' || r == ' ' || r == '-' || r == '_' || r == '+'
 	})
+	return append(words, s)
 }

@@ -171,12 +171,19 @@ func (s *Server) loginPassword(rq *request) error {
 		return badRequest("email", "tenant, email and password are required")
 	}
 	ctx := rq.r.Context()
+	canon, cerr := identity.CanonicalEmail(body.Email)
+	if cerr != nil {
+		canon = body.Email
+	}
+	if err := s.take(rq, "login_account", body.Tenant+"\x00"+canon, s.rates.LoginAccount); err != nil {
+		return err
+	}
 	var tenantID int64 = -1 // an unknown tenant: the same work, the same answer
 	if t, err := s.in.Tenants.ByName(ctx, body.Tenant); err == nil {
 		rq.tenant, tenantID = t, t.ID
 	}
 	rq.details = map[string]any{"step": "password"}
-	rq.loginAccount = fmt.Sprintf("%d\x00%s", tenantID, body.Email)
+	rq.loginAccount = fmt.Sprintf("%d\x00%s", tenantID, canon)
 	rq.passwordTag = s.detector.passwordTag(body.Password)
 	start, at, err := s.in.Identity.BeginLogin(ctx, tenantID, body.Email, body.Password, rq.meta())
 	s.noteAttempt(rq, at, "password", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/ratelimit"
 	"github.com/attest/attest/internal/tenant"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -61,8 +62,20 @@ type Config struct {
 	// applied; zero means daily, negative never.
 	RetentionInterval time.Duration
 	// RetentionDelay is how long after start the first retention run
-	// waits; zero means a minute.
+	// waits; zero means a minute. The identity job waits as long.
 	RetentionDelay time.Duration
+	// IdentityInterval is how often accounts unused past their tenant's
+	// limit are disabled and overdue access reviews closed; zero means
+	// hourly, negative never.
+	IdentityInterval time.Duration
+	// Limiter keeps the rate-limit buckets; nil means in process. Give a
+	// ratelimit.Redis to share them between replicas.
+	Limiter ratelimit.Limiter
+	// RateLimits shape the buckets; nil means DefaultRateLimits.
+	RateLimits *RateLimits
+	// WithoutRateLimits serves without any rate limit, for attest bench
+	// alone, which measures the API's own capacity.
+	WithoutRateLimits bool
 	// Version is reported in the audit events' source.
 	Version string
 	// Registry collects the Prometheus metrics; nil makes a new one.
@@ -85,6 +98,9 @@ type Server struct {
 	logins   *prometheus.CounterVec
 	lockouts *prometheus.CounterVec
 	detector *detector
+	limiter  ratelimit.Limiter
+	rates    RateLimits
+	limits   *limitMetrics
 
 	mux            *http.ServeMux
 	metricsHandler http.Handler
@@ -106,6 +122,9 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	}
 	if cfg.RetentionInterval == 0 {
 		cfg.RetentionInterval = 24 * time.Hour
+	}
+	if cfg.IdentityInterval == 0 {
+		cfg.IdentityInterval = time.Hour
 	}
 	if cfg.RetentionDelay <= 0 {
 		cfg.RetentionDelay = time.Minute
@@ -129,6 +148,17 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		Help: "Failure counters that reached their limit and locked, by step and what locked (account, client_ip)."},
 		[]string{"step", "kind"})
 	cfg.Registry.MustRegister(s.logins, s.lockouts)
+	s.limits = newLimitMetrics(cfg.Registry)
+	s.rates = DefaultRateLimits
+	if cfg.RateLimits != nil {
+		s.rates = *cfg.RateLimits
+	}
+	if !cfg.WithoutRateLimits {
+		s.limiter = cfg.Limiter
+		if s.limiter == nil {
+			s.limiter = ratelimit.NewMemory(in.Now)
+		}
+	}
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	s.mux = mux
@@ -220,9 +250,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 		defer close(cpDone)
 		s.in.Log.RunCheckpoints(cpCtx, s.cfg.CheckpointInterval)
 	}()
+	idDone := make(chan struct{})
 	go func() {
 		defer close(retDone)
 		s.runRetention(cpCtx)
+	}()
+	go func() {
+		defer close(idDone)
+		s.runIdentityJobs(cpCtx)
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -242,6 +277,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 	stopCheckpoints()
 	<-cpDone
 	<-retDone
+	<-idDone
 	if err := s.in.Log.Close(); err != nil && shutErr == nil {
 		shutErr = err
 	}
@@ -375,7 +411,15 @@ func (s *Server) wrap(rt *route) http.Handler {
 				panic(p)
 			}
 		}()
+		if err := s.limitClient(rq); err != nil {
+			s.fail(rq, err)
+			return
+		}
 		if err := s.authorize(rq); err != nil {
+			s.fail(rq, err)
+			return
+		}
+		if err := s.limitCaller(rq); err != nil {
 			s.fail(rq, err)
 			return
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/ratelimit"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -35,6 +36,11 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+// testRates are limits no functional test reaches.
+var testRates = server.RateLimits{IP: lim(1e6), Key: lim(1e6), Account: lim(1e6), LoginIP: lim(1e6), LoginAccount: lim(1e6)}
+
+func lim(n float64) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: int(n)} }
 
 // testServer is attest serving real HTTPS on a loopback port.
 type testServer struct {
@@ -75,6 +81,11 @@ func startWith(t *testing.T, opts storetest.Options, cfg server.Config, edit fun
 		cfg.CheckpointInterval = 50 * time.Millisecond
 	}
 	cfg.Registry = reg
+	if cfg.RateLimits == nil {
+		// Tests make many requests from one address; the rate-limit tests
+		// set their own limits.
+		cfg.RateLimits = &testRates
+	}
 	srv, err := server.New(in, cfg)
 	if err != nil {
 		t.Fatal(err)

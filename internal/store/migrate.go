@@ -306,7 +306,9 @@ var migrations = []migration{
 				created_by TEXT NOT NULL,
 				started_at ` + t.BigInt + ` NOT NULL,
 				deadline ` + t.BigInt + ` NOT NULL,
-				completed_at ` + t.BigInt + `)`,
+				completed_at ` + t.BigInt + `,
+				scope_roles TEXT NOT NULL DEFAULT '',
+				escalated_at ` + t.BigInt + `)`,
 			`CREATE INDEX review_campaigns_tenant ON review_campaigns (tenant_id, status)`,
 			`CREATE TABLE review_items (
 				campaign_id TEXT NOT NULL REFERENCES review_campaigns(id),

@@ -291,19 +291,3 @@ func (es *Elevations) Activate(ctx context.Context, tx *sql.Tx, tenantID int64, 
 	}
 	return el, nil
 }
-
-// InSession returns the active elevation of a session, nil when none is
-// in force.
-func (es *Elevations) InSession(ctx context.Context, q store.Querier, id, sessionID string) (*Elevation, error) {
-	el, err := es.scan(q.QueryRowContext(ctx, es.db.Rebind(`SELECT `+elevationColumns+` FROM elevations WHERE id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("access: read elevation: %w", err)
-	}
-	if el.Status != ElevationActive || el.SessionID != sessionID {
-		return nil, nil
-	}
-	return el, nil
-}

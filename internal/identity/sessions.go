@@ -336,11 +336,30 @@ func (ss *Sessions) Rotate(ctx context.Context, tx *sql.Tx, id string) (SessionT
 // that a busy session costs few writes and the clock errs by little.
 const touchEvery = 30
 
-// Principal is a validated session with its user.
+// Principal is a validated session with its user, and what the
+// authorizer needs of them, read in the same query: the user's role grants
+// and the session's elevation.
 type Principal struct {
-	Session *Session
-	User    *User
-	Policy  Policy
+	Session   *Session
+	User      *User
+	Policy    Policy
+	Grants    []GrantRow
+	Elevation *ElevationRow // nil when the session has none
+}
+
+// GrantRow is one role a user holds, as stored: Permissions is the custom
+// role's comma-separated list, empty for a built-in role.
+type GrantRow struct {
+	Role                   string
+	PeriodStart, PeriodEnd time.Time
+	Permissions            string
+	Custom                 bool
+}
+
+// ElevationRow is a session's elevation as stored.
+type ElevationRow struct {
+	ID, Status, SessionID, Permissions string
+	ExpiresAt                          time.Time
 }
 
 // Validate returns the live session of a token. A person's request (touch)
@@ -377,23 +396,51 @@ func (ss *Sessions) Validate(ctx context.Context, tok string, touch bool) (*Prin
 }
 
 func (ss *Sessions) load(ctx context.Context, tok string) (*Principal, error) {
-	var idle, abs sql.NullInt64
-	u := &User{}
-	var status string
-	row := ss.db.Reads().QueryRowContext(ctx, ss.db.Rebind(`SELECT `+sessionColumns+`, u.status, u.email, u.name,
-		p.idle_seconds, p.absolute_seconds FROM sessions s JOIN users u ON u.id = s.user_id
-		LEFT JOIN session_policies p ON p.tenant_id = s.tenant_id WHERE s.token_hash = ?`), secretHash(tok))
-	s, err := scanSession(row, &status, &u.Email, &u.Name, &idle, &abs)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNoSession
-	}
+	rows, err := ss.db.Reads().QueryContext(ctx, ss.db.Rebind(`SELECT `+sessionColumns+`, u.status, u.email, u.name,
+		p.idle_seconds, p.absolute_seconds, g.role, g.period_start, g.period_end, r.permissions,
+		e.status, e.session_id, e.permissions, e.expires_at
+		FROM sessions s JOIN users u ON u.id = s.user_id
+		LEFT JOIN session_policies p ON p.tenant_id = s.tenant_id
+		LEFT JOIN role_grants g ON g.user_id = s.user_id
+		LEFT JOIN roles r ON r.tenant_id = g.tenant_id AND r.name = g.role
+		LEFT JOIN elevations e ON e.id = s.elevation_id
+		WHERE s.token_hash = ? ORDER BY g.role`), secretHash(tok))
 	if err != nil {
 		return nil, fmt.Errorf("identity: read session: %w", err)
 	}
-	u.ID, u.TenantID, u.Status = s.UserID, s.TenantID, Status(status)
-	p := DefaultPolicy
-	if idle.Valid {
-		p.Idle, p.Absolute = time.Duration(idle.Int64)*time.Second, time.Duration(abs.Int64)*time.Second
+	defer rows.Close()
+	var pr *Principal
+	for rows.Next() {
+		u := &User{}
+		var status string
+		var idle, abs, start, end, elExp sql.NullInt64
+		var role, perms, elStatus, elSession, elPerms sql.NullString
+		s, err := scanSession(rows, &status, &u.Email, &u.Name, &idle, &abs, &role, &start, &end, &perms,
+			&elStatus, &elSession, &elPerms, &elExp)
+		if err != nil {
+			return nil, fmt.Errorf("identity: read session: %w", err)
+		}
+		if pr == nil {
+			u.ID, u.TenantID, u.Status = s.UserID, s.TenantID, Status(status)
+			pr = &Principal{Session: s, User: u, Policy: DefaultPolicy}
+			if idle.Valid {
+				pr.Policy.Idle, pr.Policy.Absolute = time.Duration(idle.Int64)*time.Second, time.Duration(abs.Int64)*time.Second
+			}
+			if elStatus.Valid {
+				pr.Elevation = &ElevationRow{ID: s.ElevationID, Status: elStatus.String, SessionID: elSession.String,
+					Permissions: elPerms.String, ExpiresAt: fromMicros(elExp)}
+			}
+		}
+		if role.Valid {
+			pr.Grants = append(pr.Grants, GrantRow{Role: role.String, PeriodStart: fromMicros(start), PeriodEnd: fromMicros(end),
+				Permissions: perms.String, Custom: perms.Valid})
+		}
 	}
-	return &Principal{Session: s, User: u, Policy: p}, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("identity: read session: %w", err)
+	}
+	if pr == nil {
+		return nil, ErrNoSession
+	}
+	return pr, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/identity"
+	"github.com/attest/attest/internal/tenant"
 )
 
 // errNeedsSession answers a route of a person's own account called with
@@ -186,16 +187,19 @@ func (s *Server) decide(rq *request, userID string, p access.Permission, resourc
 	if resourceTenant != "" && resourceTenant != rq.tenant.Name {
 		return access.Decision{Reason: "the resource belongs to another tenant"}
 	}
-	u, err := s.in.Identity.Users.ByID(ctx, s.in.DB.Reads(), rq.tenant.ID, userID)
-	if err != nil {
-		return access.Decision{Reason: "no such user in this tenant"}
+	var h *access.Holder
+	var err error
+	if werr := s.in.DB.Warm(ctx, func() { h, err = s.in.Grants.Load(ctx, s.in.DB.Reads(), rq.tenant.ID, userID) }); werr != nil {
+		err = werr
 	}
-	grants, custom, err := s.in.Grants.ForUser(ctx, s.in.DB.Reads(), u.ID)
 	if err != nil {
 		s.log.Error("authz check: grants unreadable", "request_id", rq.id, "error", err)
 		return access.Decision{Reason: "the user's roles could not be read"}
 	}
-	sub := &access.Subject{UserID: u.ID, OperatorTenant: rq.tenant.Name == "operator", Active: u.Status == identity.StatusActive,
-		Grants: grants, Custom: custom}
+	if !h.Found {
+		return access.Decision{Reason: "no such user in this tenant"}
+	}
+	sub := &access.Subject{UserID: userID, OperatorTenant: rq.tenant.Name == tenant.Operator, Active: h.Active,
+		Grants: h.Grants, Custom: h.Custom}
 	return sub.Check(p, s.in.Now())
 }

@@ -103,23 +103,20 @@ func (s *Server) authorizeSession(rq *request, tok string, fromCookie bool) erro
 	return nil
 }
 
-// subjectOf loads what the authorizer needs to know of a signed-in person.
+// subjectOf is what the authorizer needs to know of a signed-in person,
+// all of it read with the session.
 func (s *Server) subjectOf(rq *request, pr *identity.Principal, t *tenant.Tenant) (*access.Subject, error) {
-	ctx := rq.r.Context()
-	grants, custom, err := s.in.Grants.ForUser(ctx, s.in.DB.Reads(), pr.User.ID)
-	if err != nil {
-		return nil, err
+	sub := &access.Subject{UserID: pr.User.ID, OperatorTenant: t.Name == tenant.Operator, Active: true,
+		Custom: map[string][]access.Permission{}}
+	for _, g := range pr.Grants {
+		sub.Grants = append(sub.Grants, access.Grant{Role: g.Role, PeriodStart: g.PeriodStart, PeriodEnd: g.PeriodEnd})
+		if g.Custom {
+			sub.Custom[g.Role] = access.ParsePermissions(g.Permissions)
+		}
 	}
-	sub := &access.Subject{UserID: pr.User.ID, OperatorTenant: t.Name == tenant.Operator, Active: true, Grants: grants,
-		Custom: custom}
-	if pr.Session.ElevationID != "" {
-		el, err := s.in.Elevations.InSession(ctx, s.in.DB.Reads(), pr.Session.ElevationID, pr.Session.ID)
-		if err != nil {
-			return nil, err
-		}
-		if el != nil {
-			sub.Elevated, sub.ElevatedUntil = el.Permissions, el.ExpiresAt
-		}
+	if el := pr.Elevation; el != nil && el.Status == access.ElevationActive && el.SessionID == pr.Session.ID &&
+		s.in.Now().Before(el.ExpiresAt) {
+		sub.Elevated, sub.ElevatedUntil = access.ParsePermissions(el.Permissions), el.ExpiresAt
 	}
 	return sub, nil
 }

@@ -145,7 +145,8 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		Help: "Login steps, by step (password, totp, recovery, enrol) and result (success, failure, throttled)."},
 		[]string{"step", "result"})
 	s.lockouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "attest_login_lockouts_total",
-		Help: "Failure counters that reached their limit and locked, by step and what locked (account, client_ip)."},
+		Help: "Failure counters that reached their limit and locked, by step and what locked (account, client_ip); " +
+			"step unlock counts admins' unlocks."},
 		[]string{"step", "kind"})
 	cfg.Registry.MustRegister(s.logins, s.lockouts)
 	s.limits = newLimitMetrics(cfg.Registry)

@@ -331,3 +331,83 @@ func readAll(resp *http.Response) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// TestInactiveAccountsDisabled checks the identity job's rule: an account
+// unused for the tenant's inactive_days is disabled, one used is not.
+func TestInactiveAccountsDisabled(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, _ *store.DB, opts storetest.Options) {
+		c := newClock(time.Now())
+		ts := startClocked(t, opts, c, server.Config{})
+		idle := ts.enrol(c, tenant.Default, "idle90@example.com", "")
+		busy := ts.enrol(c, tenant.Default, "busy@example.com", "")
+		c.Add(60 * 24 * time.Hour)
+		ts.login(c, tenant.Default, busy)
+		c.Add(31 * 24 * time.Hour)
+		n, err := ts.in.DisableInactive(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := map[string]string{"Attest-Tenant": tenant.Default}
+		var u struct{ Status string }
+		ts.do("GET", "/api/v1/users/"+idle.id, ts.operator, h, "", http.StatusOK, &u)
+		if u.Status != "disabled" {
+			t.Errorf("the account unused for 91 days is %s", u.Status)
+		}
+		ts.do("GET", "/api/v1/users/"+busy.id, ts.operator, h, "", http.StatusOK, &u)
+		if u.Status != "active" {
+			t.Errorf("the account used 31 days ago is %s", u.Status)
+		}
+		// The operator tenant's never-enrolled accounts count too; only
+		// the idle one of default is certain.
+		if n < 1 {
+			t.Errorf("disabled %d accounts, want at least 1", n)
+		}
+		ts.do("POST", "/api/v1/auth/login", "", nil, fmt.Sprintf(`{"tenant":"default","email":%q,"password":%q}`, idle.email,
+			idle.password), http.StatusUnauthorized, nil)
+	})
+}
+
+// TestLockoutAndUnlock locks an account with wrong passwords over HTTPS,
+// checks that even the right password is then refused with Retry-After,
+// and that an admin's unlock lets it in at once.
+func TestLockoutAndUnlock(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, _ *store.DB, opts storetest.Options) {
+		c := newClock(time.Now())
+		ts := startClocked(t, opts, c, server.Config{})
+		p := ts.enrol(c, tenant.Default, "locked@example.com", "")
+		wrong := fmt.Sprintf(`{"tenant":"default","email":%q,"password":"not the password at all"}`, p.email)
+		locked := false
+		for i := 0; i < 40 && !locked; i++ {
+			resp := ts.do("POST", "/api/v1/auth/login", "", nil, wrong, 0, nil)
+			switch resp.StatusCode {
+			case http.StatusUnauthorized:
+			case http.StatusTooManyRequests:
+				b, _ := readAll(resp)
+				locked = strings.Contains(b, "locked")
+				c.Add(time.Minute) // wait out a delay
+			default:
+				t.Fatalf("attempt %d: status %d", i, resp.StatusCode)
+			}
+		}
+		if !locked {
+			t.Fatal("the account never locked")
+		}
+		right := fmt.Sprintf(`{"tenant":"default","email":%q,"password":%q}`, p.email, p.password)
+		resp := ts.do("POST", "/api/v1/auth/login", "", nil, right, http.StatusTooManyRequests, nil)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Error("a locked account's answer has no Retry-After")
+		}
+		var un struct{ Unlocked bool }
+		ts.do("POST", "/api/v1/users/"+p.id+"/unlock", ts.operator, map[string]string{"Attest-Tenant": tenant.Default}, "",
+			http.StatusOK, &un)
+		if !un.Unlocked {
+			t.Error("unlock found nothing to clear")
+		}
+		ts.login(c, tenant.Default, p)
+		// The lockout is in the trail as a security event.
+		trail := ts.waitTrail(tenant.Default, "&action=user.lockout", 1)
+		if !strings.Contains(string(trail), `"severity":"high"`) {
+			t.Errorf("the lockout event: %s", trail)
+		}
+	})
+}

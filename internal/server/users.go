@@ -283,6 +283,9 @@ func (s *Server) unlockUser(rq *request) error {
 	if err != nil {
 		return err
 	}
+	if cleared {
+		s.lockouts.WithLabelValues("unlock", "account").Inc()
+	}
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"unlocked": cleared})
 }
 

@@ -107,6 +107,9 @@ func PlanElevation(el *Elevation, eligible []Permission) error {
 		}
 	}
 	for _, p := range el.Permissions {
+		if !slices.Contains(AllPermissions, p) {
+			return fmt.Errorf("permissions: %q is not a permission of attest", p)
+		}
 		if !p.Privileged() {
 			return fmt.Errorf("permissions: %s is not privileged: you hold it already or never will", p)
 		}

@@ -59,7 +59,7 @@ const (
 var BuiltinRoles = []string{RoleOwner, RoleTenantAdm, RoleCompliance, RoleSecurity, RoleAuditor, RoleMember}
 
 var builtinPerms = map[string][]Permission{
-	RoleOwner:     AllPermissionsExcept(PermEventsWrite, PermSCIM, PermTenants),
+	RoleOwner:     AllPermissionsExcept(PermEventsWrite, PermTenants),
 	RoleTenantAdm: AllPermissionsExcept(PermEventsWrite, PermTenants, PermOwnership),
 	RoleCompliance: {PermLogRead, PermExport, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead,
 		PermReviewsManage, PermReviewsRead, PermAuthzCheck},
@@ -109,6 +109,8 @@ func ValidateCustomRole(r *CustomRole) error {
 		return fmt.Errorf("name: %q is a built-in role", r.Name)
 	case len(r.Description) > 500 || UnsafeText(r.Description):
 		return fmt.Errorf("description: must be at most 500 bytes of text")
+	case len(r.Permissions) == 0:
+		return fmt.Errorf("permissions: required: list what the role may do")
 	case len(r.Permissions) > 200:
 		return fmt.Errorf("permissions: at most 200")
 	}

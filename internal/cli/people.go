@@ -195,6 +195,9 @@ func cmdBreakGlass(e *env, args []string) int {
 		fmt.Fprintln(e.stdout, pass)
 		return exitOK
 	}
+	if _, err := in.BreakGlassStatus(ctx); err != nil {
+		return failErr(e, err)
+	}
 	pass, err := readPassphrase(e, passFile)
 	if err != nil {
 		return failErr(e, err)

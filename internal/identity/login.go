@@ -354,6 +354,9 @@ func (s *Service) PreparePasswordChange(ctx context.Context, u *User, current, n
 	if err != nil || !ok || h == dummyHash {
 		return nil, ErrInvalidCredentials
 	}
+	if NormalizePassword(next) == NormalizePassword(current) {
+		return nil, &PasswordError{"must differ from the current one"}
+	}
 	if err := CheckPassword(next, append(context, u.Email, u.Name)...); err != nil {
 		return nil, err
 	}

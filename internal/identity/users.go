@@ -247,6 +247,8 @@ func (us *Users) SetStatus(ctx context.Context, tx *sql.Tx, u *User, st Status, 
 	var disabled any
 	if st != StatusActive {
 		disabled = now.UnixMicro()
+	} else {
+		reason = ""
 	}
 	email := u.Email
 	if st == StatusDeleted {

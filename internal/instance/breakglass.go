@@ -22,6 +22,9 @@ import (
 // security event, and locks the account until its passphrase is rotated.
 const (
 	breakGlassName = "emergency"
+	// breakGlassOwner marks the keys a use mints, so that rotating the
+	// account revokes any still working.
+	breakGlassOwner = "breakglass:" + breakGlassName
 	// BreakGlassKeyTTL is how long the key a use mints works.
 	BreakGlassKeyTTL = time.Hour
 )
@@ -110,7 +113,9 @@ func (in *Instance) SetBreakGlass(ctx context.Context, rotate bool, actor event.
 			}
 			return ErrBreakGlassExists
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, in.DB.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`),
+			now, breakGlassOwner)
+		return err
 	})
 	if err != nil {
 		return "", err
@@ -167,7 +172,7 @@ func (in *Instance) UseBreakGlass(ctx context.Context, passphrase, reason string
 		if n, _ := res.RowsAffected(); n != 1 {
 			return ErrBreakGlassUsed
 		}
-		tok, key, err = in.Keys.Create(ctx, tx, id, op.ID, access.RoleOperator, "break-glass", expires, "")
+		tok, key, err = in.Keys.Create(ctx, tx, id, op.ID, access.RoleOperator, "break-glass", expires, breakGlassOwner)
 		return err
 	})
 	if err != nil {

@@ -54,7 +54,15 @@ func decodeJSON(rq *request, v any) error {
 		case field == "":
 			return badRequest("body", "a JSON object is required")
 		case se.GoType != nil:
-			return badRequest(field, fmt.Sprintf("%s must be a %s", field, jsonKind(se.GoType)))
+			kind := jsonKind(se.GoType)
+			article := "a"
+			if kind == "array" || kind == "object" {
+				article = "an"
+			}
+			if kind == "number" && se.JSONKind == '0' {
+				return badRequest(field, field+" must be a whole number in range")
+			}
+			return badRequest(field, fmt.Sprintf("%s must be %s %s", field, article, kind))
 		}
 		return badRequest(field, "invalid value for "+field)
 	case errors.As(err, &sx):

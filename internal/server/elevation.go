@@ -57,17 +57,21 @@ func (s *Server) requestElevation(rq *request) error {
 	}
 	var body struct {
 		Reason      string   `json:"reason"`
-		Minutes     int      `json:"minutes"`
+		Minutes     *int     `json:"minutes"`
 		Permissions []string `json:"permissions"`
 	}
 	if err := decodeJSON(rq, &body); err != nil {
 		return err
 	}
-	if body.Minutes < 0 || body.Minutes > int(access.MaxElevation/time.Minute) {
-		return badRequest("minutes", "minutes must be between 1 and 240")
+	var d time.Duration
+	if body.Minutes != nil {
+		if *body.Minutes < 1 || *body.Minutes > int(access.MaxElevation/time.Minute) {
+			return badRequest("minutes", "minutes must be between 1 and 240; leave it out for an hour")
+		}
+		d = time.Duration(*body.Minutes) * time.Minute
 	}
 	el := &access.Elevation{ID: access.NewElevationID(), TenantID: rq.tenant.ID, UserID: rq.pr.User.ID, Reason: body.Reason,
-		Duration: time.Duration(body.Minutes) * time.Minute}
+		Duration: d}
 	for _, p := range body.Permissions {
 		el.Permissions = append(el.Permissions, access.Permission(p))
 	}
@@ -186,6 +190,10 @@ func (s *Server) activateElevation(rq *request) error {
 	}
 	if el.Status != access.ElevationApproved {
 		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "the elevation is " + el.Status + ", not approved"}
+	}
+	if until := rq.subject.ElevatedUntil; !until.IsZero() && s.in.Now().Before(until) {
+		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "another elevation is active in this " +
+			"session until " + fmtTime(until) + ": activate this one after it ends, or in a new session"}
 	}
 	if err := s.freshFactor(rq, body.Code); err != nil {
 		return err

@@ -152,6 +152,17 @@ func checkMode(mode string) error {
 	return nil
 }
 
+// required refuses the first of the named fields (name, value pairs) left
+// empty.
+func required(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i+1] == "" {
+			return badRequest(fields[i], fields[i]+" is required")
+		}
+	}
+	return nil
+}
+
 func (rq *request) meta() identity.Meta {
 	return identity.Meta{IP: rq.ip, UserAgent: event.CleanText(rq.r.UserAgent(), 512)}
 }
@@ -167,8 +178,10 @@ func (s *Server) loginPassword(rq *request) error {
 	if err := decodeJSON(rq, &body); err != nil {
 		return err
 	}
-	if body.Tenant == "" || body.Email == "" || body.Password == "" {
-		return badRequest("email", "tenant, email and password are required")
+	for _, f := range []struct{ name, v string }{{"tenant", body.Tenant}, {"email", body.Email}, {"password", body.Password}} {
+		if f.v == "" {
+			return badRequest(f.name, f.name+" is required")
+		}
 	}
 	ctx := rq.r.Context()
 	canon, cerr := identity.CanonicalEmail(body.Email)
@@ -269,6 +282,9 @@ func (s *Server) loginFactor(kind string) func(*request) error {
 		if err := checkMode(body.Session); err != nil {
 			return err
 		}
+		if err := required("login_token", body.LoginToken, "code", body.Code); err != nil {
+			return err
+		}
 		ctx := rq.r.Context()
 		rq.details = map[string]any{"step": kind}
 		u, err := s.in.Identity.PendingUser(ctx, body.LoginToken)
@@ -327,6 +343,9 @@ func (s *Server) enrolStart(rq *request) error {
 	if err := decodeJSON(rq, &body); err != nil {
 		return err
 	}
+	if err := required("token", body.Token); err != nil {
+		return err
+	}
 	ctx := rq.r.Context()
 	link, err := s.in.Identity.Enrolment(ctx, s.in.DB.Read, body.Token)
 	if err != nil {
@@ -382,6 +401,9 @@ func (s *Server) enrolFinish(rq *request) error {
 		return err
 	}
 	if err := checkMode(body.Session); err != nil {
+		return err
+	}
+	if err := required("token", body.Token, "code", body.Code); err != nil {
 		return err
 	}
 	ctx := rq.r.Context()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"database/sql"
 	"errors"
 	"net/http"
@@ -35,9 +36,10 @@ func (s *Server) me(rq *request) error {
 	now := s.in.Now()
 	held, eligible := []access.Permission{}, []access.Permission{}
 	for _, p := range rq.subject.Eligible(now) {
-		if rq.subject.Check(p, now).Allow {
+		switch {
+		case rq.subject.Check(p, now).Allow:
 			held = append(held, p)
-		} else {
+		case p.Privileged() && !p.OperatorTenantOnly() && (p != access.PermTenants || rq.tenant.Name == tenant.Operator):
 			eligible = append(eligible, p)
 		}
 	}
@@ -201,5 +203,9 @@ func (s *Server) decide(rq *request, userID string, p access.Permission, resourc
 	}
 	sub := &access.Subject{UserID: userID, OperatorTenant: rq.tenant.Name == tenant.Operator, Active: h.Active,
 		Grants: h.Grants, Custom: h.Custom}
+	if p.Privileged() {
+		return access.Decision{Reason: fmt.Sprintf("%s is privileged: attest grants it only to a person's own elevated "+
+			"session, never through this API", p)}
+	}
 	return sub.Check(p, s.in.Now())
 }

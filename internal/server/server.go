@@ -174,7 +174,11 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	s.metricsHandler = promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})
 	// Everything else under the API answers as an audited 404, or 405 when
 	// the path is a route's but the method is not.
-	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny, handle: s.unknownRoute}
+	// They need no credential, since the OpenAPI document lists the routes
+	// anyway and a public route's wrong method must say 405, not 401; one
+	// given is checked, so that the request lands in its tenant's trail.
+	notFoundRoute := &route{name: "api.unknown", category: "system", perm: access.PermAny, anonymous: true,
+		handle: s.unknownRoute}
 	mux.Handle("/api/", s.wrap(notFoundRoute))
 	mux.Handle("/logs/", s.wrap(notFoundRoute))
 	s.handler = securityHeaders(mux)
@@ -313,6 +317,9 @@ type route struct {
 	login bool
 	// mintsSession routes begin sessions: each passes identity's Gate.
 	mintsSession bool
+	// anonymous routes check a credential when one is given, and serve
+	// without one.
+	anonymous bool
 }
 
 // request carries one API request through its handler.
@@ -507,6 +514,9 @@ func (s *Server) authorize(rq *request) error {
 		return err
 	}
 	if tok == "" {
+		if rq.route.anonymous {
+			return nil
+		}
 		rq.reason = "no credential"
 		return errUnauthenticated
 	}

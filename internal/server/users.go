@@ -75,14 +75,18 @@ func (s *Server) createUser(rq *request) error {
 		Email          string `json:"email"`
 		Name           string `json:"name"`
 		Role           string `json:"role"`
-		ExpiresInHours int    `json:"expires_in_hours"`
+		ExpiresInHours *int   `json:"expires_in_hours"`
 	}
 	if err := decodeJSON(rq, &body); err != nil {
 		return err
 	}
-	canon, err := identity.CanonicalEmail(body.Email)
+	ttl, err := linkTTL(body.ExpiresInHours)
 	if err != nil {
-		return badRequest("email", err.Error())
+		return err
+	}
+	canon, cerr := identity.CanonicalEmail(body.Email)
+	if cerr != nil {
+		return badRequest("email", cerr.Error())
 	}
 	if body.Name == "" || len(body.Name) > identity.MaxNameLen || access.UnsafeText(body.Name) || !store.StorableText(body.Name) {
 		return badRequest("name", "name is required: at most 200 bytes of text")
@@ -116,7 +120,7 @@ func (s *Server) createUser(rq *request) error {
 			return err
 		}
 		var err error
-		tok, err = s.in.Identity.IssueEnrolment(ctx, tx, link, rq.actor().ID, time.Duration(body.ExpiresInHours)*time.Hour)
+		tok, err = s.in.Identity.IssueEnrolment(ctx, tx, link, rq.actor().ID, ttl)
 		return err
 	})
 	if errors.Is(err, identity.ErrEmailTaken) {
@@ -131,6 +135,17 @@ func (s *Server) createUser(rq *request) error {
 	}
 	return writeJSON(rq.w, http.StatusCreated, map[string]any{"user": v,
 		"enrolment": map[string]string{"token": tok, "expires_at": fmtTime(link.ExpiresAt)}})
+}
+
+// linkTTL is an enrolment link's lifetime: hours given, or the default.
+func linkTTL(hours *int) (time.Duration, error) {
+	if hours == nil {
+		return identity.DefaultEnrolmentTTL, nil
+	}
+	if *hours < 1 || *hours > int(identity.MaxEnrolmentTTL/time.Hour) {
+		return 0, badRequest("expires_in_hours", "expires_in_hours must be between 1 and 168; leave it out for 24")
+	}
+	return time.Duration(*hours) * time.Hour, nil
 }
 
 // canGrantRole refuses a role that carries a permission the caller does
@@ -233,12 +248,16 @@ func (s *Server) guardOwner(rq *request, u *identity.User) error {
 // unused ones: how a person who lost their factor or password gets back.
 func (s *Server) issueEnrolment(rq *request) error {
 	var body struct {
-		ExpiresInHours int `json:"expires_in_hours"`
+		ExpiresInHours *int `json:"expires_in_hours"`
 	}
 	if rq.r.ContentLength != 0 {
 		if err := decodeJSON(rq, &body); err != nil {
 			return err
 		}
+	}
+	ttl, err := linkTTL(body.ExpiresInHours)
+	if err != nil {
+		return err
 	}
 	u, err := s.targetUser(rq)
 	if err != nil {
@@ -254,7 +273,7 @@ func (s *Server) issueEnrolment(rq *request) error {
 	link := &identity.Enrolment{TenantID: rq.tenant.ID, UserID: u.ID}
 	err = s.commit(rq, rq.tenant, http.StatusCreated, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		tok, err = s.in.Identity.IssueEnrolment(ctx, tx, link, rq.actor().ID, time.Duration(body.ExpiresInHours)*time.Hour)
+		tok, err = s.in.Identity.IssueEnrolment(ctx, tx, link, rq.actor().ID, ttl)
 		return err
 	})
 	if err != nil {
@@ -379,8 +398,12 @@ func (s *Server) grantRole(rq *request) error {
 		}
 		*f.dst = t.UTC()
 	}
-	if (role == access.RoleAuditor) != (body.PeriodStart != "" && body.PeriodEnd != "") {
-		return badRequest("period_start", "the auditor role, and only it, takes period_start and period_end")
+	hasPeriod := body.PeriodStart != "" || body.PeriodEnd != ""
+	switch {
+	case role == access.RoleAuditor && (body.PeriodStart == "" || body.PeriodEnd == ""):
+		return badRequest("period_start", "the auditor role is bounded to an audit period: give period_start and period_end")
+	case role != access.RoleAuditor && hasPeriod:
+		return badRequest("period_start", "only the auditor role takes period_start and period_end")
 	}
 	if g.Bounded() && !g.PeriodStart.Before(g.PeriodEnd) {
 		return badRequest("period_end", "period_end must be after period_start")

@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/attest/attest/internal/access"

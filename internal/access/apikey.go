@@ -81,10 +81,12 @@ const (
 )
 
 // Machines cannot elevate, so an admin or operator key holds its
-// privileged permissions standing; creating one is itself privileged.
+// privileged permissions standing; creating one is itself privileged. A
+// SCIM key can deprovision owners, so only owners (and operator keys)
+// create one.
 var rolePerms = map[Role][]Permission{
 	RoleOperator: AllPermissions,
-	RoleAdmin:    AllPermissionsExcept(PermTenants, PermTenantsRead, PermOwnership),
+	RoleAdmin:    AllPermissionsExcept(PermTenants, PermTenantsRead, PermOwnership, PermSCIM),
 	RoleIngest:   {PermEventsWrite},
 	RoleReader:   {PermLogRead, PermMetricsRead, PermExport},
 	RoleSCIM:     {PermSCIM},

@@ -90,6 +90,19 @@ func (g *Grants) Revoke(ctx context.Context, tx *sql.Tx, tenantID int64, userID,
 	return nil
 }
 
+// LastOwner reports whether userID is the tenant's only active owner.
+func (g *Grants) LastOwner(ctx context.Context, q store.Querier, tenantID int64, userID string) (bool, error) {
+	var mine, others int
+	err := q.QueryRowContext(ctx, g.db.Rebind(`SELECT
+		COUNT(CASE WHEN g.user_id = ? THEN 1 END), COUNT(CASE WHEN g.user_id <> ? THEN 1 END)
+		FROM role_grants g JOIN users u ON u.id = g.user_id
+		WHERE g.tenant_id = ? AND g.role = 'owner' AND u.status = 'active'`), userID, userID, tenantID).Scan(&mine, &others)
+	if err != nil {
+		return false, fmt.Errorf("access: count owners: %w", err)
+	}
+	return mine > 0 && others == 0, nil
+}
+
 // ForUser returns a user's grants with the permissions of the custom roles
 // among them, in one query: what every request of a person reads.
 func (g *Grants) ForUser(ctx context.Context, q store.Querier, userID string) ([]Grant, map[string][]Permission, error) {

@@ -60,7 +60,7 @@ var BuiltinRoles = []string{RoleOwner, RoleTenantAdm, RoleCompliance, RoleSecuri
 
 var builtinPerms = map[string][]Permission{
 	RoleOwner:     AllPermissionsExcept(PermEventsWrite, PermTenants),
-	RoleTenantAdm: AllPermissionsExcept(PermEventsWrite, PermTenants, PermOwnership),
+	RoleTenantAdm: AllPermissionsExcept(PermEventsWrite, PermTenants, PermOwnership, PermSCIM),
 	RoleCompliance: {PermLogRead, PermExport, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead,
 		PermReviewsManage, PermReviewsRead, PermAuthzCheck},
 	RoleSecurity: {PermLogRead, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead, PermAuthzCheck,

@@ -35,8 +35,11 @@ const (
 // The cadence of access reviews: one a quarter, each open for two weeks
 // unless its creator says otherwise, and an escalation adds one week once.
 const (
-	ReviewWindow     = 14 * 24 * time.Hour
-	MaxReviewWindow  = 180 * 24 * time.Hour
+	ReviewWindow    = 14 * 24 * time.Hour
+	MaxReviewWindow = 180 * 24 * time.Hour
+	// MinReviewWindow keeps a campaign from being a way to revoke roles
+	// in bulk before anyone can look: its deadline is at least this far.
+	MinReviewWindow  = 7 * 24 * time.Hour
 	ReviewEscalation = 7 * 24 * time.Hour
 	ReviewCadence    = 3 // months
 )
@@ -149,8 +152,8 @@ func PlanCampaign(c *Campaign, now time.Time) error {
 		return &CampaignError{"escalate_to", "required when on_deadline is escalate: the user who takes over"}
 	case c.OnDeadline != OnDeadlineEscalate && c.EscalateTo != "":
 		return &CampaignError{"escalate_to", "only a campaign whose on_deadline is escalate takes it"}
-	case !c.Deadline.After(c.StartedAt):
-		return &CampaignError{"deadline", "must be in the future"}
+	case c.Deadline.Sub(c.StartedAt) < MinReviewWindow:
+		return &CampaignError{"deadline", fmt.Sprintf("must be at least %d days away", int(MinReviewWindow/(24*time.Hour)))}
 	case c.Deadline.Sub(c.StartedAt) > MaxReviewWindow:
 		return &CampaignError{"deadline", fmt.Sprintf("must be at most %d days away", int(MaxReviewWindow/(24*time.Hour)))}
 	case len(c.Roles) > 200:

@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/store"
@@ -67,16 +69,32 @@ func (c Counter) key() []byte {
 }
 
 // PasswordCounter counts password failures of a canonical email in a
-// tenant, whether or not an account has it.
-func PasswordCounter(tenantID int64, email string) Counter {
-	return Counter{"password", fmt.Sprintf("%d\x00%s", tenantID, email)}
+// tenant named as the client named it, whether or not the tenant or an
+// account exists: so that locking one reveals nothing about either.
+func PasswordCounter(tenantName, email string) Counter {
+	return Counter{"password", strings.ToLower(tenantName) + "\x00" + email}
 }
 
 // SecondFactorCounter counts second-factor failures of an account.
 func SecondFactorCounter(userID string) Counter { return Counter{"mfa", userID} }
 
-// IPCounter counts login failures from a client address.
-func IPCounter(ip string) Counter { return Counter{"ip", ip} }
+// IPCounter counts login failures from a client address; IPv6 addresses
+// count by their /64, which one host can fill at will.
+func IPCounter(ip string) Counter { return Counter{"ip", AddressGroup(ip)} }
+
+// AddressGroup is the unit an address is counted and limited by: an IPv4
+// address itself, an IPv6 address's /64 network.
+func AddressGroup(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
 
 // Counters keeps failure counters in the database, shared by every replica.
 type Counters struct {

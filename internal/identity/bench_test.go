@@ -69,7 +69,7 @@ func BenchmarkLogin(b *testing.B) {
 		u := users[next.Add(1)%accounts]
 		for pb.Next() {
 			f.add(30 * time.Second)
-			st, _, err := f.svc.BeginLogin(ctx, u.TenantID, u.Email, "a bench passphrase of length", Meta{IP: "192.0.2.1"})
+			st, _, err := f.svc.BeginLogin(ctx, u.TenantID, "t", u.Email, "a bench passphrase of length", Meta{IP: "192.0.2.1"})
 			if err != nil {
 				b.Fatal(err)
 			}

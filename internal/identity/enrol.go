@@ -185,6 +185,11 @@ func (es *EnrolStart) Apply(ctx context.Context, tx *sql.Tx, created func(*User)
 			return nil, nil, err
 		}
 		u.HasPassword = true
+		if !es.NewUser {
+			if err := EndAll(ctx, s.DB, tx, u.ID, "password reset by an enrolment link", s.Now().UTC()); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	te, err := s.Factors.BeginTOTP(ctx, tx, u.ID, s.Issuer, u.Email)
 	if err != nil {

@@ -206,7 +206,7 @@ func TestConcurrentLockout(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB, _ storetest.Options) {
 		f := newFixture(t, db)
 		ctx := context.Background()
-		c := PasswordCounter(f.u.TenantID, f.u.Email)
+		c := PasswordCounter("t", f.u.Email)
 		b := Budget{Free: 100, Max: 10, MaxDelay: time.Minute, Lockout: 30 * time.Minute, Window: time.Hour}
 		var admitted, locked atomic.Int32
 		var wg sync.WaitGroup
@@ -248,7 +248,7 @@ func TestGrowingDelay(t *testing.T) {
 	db, _ := storetest.OpenSQLite(t)
 	f := newFixture(t, db)
 	ctx := context.Background()
-	c := PasswordCounter(f.u.TenantID, f.u.Email)
+	c := PasswordCounter("t", f.u.Email)
 	b := PasswordAccountBudget
 	var waits []time.Duration
 	for range b.Max + 2 {

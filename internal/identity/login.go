@@ -135,7 +135,7 @@ type LoginStart struct {
 // counter is waiting or locked; ErrEnrolmentRequired when the password is
 // right but there is no second factor. Success yields no session: only a
 // pending login for the second step.
-func (s *Service) BeginLogin(ctx context.Context, tenantID int64, email, password string, meta Meta) (*LoginStart, *Attempt, error) {
+func (s *Service) BeginLogin(ctx context.Context, tenantID int64, tenantName, email, password string, meta Meta) (*LoginStart, *Attempt, error) {
 	at := &Attempt{}
 	canon, emailErr := CanonicalEmail(email)
 	if emailErr != nil {
@@ -146,7 +146,7 @@ func (s *Service) BeginLogin(ctx context.Context, tenantID int64, email, passwor
 		return nil, at, err
 	}
 	at.IPLocked = ipRes.LockedNow
-	acct := PasswordCounter(tenantID, canon)
+	acct := PasswordCounter(tenantName, canon)
 	res, err := s.Counters.Reserve(ctx, acct, PasswordAccountBudget)
 	if err != nil {
 		return nil, at, err

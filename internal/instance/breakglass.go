@@ -175,6 +175,13 @@ func (in *Instance) UseBreakGlass(ctx context.Context, passphrase, reason string
 		tok, key, err = in.Keys.Create(ctx, tx, id, op.ID, access.RoleOperator, "break-glass", expires, breakGlassOwner)
 		return err
 	})
+	if errors.Is(err, ErrBreakGlassUsed) {
+		// Another use won the race: this attempt is on record as denied.
+		ev.ID, ev.Outcome = "", event.Outcome{Result: "denied", Reason: "rotation required"}
+		if rerr := in.Record(ctx, op, ev); rerr != nil {
+			return "", nil, rerr
+		}
+	}
 	if err != nil {
 		return "", nil, err
 	}

@@ -354,9 +354,21 @@ func (in *Instance) ChangeEvent(action, category string, actor event.Actor, targ
 }
 
 // CreateKey creates an API key in tenant t and records it in t's trail in
-// the same transaction.
+// the same transaction. A key a person creates belongs to them.
 func (in *Instance) CreateKey(ctx context.Context, t *tenant.Tenant, role access.Role, name string, expires time.Time,
 	actor event.Actor, decorate func(*event.Event)) (access.Token, *access.Key, error) {
+	var owner string
+	if actor.Type == "user" && !strings.HasPrefix(actor.ID, "host:") {
+		owner = actor.ID
+	}
+	return in.CreateOwnedKey(ctx, t, role, name, expires, owner, actor, decorate)
+}
+
+// CreateOwnedKey is CreateKey for a key that belongs to owner, a user id or
+// a marker such as the break-glass account's: revoking the owner's access
+// revokes the key.
+func (in *Instance) CreateOwnedKey(ctx context.Context, t *tenant.Tenant, role access.Role, name string, expires time.Time,
+	owner string, actor event.Actor, decorate func(*event.Event)) (access.Token, *access.Key, error) {
 	id := access.NewKeyID()
 	ev := in.ChangeEvent("apikey.create", "admin", actor, event.Target{Type: "api_key", ID: id, Name: name})
 	ev.Details = detailsJSON(map[string]any{"role": string(role), "tenant": t.Name})
@@ -372,10 +384,6 @@ func (in *Instance) CreateKey(ctx context.Context, t *tenant.Tenant, role access
 	var key *access.Key
 	_, err = in.Log.Do(ctx, t, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		var owner string
-		if actor.Type == "user" {
-			owner = actor.ID
-		}
 		tok, key, err = in.Keys.Create(ctx, tx, id, t.ID, role, name, expires, owner)
 		return err
 	}, p)

@@ -82,6 +82,15 @@ func (in *Instance) closeReview(ctx context.Context, t *tenant.Tenant, rv *acces
 // owner rule refuses, the owner keeps the role, and the item says why.
 func (in *Instance) revokeOverdue(ctx context.Context, t *tenant.Tenant, rv *access.Reviews, c *access.Campaign,
 	it *access.ReviewItem) (bool, error) {
+	if it.Role == access.RoleOwner {
+		// Ownership is never taken away unattended.
+		err := in.decideOverdue(ctx, t, rv, c, it, access.DecisionKeep,
+			access.OverdueReason+"; the owner role is never revoked automatically: review it by hand")
+		if errors.Is(err, access.ErrDecided) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	err := in.decideOverdue(ctx, t, rv, c, it, access.DecisionRevoke, access.OverdueReason)
 	if errors.Is(err, access.ErrLastOwner) {
 		err = in.decideOverdue(ctx, t, rv, c, it, access.DecisionKeep,

@@ -206,7 +206,28 @@ func (s *Server) createKey(rq *request) error {
 		}
 		expires = s.in.Now().Add(d).UTC().Truncate(time.Microsecond)
 	}
-	tok, key, err := s.in.CreateKey(rq.r.Context(), rq.tenant, role, body.Name, expires, rq.actor(), rq.changeDecorator(http.StatusCreated))
+	// A person's privileges are lent for an elevation, so a key a person
+	// creates lives at most personKeyLife; a key made by a key never
+	// outlives it, and belongs to whoever the parent belongs to.
+	var owner string
+	switch {
+	case rq.pr != nil:
+		owner = rq.pr.User.ID
+		limit := s.in.Now().Add(personKeyLife).UTC().Truncate(time.Microsecond)
+		if expires.IsZero() {
+			expires = limit
+		}
+		if expires.After(limit) {
+			return badRequest("expires", "a key a person creates lives at most 2160h (90 days)")
+		}
+	case rq.key != nil:
+		owner = rq.key.UserID
+		if p := rq.key.ExpiresAt; !p.IsZero() && (expires.IsZero() || expires.After(p)) {
+			expires = p
+		}
+	}
+	tok, key, err := s.in.CreateOwnedKey(rq.r.Context(), rq.tenant, role, body.Name, expires, owner, rq.actor(),
+		rq.changeDecorator(http.StatusCreated))
 	if err != nil {
 		return err
 	}
@@ -272,6 +293,9 @@ func (s *Server) revokeKey(rq *request) error {
 	rq.audited = true
 	return writeJSON(rq.w, http.StatusOK, s.keyViewOf(rq, k))
 }
+
+// personKeyLife bounds the life of an API key a person creates.
+const personKeyLife = 90 * 24 * time.Hour
 
 // canHandOutKey refuses a key role that may do more than the caller, for
 // creating or revoking a key of it.

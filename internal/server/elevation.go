@@ -110,7 +110,7 @@ func (s *Server) listElevations(rq *request) error {
 	if err != nil {
 		return err
 	}
-	all := rq.key != nil || rq.holds(access.PermElevationApprove)
+	all := rq.holds(access.PermElevationApprove)
 	out := []elevationView{}
 	for _, el := range els {
 		if all || (rq.pr != nil && el.UserID == rq.pr.User.ID) {

@@ -198,7 +198,7 @@ func (s *Server) loginPassword(rq *request) error {
 	rq.details = map[string]any{"step": "password"}
 	rq.loginAccount = fmt.Sprintf("%d\x00%s", tenantID, canon)
 	rq.passwordTag = s.detector.passwordTag(body.Password)
-	start, at, err := s.in.Identity.BeginLogin(ctx, tenantID, body.Email, body.Password, rq.meta())
+	start, at, err := s.in.Identity.BeginLogin(ctx, tenantID, body.Tenant, body.Email, body.Password, rq.meta())
 	s.noteAttempt(rq, at, "password", err)
 	if err != nil {
 		return loginError(rq, err)

@@ -92,6 +92,16 @@ func (s *Server) query(rq *request) error {
 	if err != nil {
 		return err
 	}
+	if p := rq.decision.Period; p != nil {
+		// An auditor sees the events of the audit period alone.
+		if f.OccurredFrom.IsZero() || f.OccurredFrom.Before(p.PeriodStart) {
+			f.OccurredFrom = p.PeriodStart
+		}
+		if f.OccurredTo.IsZero() || f.OccurredTo.After(p.PeriodEnd) {
+			f.OccurredTo = p.PeriodEnd
+		}
+		rq.details = map[string]any{"period_start": fmtTime(p.PeriodStart), "period_end": fmtTime(p.PeriodEnd)}
+	}
 	page, err := s.in.Log.Query(rq.r.Context(), rq.tenant, f)
 	if err != nil {
 		return err
@@ -100,6 +110,9 @@ func (s *Server) query(rq *request) error {
 	for _, r := range page.Items {
 		out.Items = append(out.Items, viewOf(r, false))
 	}
-	rq.details = map[string]any{"results": len(out.Items)}
+	if rq.details == nil {
+		rq.details = map[string]any{}
+	}
+	rq.details["results"] = len(out.Items)
 	return writeJSON(rq.w, http.StatusOK, out)
 }

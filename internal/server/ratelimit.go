@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -73,10 +74,11 @@ func (s *Server) take(rq *request, bucket, key string, l ratelimit.Limit) error 
 // limitClient applies the client address's bucket, the login one on the
 // login routes.
 func (s *Server) limitClient(rq *request) error {
+	group := identity.AddressGroup(rq.ip)
 	if rq.route.login {
-		return s.take(rq, "login_ip", rq.ip, s.rates.LoginIP)
+		return s.take(rq, "login_ip", group, s.rates.LoginIP)
 	}
-	return s.take(rq, "ip", rq.ip, s.rates.IP)
+	return s.take(rq, "ip", group, s.rates.IP)
 }
 
 // limitCaller applies the authenticated caller's bucket.

@@ -19,16 +19,26 @@ const redacted = "atk_REDACTED"
 // deliberately wider than a valid key: a malformed key is still a secret.
 var secretPattern = regexp.MustCompile(`(?i)atk_[a-z0-9_\-]*`)
 
-// redact replaces every API key in s with the fixed marker.
+// tokenPattern matches people's secrets: session (ats_), pending login
+// (atl_) and enrolment (ate_) tokens. It needs the id part, since "ate_"
+// begins words such as "state_".
+var tokenPattern = regexp.MustCompile(`(?i)\b(at[sle])_[a-z2-7]{16}[a-z0-9_\-]*`)
+
+// redact replaces every API key and token in s with a fixed marker.
 func redact(s string) string {
 	if !containsSecret(s) {
 		return s
 	}
-	return secretPattern.ReplaceAllString(s, redacted)
+	return tokenPattern.ReplaceAllString(secretPattern.ReplaceAllString(s, redacted), "${1}_REDACTED")
 }
 
 func containsSecret(s string) bool {
-	return len(s) >= 4 && strings.Contains(strings.ToLower(s), "atk_")
+	if len(s) < 4 {
+		return false
+	}
+	l := strings.ToLower(s)
+	return strings.Contains(l, "atk_") || strings.Contains(l, "ats_") || strings.Contains(l, "atl_") ||
+		strings.Contains(l, "ate_")
 }
 
 // redactEvent removes API keys from the parts of a self-audit event that
@@ -42,7 +52,8 @@ func redactEvent(ev *event.Event) {
 		// The canonical form escapes neither letters nor "_", so a key in
 		// it reads as in the clear; the marker keeps the JSON valid, and
 		// canonicalizing again restores the member order.
-		v := jsontext.Value(secretPattern.ReplaceAll(ev.Details, []byte(redacted)))
+		v := jsontext.Value(tokenPattern.ReplaceAll(secretPattern.ReplaceAll(ev.Details, []byte(redacted)),
+			[]byte("${1}_REDACTED")))
 		if v.Canonicalize() != nil {
 			v = nil
 		}

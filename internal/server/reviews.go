@@ -221,6 +221,15 @@ func (s *Server) decideReview(rq *request) error {
 	case it.Decision != "":
 		return reviewError(access.ErrDecided)
 	}
+	if body.Decision == access.DecisionRevoke {
+		// Nobody takes away a role they could not grant.
+		perms, err := s.in.Grants.RolePermissions(rq.r.Context(), s.in.DB.Read, rq.tenant.ID, role)
+		if err == nil {
+			if err := rq.canGrantRole(role, perms); err != nil {
+				return err
+			}
+		}
+	}
 	rq.details = map[string]any{"campaign": id, "role": role, "decision": body.Decision, "reason": body.Reason,
 		"reviewer": it.ReviewerID}
 	var c *access.Campaign

@@ -213,6 +213,9 @@ func (b *scimBackend) ReplaceUser(ctx context.Context, su *scim.User) (*scim.Use
 			}
 			switch {
 			case u.Status == identity.StatusActive && !su.Active:
+				if err := b.keepLastOwner(ctx, tx, u.ID); err != nil {
+					return err
+				}
 				return b.s.in.Identity.Users.SetStatus(ctx, tx, u, identity.StatusDisabled, "deprovisioned by SCIM")
 			case u.Status != identity.StatusActive && su.Active:
 				return b.s.in.Identity.Users.SetStatus(ctx, tx, u, identity.StatusActive, "")
@@ -234,9 +237,25 @@ func (b *scimBackend) DeleteUser(ctx context.Context, id string) error {
 			if err != nil {
 				return err
 			}
+			if err := b.keepLastOwner(ctx, tx, u.ID); err != nil {
+				return err
+			}
 			return b.s.in.Identity.Users.SetStatus(ctx, tx, u, identity.StatusDeleted, "deleted by SCIM")
 		})
 	return scimErr(err)
+}
+
+// keepLastOwner refuses to deprovision the tenant's last active owner: an
+// identity provider's mistake must not leave the tenant without one.
+func (b *scimBackend) keepLastOwner(ctx context.Context, tx *sql.Tx, userID string) error {
+	last, err := b.s.in.Grants.LastOwner(ctx, tx, b.t.ID, userID)
+	if err != nil {
+		return err
+	}
+	if last {
+		return &scim.BadValue{Attr: "active", Reason: "cannot be false for the tenant's last owner: make another owner first"}
+	}
+	return nil
 }
 
 func (b *scimBackend) toGroup(ctx context.Context, g *identity.Group) (*scim.Group, error) {

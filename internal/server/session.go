@@ -100,6 +100,10 @@ func (s *Server) authorizeSession(rq *request, tok string, fromCookie bool) erro
 	if !rq.decision.Allow {
 		return forbidden(rq.decision.Reason)
 	}
+	if rq.decision.Period != nil && (rq.route.name == "audit.event.read" || rq.route.name == "audit.tiles.read") {
+		return forbidden("an auditor's grant is bounded to its audit period: read events through the audit-trail " +
+			"query, which keeps to the period")
+	}
 	return nil
 }
 

@@ -103,6 +103,12 @@ func (s *Server) createUser(rq *request) error {
 	if role == access.RoleAuditor {
 		return badRequest("role", "grant the auditor role with its audit period: PUT /api/v1/users/{id}/roles/auditor")
 	}
+	// Creating an account with more than the least role is granting a
+	// role, and needs what granting one needs.
+	if role != access.RoleMember && !rq.holds(access.PermRolesManage) {
+		return forbidden("creating an account with a role other than member needs roles.manage; create it as a " +
+			"member and grant the role, or elevate for roles.manage too")
+	}
 	if err := rq.canGrantRole(role, perms); err != nil {
 		return err
 	}
@@ -214,6 +220,16 @@ func (s *Server) setUserStatus(st identity.Status) func(*request) error {
 		if err := s.guardOwner(rq, u); err != nil {
 			return err
 		}
+		if st != identity.StatusActive {
+			last, err := s.in.Grants.LastOwner(rq.r.Context(), s.in.DB.Read, rq.tenant.ID, u.ID)
+			if err != nil {
+				return err
+			}
+			if last {
+				return &apiError{status: http.StatusConflict, title: "Conflict",
+					detail: "this is the tenant's last owner: make another owner first"}
+			}
+		}
 		if body.Reason == "" {
 			body.Reason = "by " + rq.actor().ID
 		}
@@ -230,6 +246,21 @@ func (s *Server) setUserStatus(st identity.Status) func(*request) error {
 		}
 		return writeJSON(rq.w, http.StatusOK, v)
 	}
+}
+
+// canElevate reports whether a user's roles carry a privileged permission.
+func (s *Server) canElevate(rq *request, userID string) (bool, error) {
+	h, err := s.in.Grants.Load(rq.r.Context(), s.in.DB.Read, rq.tenant.ID, userID)
+	if err != nil {
+		return false, err
+	}
+	sub := &access.Subject{Active: true, Grants: h.Grants, Custom: h.Custom}
+	for _, p := range sub.Eligible(s.in.Now()) {
+		if p.Privileged() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // guardOwner keeps owners out of reach of those who are not owners.
@@ -269,6 +300,16 @@ func (s *Server) issueEnrolment(rq *request) error {
 	if err := s.guardOwner(rq, u); err != nil {
 		return err
 	}
+	// A link takes over the account it is for: for one that can elevate,
+	// only an owner issues it, so that users.manage alone cannot make a
+	// second approver out of a peer.
+	elevates, err := s.canElevate(rq, u.ID)
+	if err != nil {
+		return err
+	}
+	if elevates && !rq.holds(access.PermOwnership) && !rq.operatorKey() {
+		return forbidden("this account can elevate to privileged permissions: only an owner, elevated, issues its enrolment link")
+	}
 	var tok string
 	link := &identity.Enrolment{TenantID: rq.tenant.ID, UserID: u.ID}
 	err = s.commit(rq, rq.tenant, http.StatusCreated, func(ctx context.Context, tx *sql.Tx) error {
@@ -290,7 +331,7 @@ func (s *Server) unlockUser(rq *request) error {
 	}
 	var cleared bool
 	err = s.commit(rq, rq.tenant, http.StatusOK, func(ctx context.Context, tx *sql.Tx) error {
-		for _, c := range []identity.Counter{identity.PasswordCounter(u.TenantID, u.Email), identity.SecondFactorCounter(u.ID)} {
+		for _, c := range []identity.Counter{identity.PasswordCounter(rq.tenant.Name, u.Email), identity.SecondFactorCounter(u.ID)} {
 			ok, err := s.in.Identity.Counters.Clear(ctx, tx, c)
 			if err != nil {
 				return err
@@ -350,6 +391,11 @@ func (s *Server) revokeSession(own bool) func(*request) error {
 		}
 		if !own && sess.UserID != rq.r.PathValue("id") {
 			return notFound("no such session")
+		}
+		if !own {
+			if err := s.guardOwner(rq, &identity.User{ID: sess.UserID}); err != nil {
+				return err
+			}
 		}
 		reason := "ended by its user"
 		if !own {

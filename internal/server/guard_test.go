@@ -1,0 +1,142 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/attest/attest/internal/server"
+	"github.com/attest/attest/internal/store"
+	"github.com/attest/attest/internal/store/storetest"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// TestTwoPersonRuleHolds checks the ways one admin could make a second
+// approver of their own: creating an admin with users.manage alone, or
+// taking over a peer admin with an enrolment link.
+func TestTwoPersonRuleHolds(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, _ *store.DB, opts storetest.Options) {
+		c := newClock(time.Now())
+		ts := startClocked(t, opts, c, server.Config{})
+		a1 := ts.enrol(c, tenant.Default, "a1@example.com", "admin")
+		a2 := ts.enrol(c, tenant.Default, "a2@example.com", "admin")
+		tok := ts.elevate(c, a1, a2, `["users.manage"]`)
+		ts.do("POST", "/api/v1/users", tok, nil, `{"email":"puppet@example.com","name":"P","role":"admin"}`,
+			http.StatusForbidden, nil)
+		ts.do("POST", "/api/v1/users/"+a2.id+"/enrolment", tok, nil, "", http.StatusForbidden, nil)
+		var m struct{ User struct{ ID string } }
+		ts.do("POST", "/api/v1/users", tok, nil, `{"email":"member@example.com","name":"M"}`, http.StatusCreated, &m)
+		ts.do("POST", "/api/v1/users/"+m.User.ID+"/enrolment", tok, nil, "", http.StatusCreated, nil)
+		// Admins hold no SCIM key: it could deprovision owners.
+		admin := ts.key(tenant.Default, "admin")
+		ts.do("POST", "/api/v1/apikeys", admin, nil, `{"role":"scim","name":"s"}`, http.StatusForbidden, nil)
+	})
+}
+
+// TestReviewsCannotStripOwners checks that an access review takes away only
+// what its decider could grant, and never ownership unattended.
+func TestReviewsCannotStripOwners(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	co := ts.enrol(c, tenant.Default, "co@example.com", "compliance_officer")
+	owner := ts.enrol(c, tenant.Default, "own@example.com", "owner")
+	ts.enrol(c, tenant.Default, "own2@example.com", "owner")
+	adm := ts.enrol(c, tenant.Default, "adm@example.com", "admin")
+	var rv struct{ Campaign struct{ ID string } }
+	ts.do("POST", "/api/v1/reviews", co.session, nil, `{"name":"grab","roles":["owner","admin"],"reviewer":"`+co.id+`"}`,
+		http.StatusCreated, &rv)
+	for _, it := range []struct{ user, role string }{{owner.id, "owner"}, {adm.id, "admin"}} {
+		ts.do("POST", fmt.Sprintf("/api/v1/reviews/%s/items/%s/%s/decision", rv.Campaign.ID, it.user, it.role), co.session, nil,
+			`{"decision":"revoke","reason":"grab"}`, http.StatusForbidden, nil)
+	}
+	ts.do("POST", fmt.Sprintf("/api/v1/reviews/%s/items/%s/admin/decision", rv.Campaign.ID, adm.id), co.session, nil,
+		`{"decision":"keep","reason":"still needed"}`, http.StatusOK, nil)
+}
+
+// TestSCIMKeepsTheLastOwner checks that an identity provider cannot leave
+// a tenant without an owner.
+func TestSCIMKeepsTheLastOwner(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	ts.do("POST", "/api/v1/tenants", ts.operator, nil, `{"name":"solo"}`, http.StatusCreated, nil)
+	o := ts.enrol(c, "solo", "only@solo.example", "owner")
+	scimKey := ts.key("solo", "scim")
+	hdr := map[string]string{"Content-Type": "application/scim+json"}
+	ts.do("PATCH", "/scim/v2/Users/"+o.id, scimKey, hdr, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],`+
+		`"Operations":[{"op":"replace","value":{"active":false}}]}`, http.StatusBadRequest, nil)
+	ts.do("DELETE", "/scim/v2/Users/"+o.id, scimKey, nil, "", http.StatusBadRequest, nil)
+	ts.do("POST", "/api/v1/users/"+o.id+"/disable", ts.operator, map[string]string{"Attest-Tenant": "solo"}, "",
+		http.StatusConflict, nil)
+	ts.do("GET", "/api/v1/me", o.session, nil, "", http.StatusOK, nil)
+}
+
+// TestAuditorSeesThePeriod checks that an auditor's queries keep to the
+// audit period and single events are not theirs to read.
+func TestAuditorSeesThePeriod(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	ing := ts.key(tenant.Default, "ingest")
+	for _, at := range []string{"2026-10-15T10:00:00Z", "2026-11-20T10:00:00Z"} {
+		ts.do("POST", "/api/v1/audit/events", ing, nil, `{"occurred_at":"`+at+`","source":"svc","actor":{"type":"user","id":"u"},`+
+			`"action":"transcript.read","category":"data_access","outcome":{"result":"success"}}`, http.StatusOK, nil)
+	}
+	aud := ts.enrol(c, tenant.Default, "aud@example.com", "")
+	ts.do("PUT", "/api/v1/users/"+aud.id+"/roles/auditor", ts.operator, map[string]string{"Attest-Tenant": tenant.Default},
+		`{"period_start":"2026-10-01T00:00:00Z","period_end":"2026-11-01T00:00:00Z"}`, http.StatusOK, nil)
+	var page struct {
+		Items []struct {
+			Event struct {
+				OccurredAt string `json:"occurred_at"`
+			}
+		}
+	}
+	ts.do("GET", "/api/v1/compliance/audit-trail?action=transcript.read", aud.session, nil, "", http.StatusOK, &page)
+	if len(page.Items) != 1 || !strings.HasPrefix(page.Items[0].Event.OccurredAt, "2026-10-15") {
+		t.Errorf("the auditor saw %+v, want the October event alone", page.Items)
+	}
+	ts.do("GET", "/api/v1/compliance/audit-trail?action=transcript.read&occurred_from=2026-11-01T00:00:00Z", aud.session,
+		nil, "", http.StatusOK, &page)
+	if len(page.Items) != 0 {
+		t.Errorf("a query past the period answered %d events", len(page.Items))
+	}
+	ts.do("GET", "/api/v1/audit/events/1", aud.session, nil, "", http.StatusForbidden, nil)
+	ts.do("GET", "/api/v1/audit/checkpoint", aud.session, nil, "", 0, nil)
+}
+
+// TestEnrolmentResetEndsSessions checks that the first step of a link for
+// an existing account, which replaces its password, ends its sessions
+// then, not only at the second step.
+func TestEnrolmentResetEndsSessions(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	p := ts.enrol(c, tenant.Default, "reset@example.com", "")
+	var link struct{ Token string }
+	ts.do("POST", "/api/v1/users/"+p.id+"/enrolment", ts.operator, map[string]string{"Attest-Tenant": tenant.Default}, "",
+		http.StatusCreated, &link)
+	ts.do("POST", "/api/v1/auth/enrol", "", nil, `{"token":"`+link.Token+`","password":"a brand new passphrase"}`, http.StatusOK, nil)
+	ts.do("GET", "/api/v1/me", p.session, nil, "", http.StatusUnauthorized, nil)
+}
+
+// TestTokensRedactedInTrail sends people's tokens where a client controls
+// the text: the trail keeps none of them.
+func TestTokensRedactedInTrail(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	p := ts.enrol(c, tenant.Default, "tok@example.com", "")
+	ts.do("GET", "/api/v1/users/"+p.session, p.session, map[string]string{"User-Agent": "agent " + p.session}, "", 0, nil)
+	ts.do("GET", "/api/v1/nowhere/"+p.session, "", nil, "", http.StatusNotFound, nil)
+	time.Sleep(100 * time.Millisecond)
+	for _, tn := range []string{tenant.Default, tenant.Operator} {
+		b := ts.waitTrail(tn, "", 1)
+		if strings.Contains(string(b), p.session[4:]) {
+			t.Errorf("the %s trail holds a session token", tn)
+		}
+	}
+}

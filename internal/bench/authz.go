@@ -57,8 +57,31 @@ func (r *run) authzChecks(ctx context.Context) error {
 		r.add(Result{Name: fmt.Sprintf("POST /api/v1/authz/check over HTTPS, %d clients", clients),
 			Value: float64(n) / span.Seconds(), Unit: "checks/s", P50: p50, P99: p99, N: n})
 	}
+	// A platform service listing recordings asks about each of them: the
+	// batch route answers 50 questions a request, each recorded alone.
+	var batch bytes.Buffer
+	batch.WriteString(`{"checks":[`)
+	for i := range authzBatch {
+		if i > 0 {
+			batch.WriteByte(',')
+		}
+		fmt.Fprintf(&batch, `{"subject":%q,"action":"recording.read","resource":{"type":"recording","id":"r-%d"}}`, u.ID, i)
+	}
+	batch.WriteString(`]}`)
+	const clients, span = 16, 5 * time.Second
+	r.progress("asking POST /api/v1/authz/check/batch, %d questions a request, from %d clients for %s", authzBatch, clients, span)
+	n, lat, err := r.loadPost(ctx, r.url+"/api/v1/authz/check/batch", tok.Reveal(), batch.Bytes(), clients, span)
+	if err != nil {
+		return err
+	}
+	p50, _, p99 := percentiles(lat)
+	r.add(Result{Name: fmt.Sprintf("POST /api/v1/authz/check/batch over HTTPS, %d a request, %d clients", authzBatch, clients),
+		Value: float64(n*authzBatch) / span.Seconds(), Unit: "checks/s", P50: p50, P99: p99, N: n * authzBatch})
 	return nil
 }
+
+// authzBatch is how many questions each batched request asks.
+const authzBatch = 50
 
 // loadPost sends body to url from n clients, each on its own connection,
 // for span, and returns how many were answered 200 and their latencies.

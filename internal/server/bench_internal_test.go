@@ -123,7 +123,7 @@ func BenchmarkAuthzDecision(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		d := f.s.decide(rq, f.user, "recording.read", "")
+		d := f.s.decide(rq, f.user, "recording.read", "", nil)
 		lat = append(lat, time.Since(t0))
 		if !d.Allow {
 			b.Fatal(d.Reason)

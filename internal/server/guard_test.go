@@ -140,3 +140,38 @@ func TestTokensRedactedInTrail(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthzBatch asks several questions at once: each is answered in
+// order and each is its own event in the trail.
+func TestAuthzBatch(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	p := ts.enrol(c, tenant.Default, "batch@example.com", "security_analyst")
+	authz := ts.key(tenant.Default, "authz")
+	body := fmt.Sprintf(`{"checks":[{"subject":%q,"action":"audit.log.read"},{"subject":%q,"action":"users.manage"},`+
+		`{"subject":"usr_nobody","action":"audit.log.read"},{"subject":%q,"action":"audit.log.read","resource":{"tenant":"operator"}}]}`,
+		p.id, p.id, p.id)
+	var out struct{ Results []struct{ Allow bool } }
+	ts.do("POST", "/api/v1/authz/check/batch", authz, nil, body, http.StatusOK, &out)
+	want := []bool{true, false, false, false}
+	if len(out.Results) != len(want) {
+		t.Fatalf("%d results, want %d", len(out.Results), len(want))
+	}
+	for i, w := range want {
+		if out.Results[i].Allow != w {
+			t.Errorf("question %d: allow %v, want %v", i, out.Results[i].Allow, w)
+		}
+	}
+	trail := ts.waitTrail(tenant.Default, "&action=authz.check", 4)
+	if n := strings.Count(string(trail), `"action":"authz.check"`); n != 4 {
+		t.Errorf("%d authz.check events, want 4", n)
+	}
+	ts.do("POST", "/api/v1/authz/check/batch", authz, nil, `{"checks":[]}`, http.StatusBadRequest, nil)
+	resp := ts.do("POST", "/api/v1/authz/check/batch", authz, nil, `{"checks":[{"subject":"x","action":""}]}`,
+		http.StatusBadRequest, nil)
+	if f := problemField(t, resp); f != "checks.0.action" {
+		t.Errorf("field %q, want checks.0.action", f)
+	}
+	ts.do("POST", "/api/v1/authz/check/batch", ts.key(tenant.Default, "reader"), nil, body, http.StatusForbidden, nil)
+}

@@ -120,6 +120,8 @@ func (s *Server) routeTable() []*route {
 			perm: access.PermSettings, handle: s.setSessionPolicy, selfAudited: true},
 		{method: "POST", pattern: "/api/v1/authz/check", name: "authz.check", category: "authorization",
 			perm: access.PermAuthzCheck, handle: s.authzCheck},
+		{method: "POST", pattern: "/api/v1/authz/check/batch", name: "authz.check.batch", category: "authorization",
+			perm: access.PermAuthzCheck, handle: s.authzCheckBatch},
 		{method: "POST", pattern: "/api/v1/elevations", name: "elevation.request", category: "authorization",
 			perm: access.PermAny, handle: s.requestElevation, selfAudited: true},
 		{method: "GET", pattern: "/api/v1/elevations", name: "elevation.list", category: "authorization",

@@ -6,9 +6,7 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"fmt"
-	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/attest/attest/internal/access"
@@ -86,46 +84,11 @@ const authzBatch = 50
 // loadPost sends body to url from n clients, each on its own connection,
 // for span, and returns how many were answered 200 and their latencies.
 func (r *run) loadPost(ctx context.Context, url, key string, body []byte, n int, span time.Duration) (int, []time.Duration, error) {
-	deadline := time.Now().Add(span)
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool},
-				ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 1}}
-			defer client.CloseIdleConnections()
-			var lat []time.Duration
-			for time.Now().Before(deadline) {
-				t := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+key)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("POST %s: status %d", url, resp.StatusCode)
-					return
-				}
-				lat = append(lat, time.Since(t))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, nil, err
-	}
-	return len(all), all, nil
+	return load(ctx, url, body, n, span, func() *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool},
+			ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 1}}
+	}, func(req *http.Request) {
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+	})
 }

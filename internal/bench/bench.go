@@ -685,7 +685,7 @@ func loadService(ctx context.Context, h http.Handler, n int, span time.Duration)
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	return load(ctx, "http://"+ln.Addr().String()+"/calls/42", n, span, func() *http.Client {
+	return load(ctx, "http://"+ln.Addr().String()+"/calls/42", nil, n, span, func() *http.Client {
 		return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	}, nil)
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -75,17 +76,22 @@ func serveTLS(h http.Handler, cert tls.Certificate) (url string, stop func(), er
 // loadAPI sends GET requests with the reader key to url from n clients,
 // each on its own connection, for span.
 func (r *run) loadAPI(ctx context.Context, url string, n int, span time.Duration) (int, []time.Duration, error) {
-	return load(ctx, url, n, span, func() *http.Client {
+	return load(ctx, url, nil, n, span, func() *http.Client {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.pool},
 			ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 1}}
 	}, func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+r.reader) })
 }
 
-// load sends GET requests to url from n clients, each with a client of its
+// load sends requests to url from n clients, each with a client of its
 // own from newClient, for span, and returns how many were answered with
-// 200 and their latencies.
-func load(ctx context.Context, url string, n int, span time.Duration, newClient func() *http.Client,
+// 200 and their latencies. The requests are GETs, or POSTs of body when it
+// is set.
+func load(ctx context.Context, url string, body []byte, n int, span time.Duration, newClient func() *http.Client,
 	prepare func(*http.Request)) (int, []time.Duration, error) {
+	method := "GET"
+	if body != nil {
+		method = "POST"
+	}
 	deadline := time.Now().Add(span)
 	var mu sync.Mutex
 	var all []time.Duration
@@ -100,7 +106,11 @@ func load(ctx context.Context, url string, n int, span time.Duration, newClient 
 			var lat []time.Duration
 			for time.Now().Before(deadline) {
 				t := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+				var rd io.Reader
+				if body != nil {
+					rd = bytes.NewReader(body)
+				}
+				req, _ := http.NewRequestWithContext(ctx, method, url, rd)
 				if prepare != nil {
 					prepare(req)
 				}
@@ -112,7 +122,7 @@ func load(ctx context.Context, url string, n int, span time.Duration, newClient 
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+					errs <- fmt.Errorf("%s %s: status %d", method, url, resp.StatusCode)
 					return
 				}
 				lat = append(lat, time.Since(t))

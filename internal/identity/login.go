@@ -250,12 +250,7 @@ func (s *Service) PendingUser(ctx context.Context, tok string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	var tenantID int64
-	if err := s.DB.Read.QueryRowContext(ctx, s.DB.Rebind(`SELECT tenant_id FROM users WHERE id = ?`), p.userID).
-		Scan(&tenantID); err != nil {
-		return nil, ErrLoginExpired
-	}
-	return s.Users.ByID(ctx, s.DB.Read, tenantID, p.userID)
+	return s.pendingAccount(ctx, s.DB.Read, p)
 }
 
 // SecondFactor checks the second step of a login: a TOTP code or a
@@ -266,10 +261,32 @@ func (s *Service) PendingUser(ctx context.Context, tok string) (*User, error) {
 // not in force; a *ThrottledError when the account's second-factor counter
 // is waiting or locked.
 func (s *Service) SecondFactor(ctx context.Context, loginToken, kind, code string) (*Proof, *Attempt, error) {
-	at := &Attempt{}
 	if !slices.Contains([]string{"totp", "recovery"}, kind) {
-		return nil, at, ErrNoFactor
+		return nil, &Attempt{}, ErrNoFactor
 	}
+	return s.secondStep(ctx, loginToken, kind, func(ctx context.Context, tx *sql.Tx, u *User) (error, error) {
+		var err error
+		if kind == "totp" {
+			err = s.Factors.VerifyTOTP(ctx, tx, u.ID, code)
+		} else {
+			err = s.Factors.UseRecoveryCode(ctx, tx, u.ID, code)
+		}
+		if errors.Is(err, ErrBadCode) || errors.Is(err, ErrNoFactor) {
+			return ErrBadCode, nil
+		}
+		return nil, err
+	})
+}
+
+// secondStep is the second step of a login with any factor: the pending
+// login read, the account's second-factor counter reserved, and, in one
+// transaction, verify run against the account. verify answers a refusal,
+// which is committed with the failure it counts on the pending login (three
+// abandon it), or an error, which rolls back. Success spends the pending
+// login and clears the counter, and answers the Proof for Gate.
+func (s *Service) secondStep(ctx context.Context, loginToken, factor string,
+	verify func(ctx context.Context, tx *sql.Tx, u *User) (refusal, err error)) (*Proof, *Attempt, error) {
+	at := &Attempt{}
 	p, err := s.pendingLogin(ctx, s.DB.Read, loginToken)
 	if err != nil {
 		return nil, at, err
@@ -280,33 +297,23 @@ func (s *Service) SecondFactor(ctx context.Context, loginToken, kind, code strin
 	}
 	at.AccountLocked, at.Failures = res.LockedNow, res.Failures
 	var proof *Proof
-	bad := false
+	var refused error
 	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
 		p, err := s.pendingLogin(ctx, tx, loginToken)
 		if err != nil {
 			return err
 		}
-		var tenantID int64
-		if err := tx.QueryRowContext(ctx, s.DB.Rebind(`SELECT tenant_id FROM users WHERE id = ?`), p.userID).Scan(&tenantID); err != nil {
-			return ErrLoginExpired
-		}
-		u, err := s.Users.ByID(ctx, tx, tenantID, p.userID)
+		u, err := s.pendingAccount(ctx, tx, p)
 		if err != nil {
-			return ErrLoginExpired
-		}
-		at.User = u
-		if kind == "totp" {
-			err = s.Factors.VerifyTOTP(ctx, tx, u.ID, code)
-		} else {
-			err = s.Factors.UseRecoveryCode(ctx, tx, u.ID, code)
-		}
-		if errors.Is(err, ErrBadCode) || errors.Is(err, ErrNoFactor) {
-			bad = true
-			_, err = tx.ExecContext(ctx, s.DB.Rebind(`UPDATE pending_logins SET failures = failures + 1 WHERE token_hash = ?`),
-				secretHash(loginToken))
 			return err
 		}
-		if err != nil {
+		at.User = u
+		if refused, err = verify(ctx, tx, u); err != nil {
+			return err
+		}
+		if refused != nil {
+			_, err = tx.ExecContext(ctx, s.DB.Rebind(`UPDATE pending_logins SET failures = failures + 1 WHERE token_hash = ?`),
+				secretHash(loginToken))
 			return err
 		}
 		del, err := tx.ExecContext(ctx, s.DB.Rebind(`DELETE FROM pending_logins WHERE token_hash = ?`), secretHash(loginToken))
@@ -319,17 +326,31 @@ func (s *Service) SecondFactor(ctx context.Context, loginToken, kind, code strin
 		if _, err := s.Counters.Clear(ctx, tx, SecondFactorCounter(u.ID)); err != nil {
 			return err
 		}
-		proof = &Proof{user: u, factor: kind, version: p.version}
+		proof = &Proof{user: u, factor: factor, version: p.version}
 		return nil
 	})
 	if err != nil {
 		return nil, at, err
 	}
-	if bad {
-		return nil, at, ErrBadCode
+	if refused != nil {
+		return nil, at, refused
 	}
 	at.AccountLocked = false
 	return proof, at, nil
+}
+
+// pendingAccount is the account a pending login is for.
+func (s *Service) pendingAccount(ctx context.Context, q store.Querier, p *pending) (*User, error) {
+	var tenantID int64
+	err := q.QueryRowContext(ctx, s.DB.Rebind(`SELECT tenant_id FROM users WHERE id = ?`), p.userID).Scan(&tenantID)
+	if err != nil {
+		return nil, ErrLoginExpired
+	}
+	u, err := s.Users.ByID(ctx, q, tenantID, p.userID)
+	if err != nil {
+		return nil, ErrLoginExpired
+	}
+	return u, nil
 }
 
 // PasswordChange is a checked new password, hashed outside any

@@ -499,20 +499,6 @@ func (s *Service) RemovePasskey(ctx context.Context, tx *sql.Tx, userID, id stri
 	return EndAll(ctx, s.DB, tx, userID, "factor removed", s.Now().UTC())
 }
 
-// pendingAccount returns the account of a pending login.
-func (s *Service) pendingAccount(ctx context.Context, q store.Querier, p *pending) (*User, error) {
-	var tenantID int64
-	err := q.QueryRowContext(ctx, s.DB.Rebind(`SELECT tenant_id FROM users WHERE id = ?`), p.userID).Scan(&tenantID)
-	if err != nil {
-		return nil, ErrLoginExpired
-	}
-	u, err := s.Users.ByID(ctx, q, tenantID, p.userID)
-	if err != nil {
-		return nil, ErrLoginExpired
-	}
-	return u, nil
-}
-
 // BeginPasskeyLogin answers, in tx, the options for navigator.credentials.get
 // that the second step of a pending login signs, and keeps their challenge
 // in the pending login: a new one replaces the last, and PasskeyLogin spends
@@ -595,57 +581,9 @@ func (s *Service) PasskeyLogin(ctx context.Context, loginToken string, credentia
 	if err != nil {
 		return nil, at, err
 	}
-	p, err := s.pendingLogin(ctx, s.DB.Read, loginToken)
-	if err != nil {
-		return nil, at, err
-	}
-	res, err := s.Counters.Reserve(ctx, SecondFactorCounter(p.userID), SecondFactorBudget)
-	if err != nil {
-		return nil, at, err
-	}
-	at.AccountLocked, at.Failures = res.LockedNow, res.Failures
-	var proof *Proof
-	var bad error
-	err = s.DB.InTx(ctx, func(tx *sql.Tx) error {
-		p, err := s.pendingLogin(ctx, tx, loginToken)
-		if err != nil {
-			return err
-		}
-		u, err := s.pendingAccount(ctx, tx, p)
-		if err != nil {
-			return err
-		}
-		at.User = u
-		bad, err = s.verifyAssertion(ctx, tx, wa, u, loginToken, parsed)
-		if err != nil {
-			return err
-		}
-		if bad != nil {
-			_, err = tx.ExecContext(ctx, s.DB.Rebind(`UPDATE pending_logins SET failures = failures + 1 WHERE token_hash = ?`),
-				secretHash(loginToken))
-			return err
-		}
-		del, err := tx.ExecContext(ctx, s.DB.Rebind(`DELETE FROM pending_logins WHERE token_hash = ?`), secretHash(loginToken))
-		if err != nil {
-			return fmt.Errorf("identity: spend pending login: %w", err)
-		}
-		if n, _ := del.RowsAffected(); n != 1 {
-			return ErrLoginExpired
-		}
-		if _, err := s.Counters.Clear(ctx, tx, SecondFactorCounter(u.ID)); err != nil {
-			return err
-		}
-		proof = &Proof{user: u, factor: "webauthn", version: p.version}
-		return nil
+	return s.secondStep(ctx, loginToken, "webauthn", func(ctx context.Context, tx *sql.Tx, u *User) (error, error) {
+		return s.verifyAssertion(ctx, tx, wa, u, loginToken, parsed)
 	})
-	if err != nil {
-		return nil, at, err
-	}
-	if bad != nil {
-		return nil, at, bad
-	}
-	at.AccountLocked = false
-	return proof, at, nil
 }
 
 // verifyAssertion spends the pending login's challenge and checks the

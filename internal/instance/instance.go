@@ -135,7 +135,12 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 		db.Close()
 		return nil, err
 	}
-	in.Identity = identity.NewService(db, kek, "attest "+in.Name, opts.Now)
+	// Authenticator apps show the issuer beside each code.
+	issuer := in.Name
+	if !strings.Contains(strings.ToLower(issuer), "attest") {
+		issuer = "attest " + issuer
+	}
+	in.Identity = identity.NewService(db, kek, issuer, opts.Now)
 	cfg := opts.Log
 	if cfg.Archive == nil {
 		if cfg.Archive, err = archive.NewDir(filepath.Join(opts.DataDir, ArchiveDir)); err != nil {

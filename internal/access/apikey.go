@@ -406,6 +406,43 @@ func (ks *Keys) Get(ctx context.Context, q store.Querier, tenantID int64, id str
 	return rows[0].key, nil
 }
 
+// ChildOwner is the owner recorded for a key made by key id, when that key
+// belongs to no person: revoking the parent revokes the child.
+func ChildOwner(id string) string { return "apikey:" + id }
+
+// revokeChildren revokes, in tx, the keys made by key id and by those, to
+// any depth.
+func (ks *Keys) revokeChildren(ctx context.Context, tx *sql.Tx, id string) error {
+	queue := []string{id}
+	now := ks.now().UTC().UnixMicro()
+	for len(queue) > 0 && len(queue) < 100000 {
+		parent := queue[0]
+		queue = queue[1:]
+		rows, err := tx.QueryContext(ctx, ks.db.Rebind(`SELECT id FROM api_keys WHERE user_id = ? AND revoked_at IS NULL`),
+			ChildOwner(parent))
+		if err != nil {
+			return fmt.Errorf("access: revoke keys: %w", err)
+		}
+		var kids []string
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return err
+			}
+			kids = append(kids, k)
+		}
+		rows.Close()
+		for _, k := range kids {
+			if _, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ?`), now, k); err != nil {
+				return fmt.Errorf("access: revoke key: %w", err)
+			}
+		}
+		queue = append(queue, kids...)
+	}
+	return nil
+}
+
 // Revoke marks a key revoked in tx. It returns ErrAlreadyRevoked, changing
 // nothing, when the key is revoked already, and store.ErrNotFound when there
 // is no such key.
@@ -423,7 +460,7 @@ func (ks *Keys) Revoke(ctx context.Context, tx *sql.Tx, id string) error {
 		return fmt.Errorf("access: revoke key: %w", err)
 	}
 	if n == 1 {
-		return nil
+		return ks.revokeChildren(ctx, tx, id)
 	}
 	rows, err := ks.query(ctx, tx, `id = ?`, id)
 	if err != nil {

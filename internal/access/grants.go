@@ -87,7 +87,62 @@ func (g *Grants) Revoke(ctx context.Context, tx *sql.Tx, tenantID int64, userID,
 	if n, _ := res.RowsAffected(); n != 1 {
 		return ErrNotGranted
 	}
+	return g.revokeUnheldKeys(ctx, tx, userID)
+}
+
+// revokeUnheldKeys revokes, in tx, the user's API keys whose role carries
+// a permission the user's remaining roles do not: a key never keeps what
+// its person has lost.
+func (g *Grants) revokeUnheldKeys(ctx context.Context, tx *sql.Tx, userID string) error {
+	grants, custom, err := g.ForUser(ctx, tx, userID)
+	if err != nil {
+		return err
+	}
+	sub := &Subject{Active: true, Grants: grants, Custom: custom}
+	held := sub.Eligible(g.now())
+	rows, err := tx.QueryContext(ctx, g.db.Rebind(`SELECT id, role FROM api_keys WHERE user_id = ? AND revoked_at IS NULL`), userID)
+	if err != nil {
+		return fmt.Errorf("access: read keys: %w", err)
+	}
+	var drop []string
+	for rows.Next() {
+		var id, role string
+		if err := rows.Scan(&id, &role); err != nil {
+			rows.Close()
+			return fmt.Errorf("access: read keys: %w", err)
+		}
+		for _, p := range rolePerms[Role(role)] {
+			if !slices.Contains(held, p) {
+				drop = append(drop, id)
+				break
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, id := range drop {
+		if _, err := tx.ExecContext(ctx, g.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
+			g.now().UTC().UnixMicro(), id); err != nil {
+			return fmt.Errorf("access: revoke key: %w", err)
+		}
+	}
 	return nil
+}
+
+// Sponsored reports whether sponsor granted one of userID's roles or issued
+// an enrolment link for the account: such a user is no independent second
+// person for sponsor's elevations.
+func (g *Grants) Sponsored(ctx context.Context, q store.Querier, userID, sponsor string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, g.db.Rebind(`SELECT
+		(SELECT COUNT(*) FROM role_grants WHERE user_id = ? AND granted_by = ?) +
+		(SELECT COUNT(*) FROM enrolments WHERE user_id = ? AND created_by = ?)`), userID, sponsor, userID, sponsor).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("access: read grants: %w", err)
+	}
+	return n > 0, nil
 }
 
 // LastOwner reports whether userID is the tenant's only active owner.

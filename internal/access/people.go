@@ -36,6 +36,11 @@ const (
 var privileged = []Permission{PermUsersManage, PermRolesManage, PermKeysManage, PermRetentionManage, PermPrivacyErase,
 	PermExport, PermSettings, PermTenants, PermOwnership}
 
+// AnyPrivileged reports whether any of ps is privileged.
+func AnyPrivileged(ps []Permission) bool {
+	return slices.ContainsFunc(ps, Permission.Privileged)
+}
+
 // Privileged reports whether people hold p only while elevated.
 func (p Permission) Privileged() bool { return slices.Contains(privileged, p) }
 

@@ -59,6 +59,14 @@ func (s *Service) IssueEnrolment(ctx context.Context, tx *sql.Tx, e *Enrolment, 
 	return tok, nil
 }
 
+// CancelEnrolments deletes, in tx, the account's unused enrolment links.
+func (s *Service) CancelEnrolments(ctx context.Context, tx *sql.Tx, userID string) error {
+	if _, err := tx.ExecContext(ctx, s.DB.Rebind(`DELETE FROM enrolments WHERE user_id = ? AND used_at IS NULL`), userID); err != nil {
+		return fmt.Errorf("identity: cancel enrolment links: %w", err)
+	}
+	return nil
+}
+
 // Enrolment returns the enrolment link a token names, while it is in force.
 func (s *Service) Enrolment(ctx context.Context, q store.Querier, tok string) (*Enrolment, error) {
 	if _, _, ok := splitSecret(tok, enrolmentPrefix); !ok {

@@ -49,8 +49,8 @@ func (p Policy) Validate() error {
 		return &FieldError{"max_sessions", "must be between 1 and 100"}
 	case p.OnLimit != LimitEndOldest && p.OnLimit != LimitRefuse:
 		return &FieldError{"on_limit", `must be "end_oldest" or "refuse"`}
-	case p.InactiveDays < 1 || p.InactiveDays > 3650:
-		return &FieldError{"inactive_days", "must be between 1 and 3650"}
+	case p.InactiveDays < 30 || p.InactiveDays > 3650:
+		return &FieldError{"inactive_days", "must be between 30 and 3650"}
 	}
 	return nil
 }

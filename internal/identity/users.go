@@ -309,10 +309,13 @@ func (us *Users) markLogin(ctx context.Context, tx *sql.Tx, id string, at time.T
 }
 
 // Inactive lists the active accounts of a tenant that have not signed in
-// since before (counting from creation for those that never have).
+// since before (counting from creation for those that never have). Owners
+// are left out: no job leaves a tenant without one.
 func (us *Users) Inactive(ctx context.Context, q store.Querier, tenantID int64, before time.Time) ([]*User, error) {
 	rows, err := q.QueryContext(ctx, us.db.Rebind(`SELECT `+userColumns+` FROM users WHERE tenant_id = ? AND status = 'active'
-		AND COALESCE(last_login_at, created_at) < ? ORDER BY id`), tenantID, before.UTC().UnixMicro())
+		AND COALESCE(last_login_at, created_at) < ?
+		AND NOT EXISTS (SELECT 1 FROM role_grants g WHERE g.user_id = users.id AND g.role = 'owner')
+		ORDER BY id`), tenantID, before.UTC().UnixMicro())
 	if err != nil {
 		return nil, fmt.Errorf("identity: list inactive accounts: %w", err)
 	}

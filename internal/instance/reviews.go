@@ -82,10 +82,12 @@ func (in *Instance) closeReview(ctx context.Context, t *tenant.Tenant, rv *acces
 // owner rule refuses, the owner keeps the role, and the item says why.
 func (in *Instance) revokeOverdue(ctx context.Context, t *tenant.Tenant, rv *access.Reviews, c *access.Campaign,
 	it *access.ReviewItem) (bool, error) {
-	if it.Role == access.RoleOwner {
-		// Ownership is never taken away unattended.
+	perms, perr := in.Grants.RolePermissions(ctx, in.DB.Read, t.ID, it.Role)
+	if it.Role == access.RoleOwner || perr != nil || access.AnyPrivileged(perms) {
+		// Ownership, and any role with privileged permissions, is never
+		// taken away unattended.
 		err := in.decideOverdue(ctx, t, rv, c, it, access.DecisionKeep,
-			access.OverdueReason+"; the owner role is never revoked automatically: review it by hand")
+			access.OverdueReason+"; a role with privileged permissions is never revoked automatically: review it by hand")
 		if errors.Is(err, access.ErrDecided) {
 			return false, nil
 		}

@@ -221,7 +221,12 @@ func (s *Server) createKey(rq *request) error {
 			return badRequest("expires", "a key a person creates lives at most 2160h (90 days)")
 		}
 	case rq.key != nil:
+		// A person's key's children stay the person's; any other key's
+		// belong to it, so that revoking it revokes them.
 		owner = rq.key.UserID
+		if owner == "" || strings.HasPrefix(owner, access.ChildOwner("")) {
+			owner = access.ChildOwner(rq.key.ID)
+		}
 		if p := rq.key.ExpiresAt; !p.IsZero() && (expires.IsZero() || expires.After(p)) {
 			expires = p
 		}

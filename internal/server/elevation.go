@@ -150,6 +150,15 @@ func (s *Server) decideElevation(approve bool) func(*request) error {
 			if err := rq.canGrantAll(el.Permissions); err != nil {
 				return forbidden(err.Error())
 			}
+			// The second person must not owe their account or role to the
+			// first.
+			sponsored, err := s.in.Grants.Sponsored(ctx, s.in.DB.Read, rq.pr.User.ID, el.UserID)
+			if err != nil {
+				return err
+			}
+			if sponsored {
+				return forbidden("you hold your account or a role by the requester's doing, so you cannot approve their elevation")
+			}
 		}
 		rq.details = map[string]any{"decision": map[bool]string{true: "approve", false: "deny"}[approve],
 			"requester": el.UserID, "reason": body.Reason}

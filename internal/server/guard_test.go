@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	attestevent "github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -174,4 +175,83 @@ func TestAuthzBatch(t *testing.T) {
 		t.Errorf("field %q, want checks.0.action", f)
 	}
 	ts.do("POST", "/api/v1/authz/check/batch", ts.key(tenant.Default, "reader"), nil, body, http.StatusForbidden, nil)
+}
+
+// TestNoHomeMadeApprovers checks that a person an admin made or promoted
+// cannot approve that admin's elevations, and that nobody grants
+// themselves a role.
+func TestNoHomeMadeApprovers(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	a1 := ts.enrol(c, tenant.Default, "a1@example.com", "admin")
+	a2 := ts.enrol(c, tenant.Default, "a2@example.com", "admin")
+	m := ts.enrol(c, tenant.Default, "m@example.com", "")
+	tok := ts.elevate(c, a1, a2, `["roles.manage"]`)
+	ts.do("PUT", "/api/v1/users/"+a1.id+"/roles/compliance_officer", tok, nil, "", http.StatusForbidden, nil)
+	ts.do("PUT", "/api/v1/users/"+m.id+"/roles/admin", tok, nil, "", http.StatusOK, nil)
+	var el struct{ ID string }
+	ts.do("POST", "/api/v1/elevations", a1.session, nil, `{"reason":"more","permissions":["users.manage"]}`, http.StatusCreated, &el)
+	m.session = ts.login(c, tenant.Default, m)
+	ts.do("POST", "/api/v1/elevations/"+el.ID+"/approve", m.session, nil, "", http.StatusForbidden, nil)
+	ts.do("POST", "/api/v1/elevations/"+el.ID+"/approve", a2.session, nil, "", http.StatusOK, nil)
+}
+
+// TestKeysFollowTheirOrigin checks that a person's keys go with the role
+// that allowed them, and a key's children with the key.
+func TestKeysFollowTheirOrigin(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	h := map[string]string{"Attest-Tenant": tenant.Default}
+	p := ts.enrol(c, tenant.Default, "keys@example.com", "admin")
+	def, _ := ts.in.Tenants.ByName(t.Context(), tenant.Default)
+	tok, _, err := ts.in.CreateKey(t.Context(), def, "reader", "mine", time.Time{}, attestevent.Actor{Type: "user", ID: p.id}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.do("GET", "/api/v1/compliance/audit-trail", tok.Reveal(), nil, "", http.StatusOK, nil)
+	ts.do("DELETE", "/api/v1/users/"+p.id+"/roles/admin", ts.operator, h, "", http.StatusOK, nil)
+	ts.do("GET", "/api/v1/compliance/audit-trail", tok.Reveal(), nil, "", http.StatusUnauthorized, nil)
+
+	parent := ts.key(tenant.Default, "admin")
+	var child struct{ ID, Key string }
+	ts.do("POST", "/api/v1/apikeys", parent, nil, `{"role":"reader","name":"child"}`, http.StatusCreated, &child)
+	var pk struct{ ID string }
+	for _, k := range listKeyIDs(ts, parent) {
+		if k.Name == "test admin" {
+			pk.ID = k.ID
+		}
+	}
+	ts.do("DELETE", "/api/v1/apikeys/"+pk.ID, ts.operator, h, "", http.StatusOK, nil)
+	ts.do("GET", "/api/v1/compliance/audit-trail", child.Key, nil, "", http.StatusUnauthorized, nil)
+}
+
+func listKeyIDs(ts *testServer, key string) []struct{ ID, Name string } {
+	var out struct {
+		Keys []struct{ ID, Name string } `json:"api_keys"`
+	}
+	ts.do("GET", "/api/v1/apikeys", key, nil, "", http.StatusOK, &out)
+	return out.Keys
+}
+
+// TestOwnersOutOfAdminsReach checks that the inactivity job never
+// disables an owner, and that an admin key does not unlock one.
+func TestOwnersOutOfAdminsReach(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	o := ts.enrol(c, tenant.Default, "idle-owner@example.com", "owner")
+	admin := ts.key(tenant.Default, "admin")
+	ts.do("POST", "/api/v1/users/"+o.id+"/unlock", admin, nil, "", http.StatusForbidden, nil)
+	ts.do("PUT", "/api/v1/settings/sessions", admin, nil, `{"inactive_days":1}`, http.StatusBadRequest, nil)
+	c.Add(400 * 24 * time.Hour)
+	if _, err := ts.in.DisableInactive(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var u struct{ Status string }
+	ts.do("GET", "/api/v1/users/"+o.id, admin, nil, "", http.StatusOK, &u)
+	if u.Status != "active" {
+		t.Errorf("the idle owner is %s", u.Status)
+	}
 }

@@ -20,9 +20,9 @@ const redacted = "atk_REDACTED"
 var secretPattern = regexp.MustCompile(`(?i)atk_[a-z0-9_\-]*`)
 
 // tokenPattern matches people's secrets: session (ats_), pending login
-// (atl_) and enrolment (ate_) tokens. It needs the id part, since "ate_"
-// begins words such as "state_".
-var tokenPattern = regexp.MustCompile(`(?i)\b(at[sle])_[a-z2-7]{16}[a-z0-9_\-]*`)
+// (atl_) and enrolment (ate_) tokens. It needs the 16 letters of the id,
+// since "ate_" ends words such as "state_".
+var tokenPattern = regexp.MustCompile(`(?i)(at[sle])_[a-z2-7]{16}[a-z0-9_\-]*`)
 
 // redact replaces every API key and token in s with a fixed marker.
 func redact(s string) string {

@@ -222,11 +222,16 @@ func (s *Server) decideReview(rq *request) error {
 		return reviewError(access.ErrDecided)
 	}
 	if body.Decision == access.DecisionRevoke {
-		// Nobody takes away a role they could not grant.
+		// Nobody takes away a role they could not grant, and a role with
+		// privileged permissions goes only by someone elevated to manage
+		// roles.
 		perms, err := s.in.Grants.RolePermissions(rq.r.Context(), s.in.DB.Read, rq.tenant.ID, role)
 		if err == nil {
 			if err := rq.canGrantRole(role, perms); err != nil {
 				return err
+			}
+			if access.AnyPrivileged(perms) && !rq.holds(access.PermRolesManage) {
+				return forbidden("this role carries privileged permissions: revoking it needs roles.manage, elevated")
 			}
 		}
 	}

@@ -167,10 +167,14 @@ func TestReviewCampaign(t *testing.T) {
 		ts.do("POST", decisionPath(cid, bob.id, "member"), reviewer.session, nil, decision("revoke", "second thoughts"),
 			http.StatusConflict, nil)
 
-		// Revoke takes the role away at once.
+		// Revoke takes the role away at once. A role with privileged
+		// permissions goes only by someone who may manage roles: not the
+		// reviewer unelevated, but an admin key.
 		beaReviewer := map[string]*person{alice.id: alice, olga.id: olga}[started.item(t, bea.id, "compliance_officer").Reviewer]
 		ts.do("GET", "/api/v1/reviews", bea.session, nil, "", http.StatusOK, nil)
 		ts.do("POST", decisionPath(cid, bea.id, "compliance_officer"), beaReviewer.session, nil,
+			decision("revoke", "moved to sales"), http.StatusForbidden, nil)
+		ts.do("POST", decisionPath(cid, bea.id, "compliance_officer"), ts.operator, def,
 			decision("revoke", "moved to sales"), http.StatusOK, nil)
 		var user struct{ Roles []struct{ Role string } }
 		ts.do("GET", "/api/v1/users/"+bea.id, ts.operator, def, "", http.StatusOK, &user)
@@ -220,7 +224,7 @@ func TestReviewCampaign(t *testing.T) {
 			t.Errorf("json export: %+v", exported)
 		}
 		if it := exported.item(t, bea.id, "compliance_officer"); it.Decision != "revoke" || it.Reason != "moved to sales" ||
-			it.DecidedBy != beaReviewer.id || it.Reviewer != beaReviewer.id || it.DecidedAt == "" {
+			!strings.HasPrefix(it.DecidedBy, "apikey:") || it.Reviewer != beaReviewer.id || it.DecidedAt == "" {
 			t.Errorf("exported item: %+v", it)
 		}
 		resp = ts.do("GET", "/api/v1/reviews/"+cid+"/export?format=csv", alice.session, nil, "", http.StatusOK, nil)

@@ -329,6 +329,9 @@ func (s *Server) unlockUser(rq *request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.guardOwner(rq, u); err != nil {
+		return err
+	}
 	var cleared bool
 	err = s.commit(rq, rq.tenant, http.StatusOK, func(ctx context.Context, tx *sql.Tx) error {
 		for _, c := range []identity.Counter{identity.PasswordCounter(rq.tenant.Name, u.Email), identity.SecondFactorCounter(u.ID)} {
@@ -458,6 +461,9 @@ func (s *Server) grantRole(rq *request) error {
 	if err != nil {
 		return err
 	}
+	if rq.pr != nil && u.ID == rq.pr.User.ID {
+		return forbidden("nobody grants themselves a role")
+	}
 	ctx := rq.r.Context()
 	perms, err := s.in.Grants.RolePermissions(ctx, s.in.DB.Read, rq.tenant.ID, role)
 	if err != nil {
@@ -471,7 +477,11 @@ func (s *Server) grantRole(rq *request) error {
 		rq.details["period_start"], rq.details["period_end"] = fmtTime(g.PeriodStart), fmtTime(g.PeriodEnd)
 	}
 	err = s.commit(rq, rq.tenant, http.StatusOK, func(ctx context.Context, tx *sql.Tx) error {
-		return s.in.Grants.Grant(ctx, tx, rq.tenant.ID, u.ID, g, rq.actor().ID)
+		if err := s.in.Grants.Grant(ctx, tx, rq.tenant.ID, u.ID, g, rq.actor().ID); err != nil {
+			return err
+		}
+		// A link issued before the grant was issued for a lesser account.
+		return s.in.Identity.CancelEnrolments(ctx, tx, u.ID)
 	})
 	if err != nil {
 		return err

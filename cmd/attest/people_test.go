@@ -91,3 +91,17 @@ func TestFirstOwnerAndHostCommands(t *testing.T) {
 		t.Error("the trail holds the passphrase")
 	}
 }
+
+// TestControlsValidateCommand runs the control tests from the host: the
+// exit code says whether every control passed.
+func TestControlsValidateCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	attestCmd(t, dir, "init").want(t, 0)
+	out := attestCmd(t, dir, "controls validate").want(t, 1)
+	if !strings.Contains(out.stdout, "IAM-01") || !strings.Contains(out.stdout, "no_evidence") {
+		t.Errorf("controls validate printed:\n%s", out.stdout)
+	}
+	attestCmd(t, dir, "controls validate", "--control", "RET-01").want(t, 0)
+	attestCmd(t, dir, "controls validate", "--control", "NOPE").want(t, 2)
+}

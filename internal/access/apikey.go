@@ -88,7 +88,7 @@ var rolePerms = map[Role][]Permission{
 	RoleOperator: AllPermissions,
 	RoleAdmin:    AllPermissionsExcept(PermTenants, PermTenantsRead, PermOwnership, PermSCIM),
 	RoleIngest:   {PermEventsWrite},
-	RoleReader:   {PermLogRead, PermMetricsRead, PermExport},
+	RoleReader:   {PermLogRead, PermMetricsRead, PermExport, PermComplianceRead},
 	RoleSCIM:     {PermSCIM},
 	RoleAuthz:    {PermAuthzCheck},
 }

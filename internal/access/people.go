@@ -29,6 +29,10 @@ const (
 	PermReviewsRead      Permission = "reviews.read"
 	// PermSCIM provisions and deprovisions users and groups over SCIM.
 	PermSCIM Permission = "scim.provision"
+	// PermComplianceRead reads criteria, controls and their results.
+	PermComplianceRead Permission = "compliance.read"
+	// PermComplianceManage runs control tests on demand.
+	PermComplianceManage Permission = "compliance.manage"
 )
 
 // privileged lists the permissions people never hold standing: each needs
@@ -48,7 +52,7 @@ func (p Permission) Privileged() bool { return slices.Contains(privileged, p) }
 var AllPermissions = []Permission{PermEventsWrite, PermLogRead, PermKeysManage, PermKeysRead, PermTenants, PermTenantsRead,
 	PermPrivacyErase, PermRetentionManage, PermMetricsRead, PermUsersRead, PermUsersManage, PermRolesRead, PermRolesManage,
 	PermSettings, PermSettingsRead, PermOwnership, PermExport, PermAuthzCheck, PermElevationApprove, PermReviewsManage,
-	PermReviewsRead, PermSCIM}
+	PermReviewsRead, PermSCIM, PermComplianceRead, PermComplianceManage}
 
 // The built-in roles of people.
 const (
@@ -67,11 +71,12 @@ var builtinPerms = map[string][]Permission{
 	RoleOwner:     AllPermissionsExcept(PermEventsWrite, PermTenants),
 	RoleTenantAdm: AllPermissionsExcept(PermEventsWrite, PermTenants, PermOwnership, PermSCIM),
 	RoleCompliance: {PermLogRead, PermExport, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead,
-		PermReviewsManage, PermReviewsRead, PermAuthzCheck},
+		PermReviewsManage, PermReviewsRead, PermAuthzCheck, PermComplianceRead, PermComplianceManage},
 	RoleSecurity: {PermLogRead, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead, PermAuthzCheck,
-		PermMetricsRead, PermReviewsRead},
-	RoleAuditor: {PermLogRead, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead, PermReviewsRead},
-	RoleMember:  {},
+		PermMetricsRead, PermReviewsRead, PermComplianceRead},
+	RoleAuditor: {PermLogRead, PermUsersRead, PermRolesRead, PermKeysRead, PermSettingsRead, PermReviewsRead,
+		PermComplianceRead},
+	RoleMember: {},
 }
 
 // AllPermissionsExcept lists every permission but those named.

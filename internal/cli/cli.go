@@ -48,6 +48,7 @@ func commands() []command {
 		{"apikey", "create, list and revoke API keys", cmdAPIKey},
 		{"user", "list, disable, enable and delete accounts, issue enrolment links, disable inactive accounts", cmdUser},
 		{"breakglass", "the host-only emergency operator credential (breakglass init, use, rotate, status)", cmdBreakGlass},
+		{"controls", "run the SOC 2 control tests now and record their results (controls validate)", cmdControls},
 		{"subject", "erase a data subject's personal values (subject erase --tenant T --subject ID --reason TEXT)", cmdSubject},
 		{"retention", "apply or change the retention of audit trails: archive, expire, legal hold (retention run, show, set, hold, release)",
 			cmdRetention},

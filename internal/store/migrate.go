@@ -344,6 +344,19 @@ var migrations = []migration{
 				rotation_required ` + t.Bool + ` NOT NULL DEFAULT FALSE)`,
 		}
 	}},
+	{"controls: the results of control tests", func(t Types) []string {
+		return []string{
+			`CREATE TABLE control_results (
+				id TEXT PRIMARY KEY,
+				tenant_id ` + t.BigInt + ` NOT NULL REFERENCES tenants(id),
+				control_id TEXT NOT NULL,
+				status TEXT NOT NULL,
+				result ` + t.Blob + ` NOT NULL,
+				sha256 ` + t.Blob + ` NOT NULL,
+				checked_at ` + t.BigInt + ` NOT NULL)`,
+			`CREATE INDEX control_results_control ON control_results (tenant_id, control_id, checked_at)`,
+		}
+	}},
 }
 
 // SchemaVersion is the schema version this binary expects.

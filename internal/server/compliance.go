@@ -1,0 +1,69 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/attest/attest/internal/controls"
+	"github.com/attest/attest/internal/event"
+)
+
+func (s *Server) listCriteria(rq *request) error {
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"criteria": controls.Criteria, "categories": controls.Categories})
+}
+
+type controlView struct {
+	ID          string           `json:"id"`
+	Name        string           `json:"name"`
+	Description string           `json:"description"`
+	Owner       string           `json:"owner"`
+	Frequency   string           `json:"frequency"`
+	Criteria    []string         `json:"criteria"`
+	Latest      *controls.Stored `json:"latest,omitempty"`
+	Status      controls.Status  `json:"status"`
+}
+
+// listControls answers the catalog with each control's latest result; a
+// control never run reads as no evidence.
+func (s *Server) listControls(rq *request) error {
+	latest, err := controls.Latest(rq.r.Context(), s.in, rq.tenant)
+	if err != nil {
+		return err
+	}
+	out := []controlView{}
+	for _, c := range controls.Catalog {
+		v := controlView{ID: c.ID, Name: c.Name, Description: c.Description, Owner: c.Owner,
+			Frequency: c.Frequency.String(), Criteria: c.Criteria, Latest: latest[c.ID], Status: controls.NoEvidence}
+		if v.Latest != nil {
+			v.Status = v.Latest.Status
+		}
+		out = append(out, v)
+	}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"controls": out})
+}
+
+// validateControls runs control tests now: all of them, or those named.
+// Each result is recorded with its digest in the trail.
+func (s *Server) validateControls(rq *request) error {
+	var body struct {
+		Controls []string `json:"controls"`
+	}
+	if rq.r.ContentLength != 0 {
+		if err := decodeJSON(rq, &body); err != nil {
+			return err
+		}
+	}
+	rq.target = event.Target{Type: "tenant", ID: rq.tenant.Name, Name: rq.tenant.Name}
+	start := time.Now()
+	res, err := controls.Validate(rq.r.Context(), s.in, rq.tenant, body.Controls, rq.actor(), rq.changeDecorator(http.StatusOK))
+	if errors.Is(err, controls.ErrUnknownControl) {
+		return badRequest("controls", err.Error()[len("controls: "):])
+	}
+	if err != nil {
+		return err
+	}
+	rq.details = map[string]any{"controls": len(res)}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"results": res,
+		"duration_ms": float64(time.Since(start).Microseconds()) / 1000})
+}

@@ -23,10 +23,10 @@ var Categories = []Category{
 
 // Criterion is one Trust Services criterion.
 type Criterion struct {
-	ID       string // exact id, such as "CC6.1", "A1.2", "PI1.5" or "P4.3"
-	Category Category
-	Series   string // the series the criterion belongs to, id first
-	Summary  string // what the criterion asks, in a sentence or two
+	ID       string   `json:"id"` // exact id, such as "CC6.1", "A1.2", "PI1.5" or "P4.3"
+	Category Category `json:"category"`
+	Series   string   `json:"series"`  // the series the criterion belongs to, id first
+	Summary  string   `json:"summary"` // what the criterion asks, in a sentence or two
 }
 
 // Series titles. The ids match the AICPA's; the titles are ours.

@@ -423,16 +423,10 @@ func (ks *Keys) revokeChildren(ctx context.Context, tx *sql.Tx, id string) error
 		if err != nil {
 			return fmt.Errorf("access: revoke keys: %w", err)
 		}
-		var kids []string
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return err
-			}
-			kids = append(kids, k)
+		kids, err := store.Strings(rows)
+		if err != nil {
+			return fmt.Errorf("access: revoke keys: %w", err)
 		}
-		rows.Close()
 		for _, k := range kids {
 			if _, err := tx.ExecContext(ctx, ks.db.Rebind(`UPDATE api_keys SET revoked_at = ? WHERE id = ?`), now, k); err != nil {
 				return fmt.Errorf("access: revoke key: %w", err)

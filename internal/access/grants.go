@@ -243,16 +243,7 @@ func (g *Grants) Holders(ctx context.Context, q store.Querier, tenantID int64, r
 	if err != nil {
 		return nil, fmt.Errorf("access: read grants: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return store.Strings(rows)
 }
 
 // CreateRole stores a custom role in tx.

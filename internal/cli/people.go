@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,7 @@ func cmdUser(e *env, args []string) int {
 		return help(e, use)
 	}
 	subs := []string{"list", "disable", "enable", "delete", "enrol-link", "disable-inactive"}
-	if len(args) == 0 || !contains(subs, args[0]) {
+	if len(args) == 0 || !slices.Contains(subs, args[0]) {
 		return usageErr(e, use)
 	}
 	sub := args[0]
@@ -134,21 +135,12 @@ func cmdUser(e *env, args []string) int {
 	return exitOK
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func cmdBreakGlass(e *env, args []string) int {
 	const use = "usage: attest breakglass init | use --reason R [--passphrase-file F] | rotate | status"
 	if len(args) > 0 && isHelp(args[0]) {
 		return help(e, use)
 	}
-	if len(args) == 0 || !contains([]string{"init", "use", "rotate", "status"}, args[0]) {
+	if len(args) == 0 || !slices.Contains([]string{"init", "use", "rotate", "status"}, args[0]) {
 		return usageErr(e, use)
 	}
 	sub := args[0]

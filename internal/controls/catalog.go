@@ -9,6 +9,7 @@ import (
 
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/identity"
+	"github.com/attest/attest/internal/store"
 )
 
 const (
@@ -52,7 +53,7 @@ func everyoneHasMFA(ctx context.Context, sc Scope) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controls: read accounts: %w", err)
 	}
-	ids, err := column(rows)
+	ids, err := store.Strings(rows)
 	if err != nil {
 		return nil, err
 	}
@@ -233,17 +234,4 @@ func count(ctx context.Context, sc Scope, q string, args ...any) (int, error) {
 		return 0, fmt.Errorf("controls: count: %w", err)
 	}
 	return n, nil
-}
-
-func column(rows *sql.Rows) ([]string, error) {
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }

@@ -173,16 +173,7 @@ func (gs *Groups) members(ctx context.Context, q store.Querier, groupID string) 
 	if err != nil {
 		return nil, fmt.Errorf("identity: read group members: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return store.Strings(rows)
 }
 
 // OfUser returns the groups a user belongs to, as id and display name.

@@ -291,6 +291,9 @@ func (s *Service) secondStep(ctx context.Context, loginToken, factor string,
 	if err != nil {
 		return nil, at, err
 	}
+	if at.User, err = s.pendingAccount(ctx, s.DB.Read, p); err != nil {
+		return nil, at, err
+	}
 	res, err := s.Counters.Reserve(ctx, SecondFactorCounter(p.userID), SecondFactorBudget)
 	if err != nil {
 		return nil, at, err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/access"
@@ -93,12 +94,10 @@ func (s *Server) requestElevation(rq *request) error {
 	return writeJSON(rq.w, http.StatusCreated, viewElevation(el))
 }
 
+// fieldOf is the field a "field: reason" error names.
 func fieldOf(err error) string {
-	msg := err.Error()
-	for i := 0; i < len(msg); i++ {
-		if msg[i] == ':' {
-			return msg[:i]
-		}
+	if field, _, ok := strings.Cut(err.Error(), ":"); ok {
+		return field
 	}
 	return "body"
 }

@@ -287,14 +287,7 @@ func (s *Server) loginFactor(kind string) func(*request) error {
 		}
 		ctx := rq.r.Context()
 		rq.details = map[string]any{"step": kind}
-		u, err := s.in.Identity.PendingUser(ctx, body.LoginToken)
-		if err != nil {
-			return loginError(rq, err)
-		}
 		proof, at, err := s.in.Identity.SecondFactor(ctx, body.LoginToken, kind, body.Code)
-		if at.User == nil {
-			at.User = u
-		}
 		s.noteAttempt(rq, at, kind, err)
 		if err != nil {
 			return loginError(rq, err)

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,7 +64,7 @@ func TestEveryRouteHasAPermission(t *testing.T) {
 		}
 		for _, r := range access.BuiltinRoles {
 			ps, _ := access.BuiltinPermissions(r)
-			held = held || containsPerm(ps, rt.perm)
+			held = held || slices.Contains(ps, rt.perm)
 		}
 		if !held {
 			t.Errorf("route %s %s needs %q, which no role holds", rt.method, rt.pattern, rt.perm)

@@ -320,6 +320,9 @@ type route struct {
 	// anonymous routes check a credential when one is given, and serve
 	// without one.
 	anonymous bool
+	// unbounded routes hand out entries of the log by position, which no
+	// audit period limits: a grant bounded to a period may not use them.
+	unbounded bool
 }
 
 // request carries one API request through its handler.

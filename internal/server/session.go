@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,7 +101,7 @@ func (s *Server) authorizeSession(rq *request, tok string, fromCookie bool) erro
 	if !rq.decision.Allow {
 		return forbidden(rq.decision.Reason)
 	}
-	if rq.decision.Period != nil && (rq.route.name == "audit.event.read" || rq.route.name == "audit.tiles.read") {
+	if rq.decision.Period != nil && rq.route.unbounded {
 		return forbidden("an auditor's grant is bounded to its audit period: read events through the audit-trail " +
 			"query, which keeps to the period")
 	}
@@ -159,30 +160,17 @@ func (rq *request) canGrantAll(ps []access.Permission) error {
 		if !strings.Contains(string(p), ".") {
 			continue
 		}
-		known := false
-		for _, a := range access.AllPermissions {
-			known = known || a == p
-		}
-		if !known {
+		if !slices.Contains(access.AllPermissions, p) {
 			continue // a platform action: anyone who manages roles grants it
 		}
 		if rq.key != nil && !rq.key.Role.Allows(p) {
 			return fmt.Errorf("your API key does not hold %s, so it cannot grant it", p)
 		}
-		if rq.subject != nil && !containsPerm(rq.subject.Eligible(rq.s.in.Now()), p) {
+		if rq.subject != nil && !slices.Contains(rq.subject.Eligible(rq.s.in.Now()), p) {
 			return fmt.Errorf("you do not hold %s, so you cannot grant it", p)
 		}
 	}
 	return nil
-}
-
-func containsPerm(ps []access.Permission, p access.Permission) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // operatorKey reports whether the caller is an operator API key.

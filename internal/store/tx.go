@@ -92,6 +92,20 @@ func (db *DB) Stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, er
 	return s, nil
 }
 
+// Strings reads rows of one text column into a slice, and closes rows.
+func Strings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 // Reads runs queries on Read, each distinct statement prepared once for
 // the life of db: for the few fixed queries made on every request, whose
 // parsing would otherwise cost more than running them. Give it only

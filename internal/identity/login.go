@@ -154,7 +154,8 @@ func (s *Service) BeginLogin(ctx context.Context, tenantID int64, tenantName, em
 	at.AccountLocked, at.Failures = res.LockedNow, res.Failures
 
 	var u *User
-	hash := dummyHash
+	dummy := dummyHash()
+	hash := dummy
 	if emailErr == nil {
 		u, err = s.Users.ByEmail(ctx, s.DB.Read, tenantID, canon)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -175,7 +176,7 @@ func (s *Service) BeginLogin(ctx context.Context, tenantID int64, tenantName, em
 	if err != nil && !errors.Is(err, errBadHash) {
 		return nil, at, err
 	}
-	if !ok || hash == dummyHash {
+	if !ok || hash == dummy {
 		return nil, at, ErrInvalidCredentials
 	}
 	at.AccountLocked = false
@@ -372,10 +373,10 @@ func (s *Service) PreparePasswordChange(ctx context.Context, u *User, current, n
 		return nil, err
 	}
 	if h == "" {
-		h = dummyHash
+		h = dummyHash()
 	}
 	ok, _, err := s.Hasher.Verify(ctx, h, NormalizePassword(current))
-	if err != nil || !ok || h == dummyHash {
+	if err != nil || !ok || h == dummyHash() {
 		return nil, ErrInvalidCredentials
 	}
 	if NormalizePassword(next) == NormalizePassword(current) {

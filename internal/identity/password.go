@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/trustelem/zxcvbn/frequency"
@@ -116,14 +117,22 @@ func parsePHC(s string) (Argon2Params, []byte, []byte, error) {
 }
 
 // dummyHash is verified against when an account does not exist, so that an
-// unknown account costs the same work as a wrong password.
-var dummyHash = func() string {
+// unknown account costs the same work as a wrong password. It is made at
+// the first login, not when a command that never logs anyone in starts.
+var dummyHash = sync.OnceValue(func() string {
 	s, err := Hasher{Params: DefaultArgon2}.Hash(context.Background(), "attest: no such account")
 	if err != nil {
 		panic(err)
 	}
 	return s
-}()
+})
+
+// Prepare makes what the first login would otherwise make, so that it
+// takes no longer than any other: serve calls it as it starts.
+func Prepare() {
+	dummyHash()
+	commonPasswords()
+}
 
 // Password rules, after NIST SP 800-63B: a length range and a blocklist, and
 // no composition rules. Every account also has a second factor, for which
@@ -139,14 +148,14 @@ type PasswordError struct{ Reason string }
 
 func (e *PasswordError) Error() string { return "password " + e.Reason }
 
-var commonPasswords = func() map[string]bool {
+var commonPasswords = sync.OnceValue(func() map[string]bool {
 	list := frequency.FrequencyLists["passwords"]
 	m := make(map[string]bool, len(list))
 	for _, p := range list {
 		m[p] = true
 	}
 	return m
-}()
+})
 
 // CheckPassword applies the password rules. context holds words a password
 // must not be built on: the email, the user's name, the tenant's name. The
@@ -164,7 +173,7 @@ func CheckPassword(password string, context ...string) error {
 		return &PasswordError{fmt.Sprintf("must have at most %d characters", MaxPasswordLen)}
 	}
 	lower := strings.ToLower(norm.NFKC.String(password))
-	if commonPasswords[lower] || repetitive(lower) {
+	if commonPasswords()[lower] || repetitive(lower) {
 		return &PasswordError{"is too common: it is on a list of passwords attackers try first"}
 	}
 	for _, c := range context {

@@ -150,6 +150,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		[]string{"step", "kind"})
 	cfg.Registry.MustRegister(s.logins, s.lockouts)
 	s.limits = newLimitMetrics(cfg.Registry)
+	go identity.Prepare()
 	s.rates = DefaultRateLimits
 	if cfg.RateLimits != nil {
 		s.rates = *cfg.RateLimits

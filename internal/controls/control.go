@@ -2,6 +2,7 @@ package controls
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/attest/attest/internal/instance"
@@ -59,6 +60,37 @@ type Control struct {
 	Frequency   time.Duration
 	Criteria    []string // the criteria it supports, by id
 	Test        Test
+	// Watches names the audit actions after which serve runs the test
+	// again within seconds, as well as on its frequency.
+	Watches []string
+	// Manual, set for a control whose state attest cannot observe, says
+	// what evidence a person must supply; the control's Test judges that
+	// evidence.
+	Manual *Manual
+}
+
+// Manual describes the evidence a person supplies for a control attest
+// cannot observe. Evidence counts from its effective date until it
+// expires, and only once someone other than its submitter approved it.
+type Manual struct {
+	// Requirement says what the evidence must show, for the person who
+	// supplies it and the auditor who reads it.
+	Requirement string
+	// MaxAge bounds how long after its effective date a piece of evidence
+	// may be set to expire: a yearly policy review, 366 days.
+	MaxAge time.Duration
+}
+
+// InScope reports whether the control supports a criterion of one of the
+// categories given.
+func (c *Control) InScope(cats []Category) bool {
+	for _, id := range c.Criteria {
+		cr, ok := CriterionByID(id)
+		if ok && slices.Contains(cats, cr.Category) {
+			return true
+		}
+	}
+	return false
 }
 
 // ByID returns a control of the catalog and whether it exists.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"slices"
+
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/identity"
 )
@@ -10,6 +12,10 @@ import (
 // it takes; wrap checks the permission and the parameters before the
 // handler runs, in one place.
 func (s *Server) routeTable() []*route {
+	return slices.Concat(s.coreRoutes(), s.evidenceRoutes(), s.scoreRoutes(), s.alertRoutes(), s.reportRoutes())
+}
+
+func (s *Server) coreRoutes() []*route {
 	return []*route{
 		{method: "POST", pattern: "/api/v1/audit/events", name: "audit.events.ingest", category: "data_change",
 			perm: access.PermEventsWrite, params: []string{"format"}, handle: s.ingest},

@@ -1,0 +1,4 @@
+package controls
+
+// manualControls are proved by evidence a person supplies.
+var manualControls = []*Control{}

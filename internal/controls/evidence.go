@@ -57,6 +57,11 @@ func EvidenceList(ctx context.Context, in *instance.Instance, t *tenant.Tenant, 
 	if err != nil {
 		return nil, fmt.Errorf("controls: read evidence: %w", err)
 	}
+	return scanEvidence(rows)
+}
+
+// scanEvidence reads rows of evidenceColumns and closes them.
+func scanEvidence(rows *sql.Rows) ([]*Evidence, error) {
 	defer rows.Close()
 	out := []*Evidence{}
 	for rows.Next() {
@@ -75,7 +80,10 @@ func EvidenceList(ctx context.Context, in *instance.Instance, t *tenant.Tenant, 
 		e.RevokedBy, e.RevokedAt = revBy.String, optMicros(revAt)
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("controls: read evidence: %w", err)
+	}
+	return out, nil
 }
 
 // Exception is an accepted risk: a failing control whose failure
@@ -104,14 +112,21 @@ func (e *Exception) ActiveAt(t time.Time) bool {
 		!e.StartsAt.After(t) && t.Before(e.ExpiresAt)
 }
 
+const exceptionColumns = `id, control_id, reason, compensating, requested_by, requested_at, starts_at, expires_at,
+	approved_by, approved_at, revoked_by, revoked_at`
+
 // Exceptions returns tenant t's exceptions, newest request first.
 func Exceptions(ctx context.Context, in *instance.Instance, t *tenant.Tenant) ([]*Exception, error) {
-	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT id, control_id, reason, compensating, requested_by,
-		requested_at, starts_at, expires_at, approved_by, approved_at, revoked_by, revoked_at FROM control_exceptions
+	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT `+exceptionColumns+` FROM control_exceptions
 		WHERE tenant_id = ? ORDER BY requested_at DESC, id`), t.ID)
 	if err != nil {
 		return nil, fmt.Errorf("controls: read exceptions: %w", err)
 	}
+	return scanExceptions(rows)
+}
+
+// scanExceptions reads rows of exceptionColumns and closes them.
+func scanExceptions(rows *sql.Rows) ([]*Exception, error) {
 	defer rows.Close()
 	out := []*Exception{}
 	for rows.Next() {
@@ -128,7 +143,10 @@ func Exceptions(ctx context.Context, in *instance.Instance, t *tenant.Tenant) ([
 		e.RevokedBy, e.RevokedAt = revBy.String, optMicros(revAt)
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("controls: read exceptions: %w", err)
+	}
+	return out, nil
 }
 
 func micros(v int64) time.Time { return time.UnixMicro(v).UTC() }

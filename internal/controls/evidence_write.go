@@ -99,7 +99,7 @@ func SubmitEvidence(ctx context.Context, in *instance.Instance, t *tenant.Tenant
 	case sub.Content != nil && sub.URL != "":
 		return nil, inputErr("url", "give a file or a link, not both")
 	case sub.Content != nil:
-		if err := CheckFile(int64(len(sub.Content))); err != nil {
+		if err := checkFile(int64(len(sub.Content))); err != nil {
 			return nil, err
 		}
 		declared = fillFile(e, sub)
@@ -191,8 +191,8 @@ func fillFile(e *Evidence, sub *Submission) string {
 	return ""
 }
 
-// CheckFile refuses an empty file or one larger than MaxEvidenceBytes.
-func CheckFile(size int64) error {
+// checkFile refuses an empty file or one larger than MaxEvidenceBytes.
+func checkFile(size int64) error {
 	switch {
 	case size == 0:
 		return inputErr("file", "is empty")

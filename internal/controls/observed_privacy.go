@@ -48,7 +48,9 @@ func FindPersonal(s string) string {
 // bounded reports whether s[i:j] stands alone: not inside a longer word
 // or number, such as an id or a hash.
 func bounded(s string, i, j int) bool {
-	word := func(r byte) bool { return r < 0x80 && (unicode.IsLetter(rune(r)) || unicode.IsDigit(rune(r)) || r == '_') }
+	word := func(r byte) bool {
+		return r < 0x80 && (unicode.IsLetter(rune(r)) || unicode.IsDigit(rune(r)) || r == '_')
+	}
 	return (i == 0 || !word(s[i-1])) && (j == len(s) || !word(s[j]))
 }
 

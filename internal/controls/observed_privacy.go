@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -23,59 +24,90 @@ var (
 	// are: an optional +, groups split by spaces, dots, dashes or
 	// brackets, and an optional extension. libphonenumber then decides.
 	phoneCandidate = regexp.MustCompile(`\+?(?:\(\d{1,4}\)|\d)[\d ().-]{4,22}\d(?: ?x\d{1,5})?`)
-	// phoneRegions are tried, in order, for a number written without its
-	// country code.
-	phoneRegions = []string{"US", "GB", "DE", "FR", "IT", "ES", "NL", "SE", "AU", "IN", "BR", "CA", "CH"}
+	// nanpPattern is a North American number in its usual layouts.
+	nanpPattern = regexp.MustCompile(`^(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}$`)
+	// phoneRegions are tried, in order, for a number written in national
+	// form, with its trunk prefix 0.
+	phoneRegions = []string{"GB", "DE", "FR", "IT", "ES", "NL", "SE", "AU", "CH", "IN", "BR"}
 )
+
+// phoneFields are the fields that may hold a phone number as text.
+// Identifiers and times are left out: long digit runs are normal there.
+var phoneFields = []string{event.PathActorName, "actor.id", event.PathTargetName, "target.id", "outcome.reason",
+	event.PathRequestPath, event.PathDetails, event.PathOriginal, "data.fields"}
 
 // FindPersonal names the kind of personal value it sees in s, an email
 // address or a phone number, or answers empty.
 func FindPersonal(s string) string {
+	if kind := findEmail(s); kind != "" {
+		return kind
+	}
+	return findPhone(s)
+}
+
+func findEmail(s string) string {
 	if strings.IndexByte(s, '@') >= 0 && emailPattern.MatchString(s) {
 		return "an email address"
 	}
+	return ""
+}
+
+// findPhone reports a phone number in s. It favours precision over
+// recall: a number counts when written in international form or in a
+// North American layout, with a length libphonenumber finds possible, or
+// in a national form with its trunk prefix and groups, in a range
+// libphonenumber finds valid. Local numbers without an area code, and
+// bare digit runs, are not reported: ids and amounts look the same.
+func findPhone(s string) string {
 	for _, loc := range phoneCandidate.FindAllStringIndex(s, -1) {
-		if !bounded(s, loc[0], loc[1]) {
-			continue
-		}
-		if isPhone(s[loc[0]:loc[1]]) {
+		if bounded(s, loc[0], loc[1]) && isPhone(s[loc[0]:loc[1]]) {
 			return "a phone number"
 		}
 	}
 	return ""
 }
 
-// bounded reports whether s[i:j] stands alone: not inside a longer word
-// or number, such as an id or a hash.
+// bounded reports whether s[i:j] stands alone: not inside a longer word,
+// number or hyphenated token, such as an id or a hash.
 func bounded(s string, i, j int) bool {
-	word := func(r byte) bool {
-		return r < 0x80 && (unicode.IsLetter(rune(r)) || unicode.IsDigit(rune(r)) || r == '_')
+	joined := func(r byte) bool {
+		return r < 0x80 && (unicode.IsLetter(rune(r)) || unicode.IsDigit(rune(r)) || r == '_' || r == '-' || r == '.')
 	}
-	return (i == 0 || !word(s[i-1])) && (j == len(s) || !word(s[j]))
+	return (i == 0 || !joined(s[i-1])) && (j == len(s) || !joined(s[j]) || s[j] == '.' && j+1 == len(s))
 }
 
 func isPhone(c string) bool {
 	c = strings.TrimRight(c, " .-(")
+	if x := strings.IndexByte(c, 'x'); x >= 0 {
+		c = strings.TrimRight(c[:x], " ")
+	}
 	digits := 0
 	for _, r := range c {
 		if r >= '0' && r <= '9' {
 			digits++
 		}
 	}
-	if x := strings.IndexByte(c, 'x'); x >= 0 {
-		digits -= len(strings.TrimLeft(c[x:], "x "))
-	}
 	if digits < 7 || digits > 15 {
 		return false
 	}
-	if strings.HasPrefix(c, "+") {
-		n, err := phonenumbers.Parse(c, "ZZ")
+	// A layout that only phone numbers have needs a possible number: the
+	// right length for its country. A looser one needs a valid number,
+	// one in a range its country assigns.
+	possible := func(region string) bool {
+		n, err := phonenumbers.Parse(c, region)
+		return err == nil && phonenumbers.IsPossibleNumber(n)
+	}
+	valid := func(region string) bool {
+		n, err := phonenumbers.Parse(c, region)
 		return err == nil && phonenumbers.IsValidNumber(n)
 	}
-	for _, region := range phoneRegions {
-		if n, err := phonenumbers.Parse(c, region); err == nil && phonenumbers.IsValidNumber(n) {
-			return true
-		}
+	switch {
+	case c[0] == '+':
+		return possible("ZZ")
+	case nanpPattern.MatchString(c):
+		return possible("US")
+	case (c[0] == '0' || strings.HasPrefix(c, "(0")) && strings.ContainsAny(c, " .-()"):
+		return slices.ContainsFunc(phoneRegions, valid)
 	}
 	return false
 }
@@ -174,7 +206,11 @@ func clearPersonal(seq int64, ev *event.Event) []Finding {
 	sort.Strings(paths)
 	var out []Finding
 	for _, p := range paths {
-		if kind := FindPersonal(fields[p]); kind != "" {
+		kind := findEmail(fields[p])
+		if kind == "" && slices.Contains(phoneFields, p) {
+			kind = findPhone(fields[p])
+		}
+		if kind != "" {
 			out = append(out, Finding{fmt.Sprintf("event:%d", seq), kind + " in clear in " + p})
 		}
 	}

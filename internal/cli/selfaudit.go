@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -24,6 +25,9 @@ type hostRecord struct {
 	outcome  event.Outcome
 	// details holds counts and settings, never the data itself.
 	details map[string]any
+	// tx, when set, writes what the command records alongside its event,
+	// in the same transaction.
+	tx func(ctx context.Context, tx *sql.Tx) error
 }
 
 // record appends the command's audit event to tenant t's log and waits for
@@ -44,6 +48,9 @@ func (h *hostRecord) record(ctx context.Context, in *instance.Instance, t *tenan
 			return fmt.Errorf("encode details: %w", err)
 		}
 		ev.Details = v
+	}
+	if h.tx != nil {
+		return in.RecordWith(ctx, t, ev, h.tx)
 	}
 	return in.Record(ctx, t, ev)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -141,11 +142,14 @@ func cmdVerify(e *env, args []string) int {
 	}
 	start := time.Now()
 	code := exitOK
+	var vs []*instance.Verification
 	for _, t := range ts {
-		if c := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet); c != exitOK {
+		c, v := verifyTenant(ctx, e, in, t, auditlog.VerifyOptions{VerifierKeys: vkeys, Checkpoint: cp, Deep: deep}, quiet)
+		if c != exitOK {
 			code = c
 			failed = append(failed, t.Name)
 		}
+		vs = append(vs, v)
 	}
 	if tenantName == "" {
 		// A log this data directory signed must still be in the database.
@@ -158,7 +162,7 @@ func cmdVerify(e *env, args []string) int {
 			}
 		}
 	}
-	if err := recordVerify(ctx, in, start, tenantName, len(ts), failed, deep, cp != nil); err != nil {
+	if err := recordVerify(ctx, in, start, tenantName, vs, failed, deep, cp != nil); err != nil {
 		return fail(e, "the verification could not be recorded in the operator's audit log: %v", err)
 	}
 	return code
@@ -166,9 +170,12 @@ func cmdVerify(e *env, args []string) int {
 
 // recordVerify logs a verification in the operator's trail, which holds
 // what concerns the instance, so that a damaged log is not appended to: the
-// tenant verified, or all of them, and which failed.
-func recordVerify(ctx context.Context, in *instance.Instance, start time.Time, tenantName string, n int,
-	failed []string, deep, checkpoint bool) error {
+// tenant verified, or all of them, and which failed. Each tenant's outcome
+// is stored in log_verifications in the same transaction, as the evidence
+// that control LOG-02 reads.
+func recordVerify(ctx context.Context, in *instance.Instance, start time.Time, tenantName string,
+	vs []*instance.Verification, failed []string, deep, checkpoint bool) error {
+	n := len(vs)
 	op, err := in.Operator(ctx)
 	if err != nil {
 		return err
@@ -182,10 +189,15 @@ func recordVerify(ctx context.Context, in *instance.Instance, start time.Time, t
 	if len(failed) > 0 {
 		h.outcome = event.Outcome{Result: "failure", Reason: "verification failed: " + strings.Join(failed, ", ")}
 	}
+	h.tx = func(ctx context.Context, tx *sql.Tx) error { return in.InsertVerifications(ctx, tx, vs) }
 	return h.record(ctx, in, op)
 }
 
-func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.Tenant, opts auditlog.VerifyOptions, quiet bool) int {
+// verifyTenant verifies one tenant's log and prints what it found, and
+// returns the exit code with the record of the verification.
+func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.Tenant, opts auditlog.VerifyOptions,
+	quiet bool) (int, *instance.Verification) {
+	started := in.Now()
 	last := time.Now()
 	opts.Progress = func(done, total int64) {
 		if time.Since(last) > 3*time.Second {
@@ -194,12 +206,13 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 		}
 	}
 	rep, err := in.Log.Verify(ctx, t, opts)
+	v := instance.NewVerification(t, started, in.Now(), rep, err)
 	if err != nil {
-		return fail(e, "%s: verification could not finish: %v", t.Name, err)
+		return fail(e, "%s: verification could not finish: %v", t.Name, err), v
 	}
 	if rep.Problem != nil {
 		fmt.Fprintf(e.stdout, "%s: FAILED: %v\n", t.Name, rep.Problem)
-		return exitProblem
+		return exitProblem, v
 	}
 	if !quiet {
 		rate := float64(rep.Size) / max(rep.Elapsed.Seconds(), 1e-9)
@@ -233,5 +246,5 @@ func verifyTenant(ctx context.Context, e *env, in *instance.Instance, t *tenant.
 				t.Name, rep.Witness)
 		}
 	}
-	return exitOK
+	return exitOK, v
 }

@@ -57,6 +57,10 @@ func (p *Proof) User() *User { return p.user }
 // Factor is the kind of factor verified: "totp", "webauthn", "recovery".
 func (p *Proof) Factor() string { return p.factor }
 
+// SecondFactors lists the kinds of factor a Proof, and so a session,
+// may record.
+var SecondFactors = []string{"totp", "webauthn", "recovery"}
+
 // Service is the login state machine: password, then second factor, then
 // session, with the counters that throttle each step.
 type Service struct {

@@ -93,6 +93,18 @@ func (h Hasher) Verify(ctx context.Context, stored, password string) (ok, rehash
 	return true, p != h.Params || len(salt) != saltLen || len(sum) != hashLen, nil
 }
 
+// Current reports whether a stored hash was made under h's parameters,
+// with the salt and digest lengths new hashes have: a hash that is not
+// current is replaced at its account's next successful login. A hash
+// that does not parse is an error.
+func (h Hasher) Current(stored string) (bool, error) {
+	p, salt, sum, err := parsePHC(stored)
+	if err != nil {
+		return false, err
+	}
+	return p == h.Params && len(salt) == saltLen && len(sum) == hashLen, nil
+}
+
 func parsePHC(s string) (Argon2Params, []byte, []byte, error) {
 	var p Argon2Params
 	parts := strings.Split(s, "$")

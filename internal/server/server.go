@@ -265,6 +265,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 		defer close(idDone)
 		s.runIdentityJobs(cpCtx)
 	}()
+	postureDone := s.startPosture(cpCtx, ln, cert)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	s.ready.Store(true)
@@ -284,6 +285,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 	<-cpDone
 	<-retDone
 	<-idDone
+	<-postureDone
 	if err := s.in.Log.Close(); err != nil && shutErr == nil {
 		shutErr = err
 	}

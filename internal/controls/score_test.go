@@ -187,11 +187,11 @@ func TestScoreByHand(t *testing.T) {
 func checkControls(t *testing.T, sc *Scorecard) {
 	t.Helper()
 	want := map[string]struct {
-		status      Status
-		runs, pass  int
-		eff         float64 // -1: none
-		excepted    bool
-		latest      time.Duration // before the end; -1: none
+		status     Status
+		runs, pass int
+		eff        float64 // -1: none
+		excepted   bool
+		latest     time.Duration // before the end; -1: none
 	}{
 		"IAM-01": {Pass, 3, 2, 2.0 / 3, false, 30 * time.Minute},
 		"IAM-02": {NoEvidence, 1, 1, 1, false, 72 * time.Hour},

@@ -125,6 +125,29 @@ func scoreOf(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from,
 	return sc, nil
 }
 
+// ScoreControl is one control's record over [from, to) for tenant t, in
+// scope or not, by the rules of Score: its standing at to, its runs and
+// effectiveness, and the exception holding at to.
+func ScoreControl(ctx context.Context, in *instance.Instance, t *tenant.Tenant, id string, from,
+	to time.Time) (*ControlScore, error) {
+	c, ok := ByID(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownControl, id)
+	}
+	from, to = from.UTC(), to.UTC()
+	lines, latest, err := timelines(ctx, in, t, []*Control{c}, from, to)
+	if err != nil {
+		return nil, err
+	}
+	exs, err := Exceptions(ctx, in, t)
+	if err != nil {
+		return nil, err
+	}
+	cs := controlScore(lines[id], latest[id], from, to)
+	cs.Excepted = activeException(exs, id, to)
+	return cs, nil
+}
+
 // controlScore counts a control's runs of [from, to) and settles its
 // standing at to.
 func controlScore(tl *timeline, latest *Stored, from, to time.Time) *ControlScore {
@@ -321,13 +344,18 @@ func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs 
 		lines[c.ID] = &timeline{c: c}
 	}
 	f, u := from.UnixMicro(), to.UnixMicro()
+	// One control is read alone; more, with the tenant's others.
+	only, arg := "", []any{}
+	if len(cs) == 1 {
+		only, arg = " AND control_id = ?", []any{cs[0].ID}
+	}
 	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT r.id, r.control_id, r.result, r.sha256, r.checked_at
 		FROM control_results r JOIN (SELECT control_id, MAX(checked_at) AS at FROM control_results
-		WHERE tenant_id = ? AND checked_at <= ? GROUP BY control_id
+		WHERE tenant_id = ? AND checked_at <= ?`+only+` GROUP BY control_id
 		UNION SELECT control_id, MAX(checked_at) AS at FROM control_results
-		WHERE tenant_id = ? AND checked_at < ? GROUP BY control_id) l
+		WHERE tenant_id = ? AND checked_at < ?`+only+` GROUP BY control_id) l
 		ON r.control_id = l.control_id AND r.checked_at = l.at WHERE r.tenant_id = ? ORDER BY r.checked_at, r.id`),
-		t.ID, u, t.ID, f, t.ID)
+		slices.Concat([]any{t.ID, u}, arg, []any{t.ID, f}, arg, []any{t.ID})...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("controls: read latest results: %w", err)
 	}
@@ -358,14 +386,16 @@ func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs 
 		return nil, nil, fmt.Errorf("controls: read latest results: %w", err)
 	}
 	rows.Close()
-	return lines, latest, periodMarks(ctx, in, t, lines, f, u)
+	return lines, latest, periodMarks(ctx, in, t, lines, f, u, only, arg)
 }
 
 // periodMarks appends to each timeline the results of [f, u], in
 // microseconds, in time order.
-func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, lines map[string]*timeline, f, u int64) error {
+func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, lines map[string]*timeline, f, u int64,
+	only string, arg []any) error {
 	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT control_id, status, checked_at FROM control_results
-		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ? ORDER BY checked_at, id`), t.ID, f, u)
+		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ?`+only+` ORDER BY checked_at, id`),
+		slices.Concat([]any{t.ID, f, u}, arg)...)
 	if err != nil {
 		return fmt.Errorf("controls: read results: %w", err)
 	}

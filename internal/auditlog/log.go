@@ -94,6 +94,8 @@ type Log struct {
 	stopped  chan struct{}
 	done     chan struct{}
 
+	obs observers
+
 	closeMu sync.RWMutex // held for reading while submitting, for writing to close
 	closed  bool
 

@@ -233,6 +233,7 @@ func (l *Log) commit(batch []*op) {
 		for _, st := range touched {
 			l.maybeSegment(st)
 		}
+		l.notify(batch)
 	}
 	for _, o := range batch {
 		if err != nil && o.err == nil {

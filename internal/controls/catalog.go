@@ -28,25 +28,41 @@ var Catalog = slices.Concat(identityControls, observedControls, manualControls)
 var identityControls = []*Control{
 	{ID: "IAM-01", Name: "Every active account has a second factor",
 		Description: "Each active person's account has a confirmed TOTP factor or a passkey, so no one signs in with a password alone.",
-		Owner:       "security", Frequency: hourly, Criteria: []string{"CC6.1", "CC6.2"}, Test: everyoneHasMFA},
+		Owner:       "security", Frequency: hourly, Criteria: []string{"CC6.1", "CC6.2"}, Test: everyoneHasMFA,
+		Watches: accountChanges("user.enrol.finish", "user.webauthn.register", "user.webauthn.remove",
+			"security.webauthn.counter_regression")},
 	{ID: "IAM-02", Name: "Session policy within limits",
 		Description: "Sessions end after at most 15 idle minutes and 12 hours, with at most 3 live sessions a person.",
-		Owner:       "security", Frequency: daily, Criteria: []string{"CC6.1"}, Test: sessionPolicy},
+		Owner:       "security", Frequency: daily, Criteria: []string{"CC6.1"}, Test: sessionPolicy,
+		Watches: []string{"settings.sessions.update"}},
 	{ID: "IAM-03", Name: "Unused accounts are disabled",
 		Description: "No active account, owners apart, has gone unused for longer than the tenant's inactivity limit.",
-		Owner:       "security", Frequency: daily, Criteria: []string{"CC6.2", "CC6.3"}, Test: unusedDisabled},
+		Owner:       "security", Frequency: daily, Criteria: []string{"CC6.2", "CC6.3"}, Test: unusedDisabled,
+		Watches: accountChanges("settings.sessions.update")},
 	{ID: "IAM-04", Name: "Deprovisioned people hold nothing live",
 		Description: "A disabled or deleted account has no live session and no working API key.",
-		Owner:       "security", Frequency: hourly, Criteria: []string{"CC6.2", "CC6.3"}, Test: deprovisionedHoldNothing},
+		Owner:       "security", Frequency: hourly, Criteria: []string{"CC6.2", "CC6.3"}, Test: deprovisionedHoldNothing,
+		Watches: accountChanges("session.revoke", "session.revoke_own", "apikey.create", "apikey.revoke", "user.logout",
+			"user.password.change")},
 	{ID: "IAM-05", Name: "Access is reviewed every quarter",
 		Description: "An access review campaign completed within the last 92 days, with every item decided by a reviewer.",
-		Owner:       "compliance", Frequency: daily, Criteria: []string{"CC6.2", "CC6.3", "CC4.1"}, Test: quarterlyReview},
+		Owner:       "compliance", Frequency: daily, Criteria: []string{"CC6.2", "CC6.3", "CC4.1"}, Test: quarterlyReview,
+		Watches: []string{"review.campaign.create", "review.item.decide", "review.item.deadline", "review.campaign.escalate"}},
 	{ID: "LOG-01", Name: "The audit trail is checkpointed on time",
 		Description: "Every log with entries has a signed checkpoint covering its newest entry, signed within the last minute of it.",
 		Owner:       "security", Frequency: hourly, Criteria: []string{"CC4.1", "CC7.2"}, Test: checkpointsCurrent},
 	{ID: "RET-01", Name: "Audit records are kept seven years",
 		Description: "Every tenant keeps its audit trail at least 2557 days (seven years) before expiry.",
-		Owner:       "compliance", Frequency: daily, Criteria: []string{"CC7.2", "C1.2"}, Test: retentionSevenYears},
+		Owner:       "compliance", Frequency: daily, Criteria: []string{"CC7.2", "C1.2"}, Test: retentionSevenYears,
+		Watches: []string{"audit.retention.update", "tenant.create"}},
+}
+
+// accountChanges are the actions that create, enable, disable or remove
+// an account, whichever way they come (the API, SCIM, serve's identity
+// job), with more.
+func accountChanges(more ...string) []string {
+	return append([]string{"user.create", "scim.user.create", "user.enable", "user.disable", "user.delete",
+		"user.deprovision"}, more...)
 }
 
 func everyoneHasMFA(ctx context.Context, sc Scope) (*Result, error) {

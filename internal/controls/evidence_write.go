@@ -2,7 +2,6 @@ package controls
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -497,8 +496,3 @@ func commitEvent(ctx context.Context, in *instance.Instance, t *tenant.Tenant, e
 	return err
 }
 
-func newID(prefix string) string {
-	b := make([]byte, 10)
-	rand.Read(b)
-	return prefix + resultIDs.EncodeToString(b)
-}

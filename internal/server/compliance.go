@@ -63,6 +63,7 @@ func (s *Server) validateControls(rq *request) error {
 	if err != nil {
 		return err
 	}
+	s.alertsRaised(res)
 	rq.details = map[string]any{"controls": len(res)}
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"results": res,
 		"duration_ms": float64(time.Since(start).Microseconds()) / 1000})

@@ -23,7 +23,7 @@ const (
 
 // verifyJobLockKey is the advisory lock of the verification job, so that
 // one replica at a time verifies the logs on PostgreSQL.
-const verifyJobLockKey = 7461746576
+const verifyJobLockKey = 7461746578
 
 // Posture is how this process serves, as service_posture keeps it for the
 // controls that judge the service itself (NET-01 to NET-03, LOG-03).

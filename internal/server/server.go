@@ -68,6 +68,14 @@ type Config struct {
 	// limit are disabled and overdue access reviews closed; zero means
 	// hourly, negative never.
 	IdentityInterval time.Duration
+	// ControlsInterval is how often each tenant's control tests that are
+	// due are run; zero means every 15 seconds, negative never. Negative
+	// also stops the runs after watched changes.
+	ControlsInterval time.Duration
+	// WebhookClient posts alerts to tenants' webhooks; nil means one that
+	// trusts the system's roots and refuses loopback and link-local
+	// addresses. Its redirect policy and timeout are replaced.
+	WebhookClient *http.Client
 	// Limiter keeps the rate-limit buckets; nil means in process. Give a
 	// ratelimit.Redis to share them between replicas.
 	Limiter ratelimit.Limiter
@@ -101,6 +109,7 @@ type Server struct {
 	limiter  ratelimit.Limiter
 	rates    RateLimits
 	limits   *limitMetrics
+	alerts   *alertJobs
 
 	mux            *http.ServeMux
 	metricsHandler http.Handler
@@ -150,6 +159,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		[]string{"step", "kind"})
 	cfg.Registry.MustRegister(s.logins, s.lockouts)
 	s.limits = newLimitMetrics(cfg.Registry)
+	s.alerts = newAlertJobs(in, cfg)
 	go identity.Prepare()
 	s.rates = DefaultRateLimits
 	if cfg.RateLimits != nil {
@@ -266,6 +276,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 		s.runIdentityJobs(cpCtx)
 	}()
 	postureDone := s.startPosture(cpCtx, ln, cert)
+	alertsDone := make(chan struct{})
+	go func() {
+		defer close(alertsDone)
+		s.runAlertJobs(cpCtx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	s.ready.Store(true)
@@ -286,6 +301,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 	<-retDone
 	<-idDone
 	<-postureDone
+	<-alertsDone
 	if err := s.in.Log.Close(); err != nil && shutErr == nil {
 		shutErr = err
 	}

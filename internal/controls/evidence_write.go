@@ -495,4 +495,3 @@ func commitEvent(ctx context.Context, in *instance.Instance, t *tenant.Tenant, e
 	_, err = in.Log.Do(ctx, t, change, p)
 	return err
 }
-

@@ -1,0 +1,147 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// Population is one population an auditor samples from: the events of a
+// kind that attest received in the period.
+type Population struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	File        string `json:"file"`
+	Rows        int    `json:"rows"`
+}
+
+// PopulationFile is the path of a population's CSV in a bundle.
+func PopulationFile(name string) string { return "populations/" + name + ".csv" }
+
+// Row is one member of a population: an event of the tenant's trail.
+type Row struct {
+	Sequence   int64     `json:"sequence"`
+	ReceivedAt time.Time `json:"received_at"`
+	Action     string    `json:"action"`
+	Actor      string    `json:"actor"`
+	Target     string    `json:"target"`
+	TargetName string    `json:"target_name"`
+	Outcome    string    `json:"outcome"`
+}
+
+// CSVColumns are the columns of a population's CSV.
+var CSVColumns = []string{"sequence", "received_at", "action", "actor", "target", "target_name", "outcome"}
+
+// PopulationDef says which events of the trail make up a population. Each
+// filter is one indexed query; their results are merged by sequence, and
+// Keep, when set, drops what the index cannot tell apart.
+type PopulationDef struct {
+	Name        string
+	Description string
+	Filters     []auditlog.Filter
+	Keep        func(*event.Event) bool
+}
+
+func actions(outcome string, names ...string) []auditlog.Filter {
+	fs := make([]auditlog.Filter, len(names))
+	for i, n := range names {
+		fs[i] = auditlog.Filter{Action: n, Outcome: outcome}
+	}
+	return fs
+}
+
+// Populations are the populations of every report, in order.
+var Populations = []PopulationDef{
+	{Name: "users_created", Description: "accounts created, through the API, the command line or SCIM (user.create, " +
+		"scim.user.create), that succeeded", Filters: actions("success", "user.create", "scim.user.create")},
+	{Name: "users_terminated", Description: "accounts disabled, deleted or deprovisioned (user.disable, user.delete, " +
+		"user.deprovision), that succeeded", Filters: actions("success", "user.disable", "user.delete", "user.deprovision")},
+	{Name: "access_changes", Description: "role grants and revocations (role.grant, role.revoke), that succeeded",
+		Filters: actions("success", "role.grant", "role.revoke")},
+	{Name: "elevation_grants", Description: "temporary elevations approved (elevation.approve), that succeeded",
+		Filters: actions("success", "elevation.approve")},
+	{Name: "incidents", Description: "security events, every one of which attest records at high severity: " +
+		"lockouts, detected credential stuffing, password spraying and account enumeration, passkey clone " +
+		"warnings, break-glass use and raised alerts (category security), whatever their outcome",
+		Filters: []auditlog.Filter{{Category: "security"}}},
+	{Name: "changes", Description: "configuration changes (category configuration) that succeeded, without reads " +
+		"(requests by GET or HEAD) and without the records of control test runs (control.result)",
+		Filters: []auditlog.Filter{{Category: "configuration", Outcome: "success"}},
+		Keep: func(ev *event.Event) bool {
+			m := ev.Request.Method
+			return m != "GET" && m != "HEAD" && ev.Action != "control.result"
+		}},
+}
+
+// pageSize is the largest page the query API returns.
+const pageSize = 1000
+
+// collect reads a population: the events received in [from, to) among the
+// first size entries of the tenant's log, oldest first, through the
+// query API's indexed filters.
+func collect(ctx context.Context, in *instance.Instance, t *tenant.Tenant, def PopulationDef, from, to time.Time,
+	size int64) ([]Row, error) {
+	var rows []Row
+	for _, f := range def.Filters {
+		f.ReceivedFrom, f.ReceivedTo = from, to.Add(-time.Microsecond)
+		f.Asc, f.Limit = true, pageSize
+		for {
+			page, err := in.Log.Query(ctx, t, f)
+			if err != nil {
+				return nil, err
+			}
+			done := page.Next == ""
+			for _, r := range page.Items {
+				if r.Sequence >= size {
+					done = true
+					break
+				}
+				if def.Keep == nil || def.Keep(r.Event) {
+					rows = append(rows, rowOf(r))
+				}
+			}
+			if done {
+				break
+			}
+			f.Cursor = page.Next
+		}
+	}
+	slices.SortFunc(rows, func(a, b Row) int { return int(a.Sequence - b.Sequence) })
+	return slices.CompactFunc(rows, func(a, b Row) bool { return a.Sequence == b.Sequence }), nil
+}
+
+func rowOf(r *auditlog.Record) Row {
+	ev := r.Event
+	return Row{Sequence: r.Sequence, ReceivedAt: ev.ReceivedAt.UTC(), Action: ev.Action,
+		Actor: join(ev.Actor.Type, ev.Actor.ID), Target: join(ev.Target.Type, ev.Target.ID), TargetName: ev.Target.Name,
+		Outcome: ev.Outcome.Result}
+}
+
+func join(kind, id string) string {
+	if id == "" {
+		return kind
+	}
+	return kind + ":" + id
+}
+
+// encodeCSV writes a population as CSV, every cell a spreadsheet would run
+// as a formula defused with a leading apostrophe.
+func encodeCSV(rows []Row) ([]byte, error) {
+	var buf bytes.Buffer
+	cw := csv.NewWriter(&buf)
+	cw.Write(CSVColumns)
+	for _, r := range rows {
+		cw.Write(auditlog.DefuseCells([]string{strconv.FormatInt(r.Sequence, 10), r.ReceivedAt.Format(time.RFC3339Nano), r.Action,
+			r.Actor, r.Target, r.TargetName, r.Outcome}))
+	}
+	cw.Flush()
+	return buf.Bytes(), check("write population", cw.Error())
+}

@@ -17,6 +17,9 @@ type Scorecard struct {
 	Criteria   []*CriterionScore `json:"criteria"`
 	ByCategory []*CategoryScore  `json:"by_category"`
 	Trend      []TrendPoint      `json:"trend"`
+	// Changes are the status changes of the period's results, newest
+	// first.
+	Changes []Change `json:"changes"`
 }
 
 // ControlScore is one control's record over the period.

@@ -1,0 +1,401 @@
+package controls
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// Formula states the readiness score in words, for the API and reports.
+const Formula = "readiness at T = 100 × the mean, over the criteria of the categories in scope, of the share of " +
+	"each criterion's controls passing at T, rounded to one decimal; a control passes at T when its latest result " +
+	"at or before T passed and is no older than twice the control's frequency (older is no evidence); a failure " +
+	"under an approved exception counts 0 and is shown as excepted; a criterion without controls counts 0. " +
+	"Effectiveness of a control = passed runs ÷ all runs in [from, to); of a criterion or category, the mean " +
+	"over its controls that ran. The trend is readiness at the end of each UTC day (each week past 400 days)."
+
+// maxTrend bounds the points of a trend.
+const maxTrend = 400
+
+// Change is a control's status moving from one result to the next.
+type Change struct {
+	Control string    `json:"control"`
+	From    Status    `json:"from"`
+	To      Status    `json:"to"`
+	At      time.Time `json:"at"`
+}
+
+// mark is one result on a control's timeline: its status and time.
+type mark struct {
+	status Status
+	at     time.Time
+}
+
+// timeline is a control's results in time order: at most one before the
+// period (the standing it began with), then those of the period up to and
+// including its end.
+type timeline struct {
+	c     *Control
+	marks []mark
+}
+
+// statusAt is the control's standing at t: its latest result at or
+// before t, or no evidence when there is none or it is older than twice
+// the control's frequency.
+func (tl *timeline) statusAt(t time.Time) Status {
+	i, _ := slices.BinarySearchFunc(tl.marks, t, func(m mark, t time.Time) int {
+		if m.at.After(t) {
+			return 1
+		}
+		return -1
+	})
+	if i == 0 {
+		return NoEvidence
+	}
+	m := tl.marks[i-1]
+	if stale(tl.c, m.at, t) {
+		return NoEvidence
+	}
+	return m.status
+}
+
+// stale reports whether a result checked at was too old at t to count.
+func stale(c *Control, at, t time.Time) bool {
+	return c.Frequency > 0 && t.Sub(at) > 2*c.Frequency
+}
+
+// Score computes tenant t's scorecard over [from, to): readiness and
+// status at to, the effectiveness of each control, criterion and category
+// in scope over the period, the status changes and the daily trend. It
+// reads the tenant's settings, its results of the period and the latest
+// before it (two queries), and its exceptions. Formula states the rules.
+func Score(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from, to time.Time) (*Scorecard, error) {
+	return scoreOf(ctx, in, t, from, to, Catalog)
+}
+
+// scoreOf is Score over the controls of catalog.
+func scoreOf(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from, to time.Time,
+	catalog []*Control) (*Scorecard, error) {
+	from, to = from.UTC(), to.UTC()
+	if !from.Before(to) {
+		return nil, fmt.Errorf("controls: score: from %s is not before to %s", from.Format(time.RFC3339),
+			to.Format(time.RFC3339))
+	}
+	set, err := LoadSettings(ctx, in.DB, in.DB.Read, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	var scoped []*Control
+	for _, c := range catalog {
+		if c.InScope(set.Categories) {
+			scoped = append(scoped, c)
+		}
+	}
+	lines, latest, err := timelines(ctx, in, t, scoped, from, to)
+	if err != nil {
+		return nil, err
+	}
+	exs, err := Exceptions(ctx, in, t)
+	if err != nil {
+		return nil, err
+	}
+	sc := &Scorecard{From: from, To: to, Categories: set.Categories, Formula: Formula}
+	byID := map[string]*ControlScore{}
+	for _, c := range scoped {
+		cs := controlScore(lines[c.ID], latest[c.ID], from, to)
+		cs.Excepted = activeException(exs, c.ID, to)
+		sc.Controls = append(sc.Controls, cs)
+		byID[c.ID] = cs
+	}
+	crits := criteriaIn(set.Categories, scoped)
+	sc.Criteria = criterionScores(crits, byID)
+	sc.Readiness = readinessAt(crits, lines, to)
+	for _, cat := range set.Categories {
+		sc.ByCategory = append(sc.ByCategory, categoryScore(cat, crits, byID, lines, to))
+	}
+	sc.Trend = trend(crits, lines, from, to)
+	sc.Changes = changes(scoped, lines, from, to)
+	return sc, nil
+}
+
+// controlScore counts a control's runs of [from, to) and settles its
+// standing at to.
+func controlScore(tl *timeline, latest *Stored, from, to time.Time) *ControlScore {
+	cs := &ControlScore{Control: tl.c.ID, Status: tl.statusAt(to), Latest: latest}
+	for _, m := range tl.marks {
+		if m.at.Before(from) || !m.at.Before(to) {
+			continue
+		}
+		cs.Runs++
+		switch m.status {
+		case Pass:
+			cs.Passed++
+		case Fail:
+			cs.Failed++
+		default:
+			cs.NoEvidence++
+		}
+	}
+	if cs.Runs > 0 {
+		e := float64(cs.Passed) / float64(cs.Runs)
+		cs.Effectiveness = &e
+	}
+	return cs
+}
+
+// scopedCriterion is a criterion in scope and its controls in scope.
+type scopedCriterion struct {
+	Criterion
+	controls []string
+}
+
+// criteriaIn lists the criteria of cats, in catalog order, each with the
+// controls of scoped that support it.
+func criteriaIn(cats []Category, scoped []*Control) []scopedCriterion {
+	var out []scopedCriterion
+	for _, cr := range Criteria {
+		if !slices.Contains(cats, cr.Category) {
+			continue
+		}
+		sc := scopedCriterion{Criterion: cr, controls: []string{}}
+		for _, c := range scoped {
+			if slices.Contains(c.Criteria, cr.ID) {
+				sc.controls = append(sc.controls, c.ID)
+			}
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+func criterionScores(crits []scopedCriterion, byID map[string]*ControlScore) []*CriterionScore {
+	out := make([]*CriterionScore, 0, len(crits))
+	for _, cr := range crits {
+		s := &CriterionScore{Criterion: cr.ID, Controls: cr.controls, Status: NoEvidence}
+		var sts []Status
+		var effs []*float64
+		for _, id := range cr.controls {
+			sts = append(sts, byID[id].Status)
+			effs = append(effs, byID[id].Effectiveness)
+		}
+		s.Passing = share(sts)
+		s.Effectiveness = mean(effs)
+		switch {
+		case slices.Contains(sts, Fail):
+			s.Status = Fail
+		case len(sts) > 0 && !slices.Contains(sts, NoEvidence):
+			s.Status = Pass
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// share is the fraction of sts that are Pass; 0 when sts is empty.
+func share(sts []Status) float64 {
+	if len(sts) == 0 {
+		return 0
+	}
+	n := 0
+	for _, s := range sts {
+		if s == Pass {
+			n++
+		}
+	}
+	return float64(n) / float64(len(sts))
+}
+
+// mean is the mean of the values present; nil when none is.
+func mean(vs []*float64) *float64 {
+	sum, n := 0.0, 0
+	for _, v := range vs {
+		if v != nil {
+			sum += *v
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	m := sum / float64(n)
+	return &m
+}
+
+// readinessAt is 100 × the mean of the criteria's passing shares at t,
+// rounded to one decimal; 0 without criteria.
+func readinessAt(crits []scopedCriterion, lines map[string]*timeline, t time.Time) float64 {
+	if len(crits) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, cr := range crits {
+		sts := make([]Status, len(cr.controls))
+		for i, id := range cr.controls {
+			sts[i] = lines[id].statusAt(t)
+		}
+		sum += share(sts)
+	}
+	return math.Round(1000*sum/float64(len(crits))) / 10
+}
+
+func categoryScore(cat Category, crits []scopedCriterion, byID map[string]*ControlScore, lines map[string]*timeline,
+	to time.Time) *CategoryScore {
+	var own []scopedCriterion
+	seen := map[string]bool{}
+	var effs []*float64
+	for _, cr := range crits {
+		if cr.Category != cat {
+			continue
+		}
+		own = append(own, cr)
+		for _, id := range cr.controls {
+			if !seen[id] {
+				seen[id] = true
+				effs = append(effs, byID[id].Effectiveness)
+			}
+		}
+	}
+	return &CategoryScore{Category: cat, Readiness: readinessAt(own, lines, to), Effectiveness: mean(effs)}
+}
+
+// trend is readiness at the end of each UTC day from from to to, the last
+// point at to; when that makes more than maxTrend points, at the end of
+// each week, or of as few weeks at a time as keep within maxTrend.
+func trend(crits []scopedCriterion, lines map[string]*timeline, from, to time.Time) []TrendPoint {
+	start := from.Truncate(day)
+	points := func(step time.Duration) int { return int((to.Sub(start)-1)/step) + 1 }
+	step := day
+	for w := time.Duration(1); points(step) > maxTrend; w++ {
+		step = 7 * day * w
+	}
+	out := make([]TrendPoint, 0, points(step))
+	for at := start.Add(step); at.Before(to); at = at.Add(step) {
+		out = append(out, TrendPoint{At: at, Readiness: readinessAt(crits, lines, at)})
+	}
+	return append(out, TrendPoint{At: to, Readiness: readinessAt(crits, lines, to)})
+}
+
+// changes lists the status changes of the controls' results in
+// [from, to), newest first: a result whose status differs from the
+// control's previous result, or, for its first result ever, from no
+// evidence.
+func changes(scoped []*Control, lines map[string]*timeline, from, to time.Time) []Change {
+	out := []Change{}
+	for _, c := range scoped {
+		prev := NoEvidence
+		for _, m := range lines[c.ID].marks {
+			if m.status != prev && !m.at.Before(from) && m.at.Before(to) {
+				out = append(out, Change{Control: c.ID, From: prev, To: m.status, At: m.at})
+			}
+			prev = m.status
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Change) int { return b.At.Compare(a.At) })
+	return out
+}
+
+// activeException is the first of exs for control that holds at t.
+func activeException(exs []*Exception, control string, t time.Time) *Exception {
+	for _, e := range exs {
+		if e.Control == control && e.ActiveAt(t) {
+			return e
+		}
+	}
+	return nil
+}
+
+// timelines reads the results of the controls for tenant t: the status
+// and time of each result in [from, to], the latest before from, and in
+// full the latest at or before to, in two queries.
+func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []*Control, from,
+	to time.Time) (map[string]*timeline, map[string]*Stored, error) {
+	lines := map[string]*timeline{}
+	for _, c := range cs {
+		lines[c.ID] = &timeline{c: c}
+	}
+	f, u := from.UnixMicro(), to.UnixMicro()
+	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT r.id, r.control_id, r.result, r.sha256, r.checked_at
+		FROM control_results r JOIN (SELECT control_id, MAX(checked_at) AS at FROM control_results
+		WHERE tenant_id = ? AND checked_at <= ? GROUP BY control_id
+		UNION SELECT control_id, MAX(checked_at) AS at FROM control_results
+		WHERE tenant_id = ? AND checked_at < ? GROUP BY control_id) l
+		ON r.control_id = l.control_id AND r.checked_at = l.at WHERE r.tenant_id = ? ORDER BY r.checked_at, r.id`),
+		t.ID, u, t.ID, f, t.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("controls: read latest results: %w", err)
+	}
+	latest := map[string]*Stored{}
+	defer rows.Close()
+	for rows.Next() {
+		var id, control string
+		var b, sum []byte
+		var at int64
+		if err := rows.Scan(&id, &control, &b, &sum, &at); err != nil {
+			return nil, nil, fmt.Errorf("controls: read result: %w", err)
+		}
+		tl := lines[control]
+		if tl == nil {
+			continue
+		}
+		r := &Result{}
+		if err := json.Unmarshal(b, r); err != nil {
+			return nil, nil, fmt.Errorf("controls: read result %s: %w", id, err)
+		}
+		if at < f {
+			tl.marks = append(tl.marks, mark{r.Status, micros(at)})
+		}
+		// Rows come oldest first: the last of a control is its latest.
+		latest[control] = &Stored{ID: id, SHA256: hex.EncodeToString(sum), Result: r}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("controls: read latest results: %w", err)
+	}
+	rows.Close()
+	return lines, latest, periodMarks(ctx, in, t, lines, f, u)
+}
+
+// periodMarks appends to each timeline the results of [f, u], in
+// microseconds, in time order.
+func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, lines map[string]*timeline, f, u int64) error {
+	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT control_id, status, checked_at FROM control_results
+		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ? ORDER BY checked_at, id`), t.ID, f, u)
+	if err != nil {
+		return fmt.Errorf("controls: read results: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var control, status string
+		var at int64
+		if err := rows.Scan(&control, &status, &at); err != nil {
+			return fmt.Errorf("controls: read result: %w", err)
+		}
+		if tl := lines[control]; tl != nil {
+			tl.marks = append(tl.marks, mark{Status(status), micros(at)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("controls: read results: %w", err)
+	}
+	return nil
+}
+
+// Uncovered lists the criteria of cats that no control of the catalog
+// supports, in order. A complete catalog has none.
+func Uncovered(cats []Category) []string { return uncovered(Catalog, cats) }
+
+func uncovered(catalog []*Control, cats []Category) []string {
+	var out []string
+	for _, cr := range criteriaIn(cats, catalog) {
+		if len(cr.controls) == 0 {
+			out = append(out, cr.ID)
+		}
+	}
+	return out
+}

@@ -232,3 +232,6 @@ func VerifyDir(dir, verifierKey string) (*Manifest, error) {
 	})
 	return m, err
 }
+
+// SHA256 returns the hex SHA-256 of b, as the manifest writes hashes.
+func SHA256(b []byte) string { return digest(b) }

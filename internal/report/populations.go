@@ -73,11 +73,11 @@ var Populations = []PopulationDef{
 		"warnings, break-glass use and raised alerts (category security), whatever their outcome",
 		Filters: []auditlog.Filter{{Category: "security"}}},
 	{Name: "changes", Description: "configuration changes (category configuration) that succeeded, without reads " +
-		"(requests by GET or HEAD) and without the records of control test runs (control.result)",
+		"(requests by GET or HEAD) and without the runs of control tests (compliance.controls.validate, control.result)",
 		Filters: []auditlog.Filter{{Category: "configuration", Outcome: "success"}},
 		Keep: func(ev *event.Event) bool {
 			m := ev.Request.Method
-			return m != "GET" && m != "HEAD" && ev.Action != "control.result"
+			return m != "GET" && m != "HEAD" && ev.Action != "control.result" && ev.Action != "compliance.controls.validate"
 		}},
 }
 

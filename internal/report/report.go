@@ -198,13 +198,14 @@ func Build(ctx context.Context, in *instance.Instance, t *tenant.Tenant, sc *con
 	}
 	r.Criteria = criteria(sc, exs, r.From, r.To)
 
+	step("populations")
+	all, err := collectAll(ctx, in, t, r.From, r.To, cp.Size)
+	if err != nil {
+		return nil, err
+	}
 	csvs := map[string][]byte{}
-	for _, def := range Populations {
-		step("population " + def.Name)
-		rows, err := collect(ctx, in, t, def, r.From, r.To, cp.Size)
-		if err != nil {
-			return nil, err
-		}
+	for i, def := range Populations {
+		rows := all[i]
 		b, err := encodeCSV(rows)
 		if err != nil {
 			return nil, err

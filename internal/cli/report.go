@@ -82,6 +82,9 @@ func reportSOC2(e *env, args []string) int {
 	progress := func(step string) {
 		fmt.Fprintf(e.stderr, "attest: report: %s (%.1fs)\n", step, time.Since(start).Seconds())
 	}
+	// Whatever was appended since serve last signed, if it is not running,
+	// is covered before the report is pinned to the newest checkpoint.
+	publish(ctx, in)
 	progress("scores")
 	sc, err := controls.Score(ctx, in, t, from, to)
 	if err != nil {

@@ -35,7 +35,17 @@ func StyleSource() string {
 }
 
 var funcs = template.FuncMap{
-	"time": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"time": func(v any) string {
+		switch t := v.(type) {
+		case time.Time:
+			return stamp(t)
+		case *time.Time:
+			if t != nil {
+				return stamp(*t)
+			}
+		}
+		return ""
+	},
 	"pct": func(p *float64) string {
 		if p == nil {
 			return "no runs"

@@ -3,6 +3,7 @@ package report_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/controls"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/report"
 	"github.com/attest/attest/internal/tenant"
@@ -174,5 +176,68 @@ func TestOSCALValidation(t *testing.T) {
 	broken := bytes.Replace(doc, []byte(`"state": "`), []byte(`"state": "maybe-`), 1)
 	if err := report.ValidateOSCAL(broken); err == nil {
 		t.Errorf("a document with an unknown finding state validates")
+	}
+}
+
+// TestExceptionsShown checks that a failing control under an approved
+// exception reads as a failure with its exception and remediation, never as
+// a pass, and that an exception approved after the period is left out.
+func TestExceptionsShown(t *testing.T) {
+	in, tn, _, from, to := fixture(t, 1)
+	ctx := context.Background()
+	err := in.DB.InTx(ctx, func(tx *sql.Tx) error {
+		u := &identity.User{ID: identity.NewUserID(), TenantID: tn.ID, Email: "nofactor@example.com", Name: "N"}
+		u.Display = u.Email
+		return in.Identity.Users.Create(ctx, tx, u)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := controls.Validate(ctx, in, tn, []string{"IAM-01"}, instance.SystemActor(), nil); err != nil {
+		t.Fatal(err)
+	}
+	now := in.Now().UnixMicro()
+	for _, ex := range []struct {
+		id                 string
+		approvedAt, starts int64
+	}{{"exc_in", now, now - 1}, {"exc_after", to.Add(time.Hour).UnixMicro(), to.Add(time.Hour).UnixMicro()}} {
+		if _, err := in.DB.Write.ExecContext(ctx, in.DB.Rebind(`INSERT INTO control_exceptions (id, tenant_id, control_id,
+			reason, requested_by, requested_at, starts_at, expires_at, approved_by, approved_at)
+			VALUES (?, ?, 'IAM-01', 'migration in progress', 'a', ?, ?, ?, 'b', ?)`), ex.id, tn.ID, now, ex.starts,
+			to.Add(48*time.Hour).UnixMicro(), ex.approvedAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := in.Log.PublishCheckpoints(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := controls.Score(ctx, in, tn, from, to.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := report.Build(ctx, in, tn, sc, report.Options{From: from, To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *report.Control
+	for _, c := range b.Report.Criteria {
+		for _, ctl := range c.Controls {
+			if c.ID == "CC6.1" && ctl.ID == "IAM-01" {
+				got = ctl
+			}
+		}
+	}
+	if got == nil {
+		t.Fatal("CC6.1 lacks IAM-01")
+	}
+	if got.LatestStatus != controls.Fail || got.Failed != 1 || got.Remediation == "" {
+		t.Errorf("IAM-01: %s, %d failed, remediation %q; want a failure with its remediation", got.LatestStatus,
+			got.Failed, got.Remediation)
+	}
+	if len(got.Exceptions) != 1 || got.Exceptions[0].ID != "exc_in" {
+		t.Errorf("IAM-01 exceptions %+v, want exc_in alone", got.Exceptions)
+	}
+	if !bytes.Contains(b.HTML, []byte("exc_in")) || !bytes.Contains(b.HTML, []byte("fail (excepted)")) {
+		t.Errorf("the HTML does not show the excepted failure")
 	}
 }

@@ -363,6 +363,14 @@ func csvRow(r *Record) []string {
 		ev.Actor.ID, ev.Actor.Name, ev.Actor.Email, ev.Actor.IP, ev.Actor.UserAgent, ev.Action, ev.Category,
 		ev.Target.Type, ev.Target.ID, ev.Target.Name, ev.Outcome.Result, ev.Outcome.Reason, ev.Request.ID,
 		ev.Request.Method, ev.Request.Path, status, strings.Join(r.Erased, " ")}
+	return DefuseCells(row)
+}
+
+// DefuseCells prefixes with an apostrophe, in place, every CSV cell that a
+// spreadsheet would run as a formula (one starting with = + - @, a tab or
+// a carriage return), and returns row: names and reasons are whatever
+// producers and people typed.
+func DefuseCells(row []string) []string {
 	for i, c := range row {
 		if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
 			row[i] = "'" + c

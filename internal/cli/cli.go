@@ -49,6 +49,8 @@ func commands() []command {
 		{"user", "list, disable, enable and delete accounts, issue enrolment links, disable inactive accounts", cmdUser},
 		{"breakglass", "the host-only emergency operator credential (breakglass init, use, rotate, status)", cmdBreakGlass},
 		{"controls", "run the SOC 2 control tests now and record their results (controls validate)", cmdControls},
+		{"report", "generate a tenant's SOC 2 report and verify a report's signed manifest (report soc2, report verify)",
+			cmdReport},
 		{"subject", "erase a data subject's personal values (subject erase --tenant T --subject ID --reason TEXT)", cmdSubject},
 		{"retention", "apply or change the retention of audit trails: archive, expire, legal hold (retention run, show, set, hold, release)",
 			cmdRetention},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/attest/attest/internal/access"
+	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 )
 
@@ -316,11 +317,4 @@ func writeReviewCSV(buf *bytes.Buffer, c *access.Campaign, items []*access.Revie
 
 // defuseCells prefixes with an apostrophe every cell a spreadsheet would
 // run as a formula: names and reasons are whatever people typed.
-func defuseCells(row []string) []string {
-	for i, c := range row {
-		if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
-			row[i] = "'" + c
-		}
-	}
-	return row
-}
+func defuseCells(row []string) []string { return auditlog.DefuseCells(row) }

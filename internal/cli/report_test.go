@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReportCommands generates a report bundle with attest report soc2 and
+// checks it with attest report verify, which fails once a population
+// changes.
+func TestReportCommands(t *testing.T) {
+	dir := t.TempDir()
+	run := func(want int, args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := Main(args, &out, &errb); code != want {
+			t.Fatalf("attest %s: exit %d, want %d: %s", strings.Join(args, " "), code, want, errb.String())
+		}
+		return out.String()
+	}
+	run(exitOK, "init", "--data-dir", dir, "--log-level", "error")
+	now := time.Now().UTC()
+	from, to := now.Add(-24*time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)
+	out := filepath.Join(t.TempDir(), "bundle")
+	seed := strings.Repeat("0f", 32)
+	run(exitOK, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,
+		"--out", out, "--seed", seed)
+	run(exitUsage, "report", "soc2", "--data-dir", dir, "--from", from, "--to", to, "--out", out+"2", "--seed", "00")
+	run(exitProblem, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,
+		"--out", out, "--format", "dir")
+	key := strings.TrimSpace(run(exitOK, "audit", "public-key", "--tenant", "operator", "--data-dir", dir,
+		"--log-level", "error"))
+	got := run(exitOK, "report", "verify", "--dir", out, "--key", key)
+	if !strings.HasPrefix(got, "ok: ") {
+		t.Errorf("report verify said %q", got)
+	}
+	p := filepath.Join(out, "populations", "changes.csv")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p, append(b, "1,x,y,z,w,v,u\n"...), 0o644)
+	run(exitProblem, "report", "verify", "--dir", out, "--key", key)
+	run(exitUsage, "report", "verify", "--dir", out, "--key", "not-a-key")
+}

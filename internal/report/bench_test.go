@@ -1,0 +1,157 @@
+package report_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/attest/attest/internal/controls"
+	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/instance"
+	"github.com/attest/attest/internal/report"
+	"github.com/attest/attest/internal/tenant"
+)
+
+// benchMix turns some of eventgen's traffic into the identity and access
+// events a platform's trail holds alongside it: per 10,000 events about 20
+// accounts created, 7 terminated, 5 elevations approved, and the
+// configuration changes written as the writes they are.
+func benchMix(i int, ev *event.Event) {
+	switch {
+	case i%500 == 0:
+		ev.Action, ev.Category, ev.Target.Type = "user.create", "admin", "user"
+	case i%1500 == 1:
+		ev.Action, ev.Category, ev.Target.Type = "user.disable", "admin", "user"
+	case i%2000 == 2:
+		ev.Action, ev.Category, ev.Target.Type = "elevation.approve", "authorization", "elevation"
+	}
+	if ev.Category == "configuration" {
+		ev.Request.Method = "PUT"
+	}
+}
+
+// BenchmarkSOC2Report seeds a tenant's trail with ATTEST_BENCH_EVENTS
+// events (default 1,000,000) of eventgen's mix, then generates the
+// twelve-month report over it: scores, system description, the six
+// populations through the query API, the sample draws and the signed
+// manifest. The trail is on SQLite, in a directory removed at the end.
+func BenchmarkSOC2Report(b *testing.B) {
+	n := 1_000_000
+	if s := os.Getenv("ATTEST_BENCH_EVENTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	ctx := context.Background()
+	in, t := benchTrail(b, n)
+	to := in.Now().Add(time.Hour)
+	from := to.AddDate(-1, 0, 0)
+	b.ResetTimer()
+	var rows int
+	for range b.N {
+		sc, err := controls.Score(ctx, in, t, from, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bl, err := report.Build(ctx, in, t, sc, report.Options{From: from, To: to})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows = 0
+		for _, p := range bl.Report.Populations {
+			rows += p.Rows
+		}
+	}
+	b.ReportMetric(float64(rows), "population_rows")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/report")
+}
+
+// benchTrails keeps the seeded trail between the runs of a benchmark: the
+// testing package calls it with b.N of 1 first, then with the N asked for.
+var benchTrails = map[int]struct {
+	in  *instance.Instance
+	t   *tenant.Tenant
+	dir string
+}{}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, tr := range benchTrails {
+		tr.in.Close()
+		os.RemoveAll(tr.dir)
+	}
+	os.Exit(code)
+}
+
+// benchTrail opens an instance whose default tenant's log holds n events
+// of the benchmark's mix, covered by a signed checkpoint.
+func benchTrail(b *testing.B, n int) (*instance.Instance, *tenant.Tenant) {
+	if tr, ok := benchTrails[n]; ok {
+		return tr.in, tr.t
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "attest-report-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := instance.Open(ctx, instance.Options{DataDir: dir, Name: "bench.example/attest"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, _ := in.Tenants.ByName(ctx, tenant.Default)
+	start := time.Now()
+	seed(b, in, t, n)
+	if _, err := in.Log.PublishCheckpoints(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d events in %s", n, time.Since(start).Round(time.Second))
+	benchTrails[n] = struct {
+		in  *instance.Instance
+		t   *tenant.Tenant
+		dir string
+	}{in, t, dir}
+	return in, t
+}
+
+// seed appends n events to t's log in batches of 1,000 from four
+// goroutines, as the append benchmark does.
+func seed(b *testing.B, in *instance.Instance, t *tenant.Tenant, n int) {
+	ctx := context.Background()
+	g := eventgen.New(11, time.Now().Add(-time.Hour).UTC())
+	var mu sync.Mutex
+	next := 0
+	batch := func() []*event.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= n {
+			return nil
+		}
+		evs := make([]*event.Event, min(1000, n-next))
+		for i := range evs {
+			evs[i] = g.Next()
+			benchMix(next+i, evs[i])
+		}
+		next += len(evs)
+		return evs
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for evs := batch(); evs != nil; evs = batch() {
+				ps, err := in.Log.PrepareAll(ctx, t, evs)
+				if err == nil {
+					_, err = in.Log.Append(ctx, t, ps)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -3,6 +3,8 @@ package controls
 import (
 	"regexp"
 	"testing"
+
+	"github.com/attest/attest/internal/tenant"
 )
 
 // TestCatalogWellFormed checks what every control must carry: a unique id
@@ -64,6 +66,36 @@ func TestCatalogCoversEveryCriterion(t *testing.T) {
 	for _, cr := range Criteria {
 		if !covered[cr.ID] {
 			t.Errorf("criterion %s has no control", cr.ID)
+		}
+	}
+}
+
+// TestForLeavesInstanceToOperator checks that a customer tenant's catalog
+// holds no instance-wide control, and that the operator's holds them all.
+func TestForLeavesInstanceToOperator(t *testing.T) {
+	op := &tenant.Tenant{ID: 1, Name: tenant.Operator}
+	acme := &tenant.Tenant{ID: 2, Name: "acme"}
+	if got := len(For(op)); got != len(Catalog) {
+		t.Errorf("the operator's catalog holds %d controls, want all %d", got, len(Catalog))
+	}
+	wide := 0
+	for _, c := range Catalog {
+		if c.InstanceWide {
+			wide++
+			if _, ok := ForByID(acme, c.ID); ok {
+				t.Errorf("ForByID(acme, %s) found an instance-wide control", c.ID)
+			}
+		}
+	}
+	if wide == 0 {
+		t.Fatal("no control is instance-wide")
+	}
+	if got, want := len(For(acme)), len(Catalog)-wide; got != want {
+		t.Errorf("acme's catalog holds %d controls, want %d", got, want)
+	}
+	for _, c := range For(acme) {
+		if c.InstanceWide {
+			t.Errorf("acme's catalog holds instance-wide %s", c.ID)
 		}
 	}
 }

@@ -63,6 +63,12 @@ type Control struct {
 	// Watches names the audit actions after which serve runs the test
 	// again within seconds, as well as on its frequency.
 	Watches []string
+	// InstanceWide marks a control that judges the instance as a whole
+	// (its listener, keys, backups, or every tenant's log): it belongs to
+	// the operator's programme alone, and a customer tenant's catalog
+	// leaves it out, so that no tenant learns of the instance or of the
+	// others.
+	InstanceWide bool
 	// Manual, set for a control whose state attest cannot observe, says
 	// what evidence a person must supply; the control's Test judges that
 	// evidence.
@@ -91,6 +97,32 @@ func (c *Control) InScope(cats []Category) bool {
 		}
 	}
 	return false
+}
+
+// For returns the controls that judge tenant t: the whole catalog for the
+// operator tenant, and for any other tenant the controls that are not
+// instance-wide.
+func For(t *tenant.Tenant) []*Control {
+	if t.Name == tenant.Operator {
+		return Catalog
+	}
+	var out []*Control
+	for _, c := range Catalog {
+		if !c.InstanceWide {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ForByID returns the control id of tenant t's catalog and whether it is
+// there.
+func ForByID(t *tenant.Tenant, id string) (*Control, bool) {
+	c, ok := ByID(id)
+	if !ok || (c.InstanceWide && t.Name != tenant.Operator) {
+		return nil, false
+	}
+	return c, true
 }
 
 // ByID returns a control of the catalog and whether it exists.

@@ -50,7 +50,7 @@ func RequestException(ctx context.Context, in *instance.Instance, t *tenant.Tena
 	if e.StartsAt.IsZero() {
 		e.StartsAt = now
 	}
-	if err := checkException(e, now); err != nil {
+	if err := checkException(t, e, now); err != nil {
 		return nil, err
 	}
 	ev, err := exceptionEvent(in, ActionExceptionRequest, e, actor, decorate, map[string]any{
@@ -74,11 +74,11 @@ func RequestException(ctx context.Context, in *instance.Instance, t *tenant.Tena
 	return e, nil
 }
 
-func checkException(e *Exception, now time.Time) error {
+func checkException(t *tenant.Tenant, e *Exception, now time.Time) error {
 	if e.Control == "" {
 		return inputErr("control", "required: the id of the control whose failure is accepted")
 	}
-	if _, ok := ByID(e.Control); !ok {
+	if _, ok := ForByID(t, e.Control); !ok {
 		return inputErr("control", "no control %q in the catalog", e.Control)
 	}
 	if err := checkReason("reason", e.Reason, true); err != nil {

@@ -19,7 +19,7 @@ const MaxHistory = 1000
 // more than MaxHistory). An unknown control is ErrUnknownControl.
 func History(ctx context.Context, in *instance.Instance, t *tenant.Tenant, control string, from, to time.Time,
 	limit int) ([]*Stored, error) {
-	if _, ok := ByID(control); !ok {
+	if _, ok := ForByID(t, control); !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownControl, control)
 	}
 	if limit <= 0 {

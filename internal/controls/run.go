@@ -55,11 +55,11 @@ func lockTenant(id int64) (unlock func()) {
 // with a control.alert event: see Raises.
 func Validate(ctx context.Context, in *instance.Instance, t *tenant.Tenant, ids []string, actor event.Actor,
 	decorate func(*event.Event)) ([]*Stored, error) {
-	cs := Catalog
+	cs := For(t)
 	if len(ids) > 0 {
 		cs = nil
 		for _, id := range ids {
-			c, ok := ByID(id)
+			c, ok := ForByID(t, id)
 			if !ok {
 				return nil, fmt.Errorf("%w: %q", ErrUnknownControl, id)
 			}
@@ -271,7 +271,7 @@ func Due(ctx context.Context, in *instance.Instance, t *tenant.Tenant, now time.
 		return nil, fmt.Errorf("controls: read last runs: %w", err)
 	}
 	var out []string
-	for _, c := range Catalog {
+	for _, c := range For(t) {
 		f := c.Frequency
 		if f <= 0 {
 			f = daily

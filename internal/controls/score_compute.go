@@ -78,7 +78,7 @@ func stale(c *Control, at, t time.Time) bool {
 // reads the tenant's settings, its results of the period and the latest
 // before it (two queries), and its exceptions. Formula states the rules.
 func Score(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from, to time.Time) (*Scorecard, error) {
-	return scoreOf(ctx, in, t, from, to, Catalog)
+	return scoreOf(ctx, in, t, from, to, For(t))
 }
 
 // scoreOf is Score over the controls of catalog.
@@ -131,7 +131,7 @@ func scoreOf(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from,
 // effectiveness, and the exception holding at to.
 func ScoreControl(ctx context.Context, in *instance.Instance, t *tenant.Tenant, id string, from,
 	to time.Time) (*ControlScore, error) {
-	c, ok := ByID(id)
+	c, ok := ForByID(t, id)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownControl, id)
 	}

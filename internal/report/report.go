@@ -241,7 +241,8 @@ func criteria(sc *controls.Scorecard, exs []*controls.Exception, from, to time.T
 			c.Status, c.Effectiveness = s.Status, s.Effectiveness
 		}
 		for _, ctl := range controls.Catalog {
-			if slices.Contains(ctl.Criteria, cr.ID) {
+			// The scorecard holds the tenant's controls in scope.
+			if slices.Contains(ctl.Criteria, cr.ID) && byControl[ctl.ID] != nil {
 				c.Controls = append(c.Controls, control(ctl, byControl[ctl.ID], exs, from, to))
 			}
 		}

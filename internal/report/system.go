@@ -78,12 +78,15 @@ var managementSections = []string{
 func describe(ctx context.Context, in *instance.Instance, t *tenant.Tenant, sc *controls.Scorecard,
 	version string) (System, error) {
 	s := System{Instance: in.Name, Version: version, Categories: sc.Categories, TLS: TLSPolicy,
-		LogOrigin: in.Log.Origin(t.Name), CatalogControls: len(controls.Catalog), SigningKeys: []string{}}
-	ts, err := in.Tenants.List(ctx)
-	if err != nil {
-		return s, err
+		LogOrigin: in.Log.Origin(t.Name), CatalogControls: len(controls.For(t)), SigningKeys: []string{}}
+	// How many tenants the instance serves is the operator's to know.
+	if t.Name == tenant.Operator {
+		ts, err := in.Tenants.List(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.Tenants = len(ts)
 	}
-	s.Tenants = len(ts)
 	p, err := in.Identity.Sessions.Policy(ctx, in.DB.Read, t.ID)
 	if err != nil {
 		return s, err
@@ -102,7 +105,7 @@ func describe(ctx context.Context, in *instance.Instance, t *tenant.Tenant, sc *
 	for _, k := range keys {
 		s.SigningKeys = append(s.SigningKeys, k.ID)
 	}
-	for _, c := range controls.Catalog {
+	for _, c := range controls.For(t) {
 		if c.InScope(sc.Categories) {
 			s.ScopeControls++
 		}

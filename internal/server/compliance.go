@@ -32,7 +32,7 @@ func (s *Server) listControls(rq *request) error {
 		return err
 	}
 	out := []controlView{}
-	for _, c := range controls.Catalog {
+	for _, c := range controls.For(rq.tenant) {
 		v := controlView{ID: c.ID, Name: c.Name, Description: c.Description, Owner: c.Owner,
 			Frequency: c.Frequency.String(), Criteria: c.Criteria, Latest: latest[c.ID], Status: controls.NoEvidence}
 		if v.Latest != nil {

@@ -106,6 +106,15 @@ func (s *Server) observeWatched(watch map[string][]string) auditlog.Observer {
 		if !ok || ev.Source.Name != event.SelfSource || ev.Outcome.Result != "success" {
 			return
 		}
+		if t.Name != tenant.Operator {
+			ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool {
+				_, ok := controls.ForByID(t, id)
+				return !ok
+			})
+			if len(ids) == 0 {
+				return
+			}
+		}
 		select {
 		case s.alerts.triggers <- trigger{t: t, ids: ids}:
 		default:

@@ -196,7 +196,7 @@ type controlDetailView struct {
 // controlDetail answers one control: what it is, its standing, its record
 // over the period, its evidence and its exceptions.
 func (s *Server) controlDetail(rq *request) error {
-	c, ok := controls.ByID(rq.r.PathValue("id"))
+	c, ok := controls.ForByID(rq.tenant, rq.r.PathValue("id"))
 	if !ok {
 		return notFound("no such control")
 	}

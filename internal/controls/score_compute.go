@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/instance"
@@ -123,6 +124,29 @@ func scoreOf(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from,
 	sc.Trend = trend(crits, lines, from, to)
 	sc.Changes = changes(scoped, lines, from, to)
 	return sc, nil
+}
+
+// ScoreControl is one control's record over [from, to) for tenant t, in
+// scope or not, by the rules of Score: its standing at to, its runs and
+// effectiveness, and the exception holding at to.
+func ScoreControl(ctx context.Context, in *instance.Instance, t *tenant.Tenant, id string, from,
+	to time.Time) (*ControlScore, error) {
+	c, ok := ByID(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownControl, id)
+	}
+	from, to = from.UTC(), to.UTC()
+	lines, latest, err := timelines(ctx, in, t, []*Control{c}, from, to)
+	if err != nil {
+		return nil, err
+	}
+	exs, err := Exceptions(ctx, in, t)
+	if err != nil {
+		return nil, err
+	}
+	cs := controlScore(lines[id], latest[id], from, to)
+	cs.Excepted = activeException(exs, id, to)
+	return cs, nil
 }
 
 // controlScore counts a control's runs of [from, to) and settles its
@@ -312,8 +336,8 @@ func activeException(exs []*Exception, control string, t time.Time) *Exception {
 }
 
 // timelines reads the results of the controls for tenant t: the status
-// and time of each result in [from, to], the latest before from, and in
-// full the latest at or before to, in two queries.
+// and time of each result in [from, to], and in full the latest before
+// from and the latest at or before to, in two queries.
 func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []*Control, from,
 	to time.Time) (map[string]*timeline, map[string]*Stored, error) {
 	lines := map[string]*timeline{}
@@ -321,51 +345,74 @@ func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs 
 		lines[c.ID] = &timeline{c: c}
 	}
 	f, u := from.UnixMicro(), to.UnixMicro()
-	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT r.id, r.control_id, r.result, r.sha256, r.checked_at
-		FROM control_results r JOIN (SELECT control_id, MAX(checked_at) AS at FROM control_results
-		WHERE tenant_id = ? AND checked_at <= ? GROUP BY control_id
-		UNION SELECT control_id, MAX(checked_at) AS at FROM control_results
-		WHERE tenant_id = ? AND checked_at < ? GROUP BY control_id) l
-		ON r.control_id = l.control_id AND r.checked_at = l.at WHERE r.tenant_id = ? ORDER BY r.checked_at, r.id`),
-		t.ID, u, t.ID, f, t.ID)
+	latest, err := anchors(ctx, in, t, cs, lines, f, u)
 	if err != nil {
-		return nil, nil, fmt.Errorf("controls: read latest results: %w", err)
+		return nil, nil, err
 	}
+	// One control is read alone; more, with the tenant's others.
+	only, arg := "", []any{}
+	if len(cs) == 1 {
+		only, arg = " AND control_id = ?", []any{cs[0].ID}
+	}
+	return lines, latest, periodMarks(ctx, in, t, lines, f, u, only, arg)
+}
+
+// anchors reads, in one query of an index seek for each, the latest result
+// of each control before f, which it marks on the control's timeline, and
+// the latest at or before u, which it returns by control.
+func anchors(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []*Control, lines map[string]*timeline,
+	f, u int64) (map[string]*Stored, error) {
 	latest := map[string]*Stored{}
+	if len(cs) == 0 {
+		return latest, nil
+	}
+	const one = `SELECT id, control_id, result, sha256, checked_at FROM (SELECT id, control_id, result, sha256, checked_at
+		FROM control_results WHERE tenant_id = ? AND control_id = ? AND checked_at %s ?
+		ORDER BY checked_at DESC, id DESC LIMIT 1) AS %s`
+	var parts []string
+	var args []any
+	for i, c := range cs {
+		parts = append(parts, fmt.Sprintf(one, "<", fmt.Sprintf("b%d", i)), fmt.Sprintf(one, "<=", fmt.Sprintf("l%d", i)))
+		args = append(args, t.ID, c.ID, f, t.ID, c.ID, u)
+	}
+	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(strings.Join(parts, " UNION ALL ")), args...)
+	if err != nil {
+		return nil, fmt.Errorf("controls: read latest results: %w", err)
+	}
 	defer rows.Close()
+	anchored := map[string]bool{}
 	for rows.Next() {
 		var id, control string
 		var b, sum []byte
 		var at int64
 		if err := rows.Scan(&id, &control, &b, &sum, &at); err != nil {
-			return nil, nil, fmt.Errorf("controls: read result: %w", err)
-		}
-		tl := lines[control]
-		if tl == nil {
-			continue
+			return nil, fmt.Errorf("controls: read result: %w", err)
 		}
 		r := &Result{}
 		if err := json.Unmarshal(b, r); err != nil {
-			return nil, nil, fmt.Errorf("controls: read result %s: %w", id, err)
+			return nil, fmt.Errorf("controls: read result %s: %w", id, err)
 		}
-		if at < f {
-			tl.marks = append(tl.marks, mark{r.Status, micros(at)})
+		if at < f && !anchored[control] {
+			anchored[control] = true
+			lines[control].marks = append(lines[control].marks, mark{r.Status, micros(at)})
 		}
-		// Rows come oldest first: the last of a control is its latest.
-		latest[control] = &Stored{ID: id, SHA256: hex.EncodeToString(sum), Result: r}
+		if l := latest[control]; l == nil || r.CheckedAt.After(l.CheckedAt) {
+			latest[control] = &Stored{ID: id, SHA256: hex.EncodeToString(sum), Result: r}
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("controls: read latest results: %w", err)
+		return nil, fmt.Errorf("controls: read latest results: %w", err)
 	}
-	rows.Close()
-	return lines, latest, periodMarks(ctx, in, t, lines, f, u)
+	return latest, nil
 }
 
 // periodMarks appends to each timeline the results of [f, u], in
 // microseconds, in time order.
-func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, lines map[string]*timeline, f, u int64) error {
+func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, lines map[string]*timeline, f, u int64,
+	only string, arg []any) error {
 	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT control_id, status, checked_at FROM control_results
-		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ? ORDER BY checked_at, id`), t.ID, f, u)
+		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ?`+only+` ORDER BY control_id, checked_at, id`),
+		slices.Concat([]any{t.ID, f, u}, arg)...)
 	if err != nil {
 		return fmt.Errorf("controls: read results: %w", err)
 	}

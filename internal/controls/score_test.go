@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -179,6 +180,19 @@ func TestScoreByHand(t *testing.T) {
 			t.Errorf("trend (-want +got):\n%s", diff)
 		}
 		checkControls(t, sc)
+		for _, want := range sc.Controls {
+			got, err := ScoreControl(context.Background(), in, op, want.Control, sc.From, sc.To)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ScoreControl(%s) differs from Score (-Score +ScoreControl):\n%s", want.Control, diff)
+			}
+		}
+		if _, err := ScoreControl(context.Background(), in, op, "NOPE-1", sc.From, sc.To); !errors.Is(err,
+			ErrUnknownControl) {
+			t.Errorf("ScoreControl of an unknown control: %v", err)
+		}
 		checkCriteria(t, sc)
 		checkChanges(t, sc, end)
 	})

@@ -139,6 +139,11 @@ func VerifyManifest(sig []byte, verifierKey string) (*Manifest, error) {
 		return nil, check("verifier key", err)
 	}
 	n, err := note.Open(sig, note.VerifierList(v))
+	var unknown *note.UnverifiedNoteError
+	if errors.As(err, &unknown) && len(unknown.Note.UnverifiedSigs) > 0 && unknown.Note.UnverifiedSigs[0].Name != v.Name() {
+		return nil, fmt.Errorf("report: manifest signature: signed by the log %s, and the key given is the log %s's "+
+			"(attest audit public-key --tenant names the tenant)", unknown.Note.UnverifiedSigs[0].Name, v.Name())
+	}
 	if err != nil {
 		return nil, check("manifest signature", err)
 	}

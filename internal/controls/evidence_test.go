@@ -286,3 +286,47 @@ func TestSanitizeFileName(t *testing.T) {
 		}
 	}
 }
+
+// TestSponsoredCannotApprove checks that someone who holds a role by the
+// submitter's doing cannot approve the submitter's evidence or exception:
+// an account made for the purpose would otherwise approve for its maker.
+func TestSponsoredCannotApprove(t *testing.T) {
+	ctx := context.Background()
+	_, opts := storetest.OpenSQLite(t)
+	in, op, c := openInstance(t, opts)
+	now := c.Now().UnixMicro()
+	for _, q := range []string{
+		`INSERT INTO users (id, tenant_id, email, email_display, name, status, created_at, updated_at)
+			VALUES ('usr_puppet', ?, 'puppet@example.com', 'puppet@example.com', 'Pat', 'active', ?, ?)`,
+		`INSERT INTO role_grants (tenant_id, user_id, role, granted_by, granted_at)
+			VALUES (?, 'usr_puppet', 'compliance_officer', 'usr_alice', ?)`,
+	} {
+		args := []any{op.ID, now, now}
+		if strings.Contains(q, "role_grants") {
+			args = []any{op.ID, now}
+		}
+		if _, err := in.DB.Write.ExecContext(ctx, in.DB.Rebind(q), args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	puppet := event.Actor{Type: "user", ID: "usr_puppet", Name: "Pat"}
+	e, err := controls.SubmitEvidence(ctx, in, op, &controls.Submission{Control: "GOV-03", Title: "Org chart",
+		URL: "https://wiki.example.com/org", EffectiveAt: c.Now(), ExpiresAt: c.Now().Add(90 * oneDay)}, alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := controls.ApproveEvidence(ctx, in, op, e.ID, puppet, nil); !errors.Is(err, controls.ErrSponsored) {
+		t.Errorf("approval by the submitter's grantee: %v, want ErrSponsored", err)
+	}
+	x, err := controls.RequestException(ctx, in, op, &controls.ExceptionRequest{Control: "IAM-05", Reason: "the review slipped",
+		ExpiresAt: c.Now().Add(30 * oneDay)}, alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := controls.ApproveException(ctx, in, op, x.ID, puppet, nil); !errors.Is(err, controls.ErrSponsored) {
+		t.Errorf("exception approval by the requester's grantee: %v, want ErrSponsored", err)
+	}
+	if _, err := controls.ApproveEvidence(ctx, in, op, e.ID, bob, nil); err != nil {
+		t.Errorf("an independent person approving: %v", err)
+	}
+}

@@ -42,6 +42,10 @@ var (
 	// ErrSelfApproval refuses an approval by the person who submitted or
 	// requested what is approved.
 	ErrSelfApproval = errors.New("controls: approval needs a second person: you submitted or requested this yourself")
+	// ErrSponsored refuses an approval by someone who holds their account
+	// or a role by the submitter's doing.
+	ErrSponsored = errors.New("controls: approval needs an independent second person: you hold your account or a " +
+		"role by the submitter's doing")
 	// ErrDecided refuses to approve or revoke what is no longer pending or
 	// live.
 	ErrDecided = errors.New("controls: already decided")
@@ -396,28 +400,38 @@ func evidenceState(e *Evidence) string {
 	return "approved"
 }
 
-// secondPerson checks that actor is a person, and not the one behind by:
-// the submitter or requester, or the person whose API key it was.
+// secondPerson checks that actor may approve what by submitted or
+// requested: a signed-in person other than the submitter (or the owner of
+// the submitter's API key), who does not hold their account or a role by
+// the submitter's doing, since an account made for the purpose would
+// otherwise approve for its maker.
 func secondPerson(ctx context.Context, in *instance.Instance, t *tenant.Tenant, by string, actor event.Actor) error {
 	if actor.Type != "user" || actor.ID == "" {
 		return ErrNotAPerson
 	}
-	if by == actor.ID {
+	submitter := by
+	if keyID, ok := strings.CutPrefix(by, "apikey:"); ok {
+		submitter = ""
+		k, err := in.Keys.Get(ctx, in.DB.Read, 0, keyID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("controls: read submitter's key: %w", err)
+		}
+		if err == nil {
+			submitter = k.UserID
+		}
+	}
+	if submitter == "" {
+		return nil
+	}
+	if submitter == actor.ID {
 		return ErrSelfApproval
 	}
-	keyID, ok := strings.CutPrefix(by, "apikey:")
-	if !ok {
-		return nil
-	}
-	k, err := in.Keys.Get(ctx, in.DB.Read, 0, keyID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
+	sponsored, err := in.Grants.Sponsored(ctx, in.DB.Read, actor.ID, submitter)
 	if err != nil {
-		return fmt.Errorf("controls: read submitter's key: %w", err)
+		return err
 	}
-	if k.UserID == actor.ID {
-		return ErrSelfApproval
+	if sponsored {
+		return ErrSponsored
 	}
 	return nil
 }

@@ -63,7 +63,10 @@ func Validate(ctx context.Context, in *instance.Instance, t *tenant.Tenant, ids 
 			if !ok {
 				return nil, fmt.Errorf("%w: %q", ErrUnknownControl, id)
 			}
-			cs = append(cs, c)
+			// A control named twice runs once.
+			if !slices.Contains(cs, c) {
+				cs = append(cs, c)
+			}
 		}
 	}
 	defer lockTenant(t.ID)()

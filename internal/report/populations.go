@@ -43,7 +43,10 @@ type Row struct {
 // CSVColumns are the columns of a population's CSV.
 var CSVColumns = []string{"sequence", "received_at", "action", "actor", "target", "target_name", "outcome"}
 
-// PopulationDef says which events of the trail make up a population. Each
+// PopulationDef says which events of the trail make up a population. Only
+// attest's own records count: a producer's ingested events cannot claim
+// its source name, so none can pass for an account made or a role granted.
+// Each
 // filter is one indexed query; their results are merged by sequence, and
 // Keep, when set, drops what the index cannot tell apart.
 type PopulationDef struct {
@@ -56,7 +59,7 @@ type PopulationDef struct {
 func actions(outcome string, names ...string) []auditlog.Filter {
 	fs := make([]auditlog.Filter, len(names))
 	for i, n := range names {
-		fs[i] = auditlog.Filter{Action: n, Outcome: outcome}
+		fs[i] = auditlog.Filter{Action: n, Outcome: outcome, Source: event.SelfSource}
 	}
 	return fs
 }
@@ -74,10 +77,10 @@ var Populations = []PopulationDef{
 	{Name: "incidents", Description: "security events, every one of which attest records at high severity: " +
 		"lockouts, detected credential stuffing, password spraying and account enumeration, passkey clone " +
 		"warnings, break-glass use and raised alerts (category security), whatever their outcome",
-		Filters: []auditlog.Filter{{Category: "security"}}},
+		Filters: []auditlog.Filter{{Category: "security", Source: event.SelfSource}}},
 	{Name: "changes", Description: "configuration changes (category configuration) that succeeded, without reads " +
 		"(requests by GET or HEAD) and without the runs of control tests (compliance.controls.validate, control.result)",
-		Filters: []auditlog.Filter{{Category: "configuration", Outcome: "success"}},
+		Filters: []auditlog.Filter{{Category: "configuration", Outcome: "success", Source: event.SelfSource}},
 		Keep: func(ev *event.Event) bool {
 			m := ev.Request.Method
 			return m != "GET" && m != "HEAD" && ev.Action != "control.result" && ev.Action != "compliance.controls.validate"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -53,6 +54,9 @@ func (s *Server) validateControls(rq *request) error {
 		if err := decodeJSON(rq, &body); err != nil {
 			return err
 		}
+	}
+	if len(body.Controls) > len(controls.Catalog) {
+		return badRequest("controls", fmt.Sprintf("at most %d controls, each once", len(controls.Catalog)))
 	}
 	rq.target = event.Target{Type: "tenant", ID: rq.tenant.Name, Name: rq.tenant.Name}
 	start := time.Now()

@@ -221,7 +221,7 @@ func (s *Server) runControlSchedule(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		s.leading(ctx, controlsJobLockKey, s.controlsRound)
+		s.leading(ctx, "controls job", controlsJobLockKey, s.controlsRound)
 		t.Reset(every)
 	}
 }
@@ -277,33 +277,12 @@ func (s *Server) runDeliveries(ctx context.Context) {
 		case <-tick.C:
 		case <-s.alerts.wake:
 		}
-		s.leading(ctx, webhookJobLockKey, func(ctx context.Context) {
+		s.leading(ctx, "webhook job", webhookJobLockKey, func(ctx context.Context) {
 			if _, err := s.alerts.deliverer.Round(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("webhook delivery: recording an attempt failed", "error", err)
 			}
 		})
 	}
-}
-
-// leading runs f unless, on PostgreSQL, another replica holds the
-// advisory lock key.
-func (s *Server) leading(ctx context.Context, key int64, f func(context.Context)) {
-	if s.in.DB.Dialect != store.Postgres {
-		f(ctx)
-		return
-	}
-	conn, err := s.in.DB.Write.Conn(ctx)
-	if err != nil {
-		s.log.Warn("compliance job: no database connection", "error", err)
-		return
-	}
-	defer conn.Close()
-	var got bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil || !got {
-		return
-	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
-	f(ctx)
 }
 
 // alertView is an alert with its control's status now.

@@ -59,7 +59,7 @@ func evidenceError(err error) error {
 		return notFound("no such evidence")
 	case errors.Is(err, controls.ErrNoException):
 		return notFound("no such exception")
-	case errors.Is(err, controls.ErrNotAPerson), errors.Is(err, controls.ErrSelfApproval):
+	case errors.Is(err, controls.ErrNotAPerson), errors.Is(err, controls.ErrSelfApproval), errors.Is(err, controls.ErrSponsored):
 		return forbidden(strings.TrimPrefix(err.Error(), "controls: "))
 	case errors.Is(err, controls.ErrDecided):
 		return &apiError{status: http.StatusConflict, title: "Conflict", detail: strings.TrimPrefix(err.Error(), "controls: ")}

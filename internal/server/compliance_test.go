@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/controls"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -86,5 +87,15 @@ func TestControlsReadTheRealState(t *testing.T) {
 		ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, nil, `{"controls":["NOPE-1"]}`,
 			http.StatusBadRequest, nil)
 		ts.do("POST", "/api/v1/compliance/controls/validate", ts.key(tenant.Default, "reader"), nil, "", http.StatusForbidden, nil)
+		// A control named twice runs once, and a body naming more
+		// controls than the catalog holds is refused before any runs.
+		var twice struct{ Results []controls.Stored }
+		ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, nil, `{"controls":["IAM-02","IAM-02","IAM-02"]}`,
+			http.StatusOK, &twice)
+		if len(twice.Results) != 1 {
+			t.Errorf("IAM-02 named thrice ran %d times, want once", len(twice.Results))
+		}
+		many := `{"controls":["IAM-02"` + strings.Repeat(`,"IAM-02"`, len(controls.Catalog)) + `]}`
+		ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, nil, many, http.StatusBadRequest, nil)
 	})
 }

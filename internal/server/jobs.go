@@ -31,19 +31,10 @@ func (s *Server) runIdentityJobs(ctx context.Context) {
 }
 
 func (s *Server) identityRound(ctx context.Context) {
-	if s.in.DB.Dialect == store.Postgres {
-		conn, err := s.in.DB.Write.Conn(ctx)
-		if err != nil {
-			s.log.Warn("identity job: no database connection", "error", err)
-			return
-		}
-		defer conn.Close()
-		var got bool
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, identityJobLockKey).Scan(&got); err != nil || !got {
-			return
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, identityJobLockKey)
-	}
+	s.leading(ctx, "identity job", identityJobLockKey, s.identityWork)
+}
+
+func (s *Server) identityWork(ctx context.Context) {
 	if n, err := s.in.DisableInactive(ctx); err != nil {
 		s.log.Error("identity job: disabling inactive accounts failed", "error", err)
 	} else if n > 0 {
@@ -54,4 +45,27 @@ func (s *Server) identityRound(ctx context.Context) {
 	} else if n > 0 {
 		s.log.Info("identity job: closed due access review items", "items", n)
 	}
+}
+
+// leading runs f and reports true unless, on PostgreSQL, another replica
+// holds the advisory lock key, so that one replica at a time runs the job
+// named.
+func (s *Server) leading(ctx context.Context, job string, key int64, f func(context.Context)) bool {
+	if s.in.DB.Dialect != store.Postgres {
+		f(ctx)
+		return true
+	}
+	conn, err := s.in.DB.Write.Conn(ctx)
+	if err != nil {
+		s.log.Warn(job+": no database connection", "error", err)
+		return false
+	}
+	defer conn.Close()
+	var got bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil || !got {
+		return false
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
+	f(ctx)
+	return true
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
-	"github.com/attest/attest/internal/store"
 )
 
 // How often serve reports its posture, and verifies every log. The
@@ -131,19 +130,10 @@ func (s *Server) runVerifications(ctx context.Context) {
 }
 
 func (s *Server) verifyRound(ctx context.Context) {
-	if s.in.DB.Dialect == store.Postgres {
-		conn, err := s.in.DB.Write.Conn(ctx)
-		if err != nil {
-			s.log.Warn("verification job: no database connection", "error", err)
-			return
-		}
-		defer conn.Close()
-		var got bool
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, verifyJobLockKey).Scan(&got); err != nil || !got {
-			return
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, verifyJobLockKey)
-	}
+	s.leading(ctx, "verification job", verifyJobLockKey, s.verifyWork)
+}
+
+func (s *Server) verifyWork(ctx context.Context) {
 	ts, err := s.in.Tenants.List(ctx)
 	if err != nil {
 		s.log.Error("verification job: cannot list tenants", "error", err)

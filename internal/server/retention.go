@@ -10,7 +10,6 @@ import (
 	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
-	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/tenant"
 )
 
@@ -146,19 +145,11 @@ const retentionRetry = 15 * time.Minute
 // retentionRound runs the retention of every tenant once; it reports
 // whether a tenant was busy with another run.
 func (s *Server) retentionRound(ctx context.Context) (busy bool) {
-	if s.in.DB.Dialect == store.Postgres {
-		conn, err := s.in.DB.Write.Conn(ctx)
-		if err != nil {
-			s.log.Warn("retention: no database connection", "error", err)
-			return false
-		}
-		defer conn.Close()
-		var got bool
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, retentionLockKey).Scan(&got); err != nil || !got {
-			return false
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, retentionLockKey)
-	}
+	s.leading(ctx, "retention", retentionLockKey, func(ctx context.Context) { busy = s.retentionWork(ctx) })
+	return busy
+}
+
+func (s *Server) retentionWork(ctx context.Context) (busy bool) {
 	start := time.Now()
 	reps, err := s.in.RunRetention(ctx, nil, func(t *tenant.Tenant, step string, seg auditlog.ArchiveSegment) {
 		s.log.Info("retention: "+step+" an archive segment", "tenant", t.Name, "first", seg.First, "end", seg.End,

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -229,9 +230,17 @@ func stored(in *instance.Instance, c *Control, r *Result, actor event.Actor, dec
 // Latest returns the newest recorded result of each control for tenant t,
 // by control id; a control never run is absent.
 func Latest(ctx context.Context, in *instance.Instance, t *tenant.Tenant) (map[string]*Stored, error) {
+	return LatestBefore(ctx, in, t, time.UnixMicro(math.MaxInt64))
+}
+
+// LatestBefore returns the newest result of each control for tenant t
+// recorded before the time given: how the controls stood then.
+func LatestBefore(ctx context.Context, in *instance.Instance, t *tenant.Tenant, before time.Time) (map[string]*Stored,
+	error) {
 	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT r.id, r.result, r.sha256 FROM control_results r
 		WHERE r.tenant_id = ? AND r.checked_at = (SELECT MAX(checked_at) FROM control_results x
-		WHERE x.tenant_id = r.tenant_id AND x.control_id = r.control_id)`), t.ID)
+		WHERE x.tenant_id = r.tenant_id AND x.control_id = r.control_id AND x.checked_at < ?)`), t.ID,
+		before.UTC().UnixMicro())
 	if err != nil {
 		return nil, fmt.Errorf("controls: read results: %w", err)
 	}

@@ -29,6 +29,9 @@ type controlView struct {
 // control never run reads as no evidence.
 func (s *Server) listControls(rq *request) error {
 	latest, err := controls.Latest(rq.r.Context(), s.in, rq.tenant)
+	if _, to, ok := auditBound(rq); ok {
+		latest, err = controls.LatestBefore(rq.r.Context(), s.in, rq.tenant, to)
+	}
 	if err != nil {
 		return err
 	}

@@ -341,13 +341,18 @@ func (s *Server) listAlerts(rq *request) error {
 	if err != nil {
 		return err
 	}
+	full := len(as) == f.Limit
+	var last *controls.Alert
+	if full {
+		last = as[len(as)-1]
+	}
+	as = slices.DeleteFunc(as, func(a *controls.Alert) bool { return !alertInBound(rq, a) })
 	vs, err := s.viewAlerts(ctx, rq.tenant, as)
 	if err != nil {
 		return err
 	}
 	out := map[string]any{"alerts": vs}
-	if len(as) == f.Limit {
-		last := as[len(as)-1]
+	if full {
 		out["next_cursor"] = encodeAlertCursor(last.RaisedAt, last.ID)
 	}
 	rq.details = map[string]any{"alerts": len(as)}
@@ -380,6 +385,9 @@ func (s *Server) targetAlert(rq *request) (*controls.Alert, error) {
 		return nil, notFound("no such alert")
 	}
 	a, err := controls.AlertByID(rq.r.Context(), s.in, s.in.DB.Read, rq.tenant, id)
+	if err == nil && !alertInBound(rq, a) {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("no such alert")
 	}

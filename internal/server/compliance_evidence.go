@@ -110,9 +110,11 @@ func (s *Server) listEvidence(rq *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]evidenceView, len(es))
-	for i, e := range es {
-		out[i] = s.viewEvidence(e)
+	out := []evidenceView{}
+	for _, e := range es {
+		if evidenceInBound(rq, e) {
+			out = append(out, s.viewEvidence(e))
+		}
 	}
 	return writeJSON(rq.w, http.StatusOK, map[string]any{"evidence": out})
 }
@@ -121,6 +123,9 @@ func (s *Server) getEvidence(rq *request) error {
 	id := rq.r.PathValue("id")
 	rq.target = event.Target{Type: "evidence", ID: id}
 	e, err := controls.EvidenceByID(rq.r.Context(), s.in, rq.tenant, id)
+	if err == nil && !evidenceInBound(rq, e) {
+		err = controls.ErrNoEvidence
+	}
 	if err != nil {
 		return evidenceError(err)
 	}
@@ -270,6 +275,9 @@ func (s *Server) evidenceContent(rq *request) error {
 	id := rq.r.PathValue("id")
 	rq.target = event.Target{Type: "evidence", ID: id}
 	e, b, err := controls.EvidenceContent(rq.r.Context(), s.in, rq.tenant, id)
+	if e != nil && !evidenceInBound(rq, e) {
+		return notFound("no such evidence")
+	}
 	if errors.Is(err, controls.ErrNoEvidence) && e != nil {
 		return notFound("this evidence is a link: it has no stored content")
 	}
@@ -388,7 +396,7 @@ func (s *Server) listExceptions(rq *request) error {
 	}
 	out := []exceptionView{}
 	for _, e := range es {
-		if id == "" || e.Control == id {
+		if (id == "" || e.Control == id) && exceptionInBound(rq, e) {
 			out = append(out, s.viewException(e))
 		}
 	}
@@ -399,6 +407,9 @@ func (s *Server) getException(rq *request) error {
 	id := rq.r.PathValue("id")
 	rq.target = event.Target{Type: "exception", ID: id}
 	e, err := controls.ExceptionByID(rq.r.Context(), s.in, rq.tenant, id)
+	if err == nil && !exceptionInBound(rq, e) {
+		err = controls.ErrNoException
+	}
 	if err != nil {
 		return evidenceError(err)
 	}

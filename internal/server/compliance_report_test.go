@@ -277,3 +277,79 @@ func unzip(t *testing.T, r io.Reader) string {
 	}
 	return dir
 }
+
+// TestAuditorSeesTheirPeriod checks that an auditor's grant bounds the
+// compliance records as it bounds the report: results as they stood at the
+// period's end, and evidence and alerts of the period only.
+func TestAuditorSeesTheirPeriod(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Date(2026, 10, 15, 10, 0, 0, 0, time.UTC))
+	ts := startClocked(t, opts, c, server.Config{})
+	hdr := map[string]string{"Attest-Tenant": tenant.Default}
+	aud := ts.enrol(c, tenant.Default, "aud@example.com", "")
+	ts.do("PUT", "/api/v1/users/"+aud.id+"/roles/auditor", ts.operator, hdr,
+		`{"period_start":"2026-10-01T00:00:00Z","period_end":"2026-11-01T00:00:00Z"}`, http.StatusOK, nil)
+	submit := func(title, effective string) string {
+		var e struct{ ID string }
+		ts.do("POST", "/api/v1/compliance/evidence", ts.operator, hdr, `{"control":"GOV-03","title":"`+title+`",`+
+			`"url":"https://wiki.example.com/org","effective_at":"`+effective+`","expires_at":"2027-09-01T00:00:00Z"}`,
+			http.StatusCreated, &e)
+		return e.ID
+	}
+	inPeriod := submit("org chart, October", "2026-10-05T00:00:00Z")
+	ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, hdr, `{"controls":["IAM-02"]}`, http.StatusOK, nil)
+
+	c.Add(26 * 24 * time.Hour) // 10 November, after the period
+	after := submit("org chart, November", "2026-11-05T00:00:00Z")
+	ts.do("POST", "/api/v1/users", ts.operator, hdr, `{"email":"late@example.com","name":"Late"}`, http.StatusCreated, nil)
+	ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, hdr, `{"controls":["IAM-01","IAM-02"]}`,
+		http.StatusOK, nil)
+	session := ts.login(c, tenant.Default, aud)
+
+	var ev struct{ Evidence []struct{ ID string } }
+	ts.do("GET", "/api/v1/compliance/evidence", session, nil, "", http.StatusOK, &ev)
+	if len(ev.Evidence) != 1 || ev.Evidence[0].ID != inPeriod {
+		t.Errorf("the auditor sees evidence %v, want only %s", ev.Evidence, inPeriod)
+	}
+	ts.do("GET", "/api/v1/compliance/evidence/"+after, session, nil, "", http.StatusNotFound, nil)
+	ts.do("GET", "/api/v1/compliance/evidence/"+after, ts.operator, hdr, "", http.StatusOK, nil)
+
+	var list struct {
+		Controls []struct {
+			ID     string
+			Latest *struct {
+				CheckedAt time.Time `json:"checked_at"`
+			}
+		}
+	}
+	ts.do("GET", "/api/v1/compliance/controls", session, nil, "", http.StatusOK, &list)
+	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for _, cv := range list.Controls {
+		if cv.Latest != nil && !cv.Latest.CheckedAt.Before(end) {
+			t.Errorf("the auditor sees %s's result of %s, after the period", cv.ID, cv.Latest.CheckedAt)
+		}
+		if cv.ID == "IAM-02" && cv.Latest == nil {
+			t.Errorf("the auditor does not see IAM-02's result of the period")
+		}
+	}
+
+	var mine, theirs struct {
+		Alerts []struct {
+			RaisedAt time.Time `json:"raised_at"`
+		}
+	}
+	ts.do("GET", "/api/v1/compliance/alerts", ts.operator, hdr, "", http.StatusOK, &mine)
+	ts.do("GET", "/api/v1/compliance/alerts", session, nil, "", http.StatusOK, &theirs)
+	late := 0
+	for _, a := range mine.Alerts {
+		if !a.RaisedAt.Before(end) {
+			late++
+		}
+	}
+	if late == 0 {
+		t.Fatal("no alert was raised after the period, so the test proves nothing")
+	}
+	if len(theirs.Alerts) != len(mine.Alerts)-late {
+		t.Errorf("the auditor sees %d alerts, want the %d raised in the period", len(theirs.Alerts), len(mine.Alerts)-late)
+	}
+}

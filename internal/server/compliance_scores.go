@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -226,15 +227,17 @@ func (s *Server) controlDetail(rq *request) error {
 	if v.History, err = controls.History(ctx, s.in, rq.tenant, c.ID, from, to, limit); err != nil {
 		return err
 	}
-	if v.Evidence, err = controls.EvidenceList(ctx, s.in, rq.tenant, c.ID); err != nil {
+	es, err := controls.EvidenceList(ctx, s.in, rq.tenant, c.ID)
+	if err != nil {
 		return err
 	}
+	v.Evidence = slices.DeleteFunc(es, func(e *controls.Evidence) bool { return !evidenceInBound(rq, e) })
 	exs, err := controls.Exceptions(ctx, s.in, rq.tenant)
 	if err != nil {
 		return err
 	}
 	for _, e := range exs {
-		if e.Control == c.ID {
+		if e.Control == c.ID && exceptionInBound(rq, e) {
 			v.Exceptions = append(v.Exceptions, e)
 		}
 	}

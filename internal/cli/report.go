@@ -131,9 +131,9 @@ func writeReport(b *report.Bundle, format, out string) error {
 	case "html":
 		data = b.HTML
 	case "pdf":
-		data, err = report.PDF(b.Report)
+		data = b.PDF
 	case "oscal":
-		data, err = report.OSCAL(b.Report)
+		data = b.OSCAL
 	case "zip":
 		data, err = b.Zip()
 	}

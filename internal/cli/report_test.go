@@ -38,6 +38,20 @@ func TestReportCommands(t *testing.T) {
 	if !strings.HasPrefix(got, "ok: ") {
 		t.Errorf("report verify said %q", got)
 	}
+	for _, f := range []string{"report.pdf", "report.oscal.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("the bundle lacks %s: %v", f, err)
+		}
+	}
+	// A file beside those the manifest lists would pass for part of the
+	// signed report.
+	extra := filepath.Join(out, "populations", "extra.csv")
+	os.WriteFile(extra, []byte("sequence\n"), 0o644)
+	if got := run(exitProblem, "report", "verify", "--dir", out, "--key", key); got != "" {
+		t.Errorf("report verify printed %q for a bundle with an extra file", got)
+	}
+	os.Remove(extra)
+	run(exitOK, "report", "verify", "--dir", out, "--key", key)
 	p := filepath.Join(out, "populations", "changes.csv")
 	b, err := os.ReadFile(p)
 	if err != nil {

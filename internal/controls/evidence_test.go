@@ -220,6 +220,7 @@ func TestSubmissionRefusals(t *testing.T) {
 		{"http link", link("http://wiki.example.com/policies"), "url"},
 		{"link with a password", link("https://ana:secret@wiki.example.com/policies"), "url"},
 		{"link with a token", link("https://drive.example.com/file/1?access_token=abc"), "url"},
+		{"link with a token in its fragment", link("https://drive.example.com/file/1#access_token=abc&type=bearer"), "url"},
 		{"link without a host", link("https:///policies"), "url"},
 		{"not a link", link("policies"), "url"},
 		{"no link", link(""), "url"},

@@ -235,11 +235,22 @@ func fillLink(e *Evidence, raw string) error {
 	if err != nil {
 		return inputErr("url", "has a malformed query string")
 	}
+	// A fragment of name=value pairs is where some sign-in flows put
+	// their tokens.
+	if strings.Contains(u.Fragment, "=") {
+		f, err := url.ParseQuery(u.Fragment)
+		if err != nil {
+			return inputErr("url", "has a malformed fragment")
+		}
+		for name, vs := range f {
+			q[name] = append(q[name], vs...)
+		}
+	}
 	for name := range q {
 		l := strings.ToLower(name)
 		for _, c := range credentialParams {
 			if strings.Contains(l, c) {
-				return inputErr("url", "its query parameter %q looks like a credential: link to a page that needs a "+
+				return inputErr("url", "its parameter %q looks like a credential: link to a page that needs a "+
 					"sign-in instead of one that carries it", name)
 			}
 		}

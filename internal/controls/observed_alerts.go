@@ -65,8 +65,12 @@ func alertsAcknowledged(ctx context.Context, sc Scope) (*Result, error) {
 		"a person on call (control MON-02)"), nil
 }
 
-// webhookFailed is the webhook state of an alert whose delivery gave up.
-const webhookFailed = "failed"
+// The webhook states of an alert whose delivery gave up, and of one whose
+// last attempt failed and which is to be tried again.
+const (
+	webhookFailed = "failed"
+	webhookRetry  = "retry"
+)
 
 // alertsDelivered checks that alerts have somewhere to go and that the
 // newest delivery attempted did not fail.
@@ -85,18 +89,27 @@ func alertsDelivered(ctx context.Context, sc Scope) (*Result, error) {
 	err = sc.In.DB.Read.QueryRowContext(ctx, sc.In.DB.Rebind(`SELECT id, webhook_state, webhook_attempts, webhook_error
 		FROM control_alerts WHERE tenant_id = ? AND webhook_state <> '' ORDER BY raised_at DESC, id DESC LIMIT 1`),
 		sc.Tenant.ID).Scan(&id, &state, &attempts, &lastErr)
+	examined := 1
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		// A webhook nothing has reached is not yet shown to work.
 		r.Evidence["newest_delivery"] = "none attempted yet"
+		if st.WebhookURL != "" {
+			examined = 0
+		}
 	case err != nil:
 		return nil, fmt.Errorf("controls: read alert deliveries: %w", err)
 	default:
 		r.Evidence["newest_delivery"] = map[string]any{"alert": id, "state": state, "attempts": attempts}
-		if state == webhookFailed {
+		switch state {
+		case webhookFailed:
 			r.Findings = append(r.Findings, Finding{"alert:" + id, fmt.Sprintf("its webhook delivery failed after %d "+
 				"attempts: %s", attempts, lastErr)})
+		case webhookRetry:
+			r.Findings = append(r.Findings, Finding{"alert:" + id, fmt.Sprintf("its webhook delivery has failed %d "+
+				"times so far: %s", attempts, lastErr)})
 		}
 	}
-	return r.judge(1, "set a webhook that a person on call watches in the compliance settings, and check that it "+
+	return r.judge(examined, "set a webhook that a person on call watches in the compliance settings, and check that it "+
 		"answers 2xx to a signed POST; a failed delivery's error says why"), nil
 }

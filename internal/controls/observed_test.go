@@ -569,6 +569,16 @@ func TestAlertControls(t *testing.T) {
 			t.Fatal(err)
 		}
 		fx.check("MON-02", fx.op, controls.Pass)
+		// A webhook no delivery has reached yet is not shown to work.
+		err = fx.in.DB.InTx(fx.ctx, func(tx *sql.Tx) error {
+			return controls.SaveSettings(fx.ctx, fx.in.DB, tx, fx.def.ID, &controls.Settings{
+				Categories: []controls.Category{controls.Security}, WebhookURL: "https://hooks.example.com/acme",
+				WebhookSecret: "s3cret"}, now)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.check("MON-02", fx.def, controls.NoEvidence)
 		alert("alr_failed", now.Add(-time.Hour), "failed")
 		fx.failsOn("MON-02", fx.op, "alert:alr_failed")
 		alert("alr_new", now.Add(-time.Minute), "delivered")

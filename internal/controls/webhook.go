@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -81,16 +82,17 @@ type Deliverer struct {
 // NewDeliverer returns a Deliverer that posts with client, whose
 // redirect policy and timeout it replaces: redirects are never followed,
 // and a delivery gets WebhookTimeout. A nil client dials public and
-// private addresses but never loopback, link-local or multicast ones, so
-// that a tenant's webhook cannot reach attest's own host or a cloud
-// metadata service.
+// public addresses, never loopback, link-local, multicast or unspecified
+// ones, so that no webhook reaches attest's own host or a cloud metadata
+// service; private addresses only for the operator tenant's webhook, so
+// that a customer tenant cannot probe the operator's network.
 func NewDeliverer(in *instance.Instance, client *http.Client) *Deliverer {
 	var c http.Client
 	if client != nil {
 		c = *client
 	} else {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		d := &net.Dialer{Timeout: WebhookTimeout, Control: refuseLocal}
+		d := &net.Dialer{Timeout: WebhookTimeout, ControlContext: refuseLocal}
 		tr.DialContext = d.DialContext
 		c.Transport = tr
 	}
@@ -99,9 +101,17 @@ func NewDeliverer(in *instance.Instance, client *http.Client) *Deliverer {
 	return &Deliverer{in: in, client: &c, next: map[string]time.Time{}}
 }
 
-var errLocalAddress = errors.New("the address is loopback, link-local, multicast or unspecified, which webhooks may not reach")
+var (
+	errLocalAddress = errors.New("the address is loopback, link-local, multicast or unspecified, which webhooks " +
+		"may not reach")
+	errPrivateAddress = errors.New("the address is private, which only the operator's webhook may reach")
+)
 
-func refuseLocal(_, address string, _ syscall.RawConn) error {
+// privateOK marks a delivery's context as one that may reach private
+// addresses: the operator tenant's.
+type privateOK struct{}
+
+func refuseLocal(ctx context.Context, _, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return errLocalAddress
@@ -114,8 +124,15 @@ func refuseLocal(_, address string, _ syscall.RawConn) error {
 	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
 		return errLocalAddress
 	}
+	if (ip.IsPrivate() || sharedSpace.Contains(ip)) && ctx.Value(privateOK{}) == nil {
+		return errPrivateAddress
+	}
 	return nil
 }
+
+// sharedSpace is the carrier-grade NAT range of RFC 6598, private in all
+// but name.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
 
 // pending is an alert waiting for its webhook.
 type pending struct {
@@ -201,7 +218,11 @@ func (d *Deliverer) deliver(ctx context.Context, p *pending) error {
 	if p.Findings == nil {
 		p.Findings = []Finding{}
 	}
-	code, problem, final := d.post(ctx, p)
+	pctx := ctx
+	if t.Name == tenant.Operator {
+		pctx = context.WithValue(ctx, privateOK{}, true)
+	}
+	code, problem, final := d.post(pctx, p)
 	return d.record(ctx, t, p, code, problem, final)
 }
 
@@ -247,23 +268,29 @@ func (d *Deliverer) post(ctx context.Context, p *pending) (code int, problem str
 	}
 }
 
-// describe words a transport error without the URL it was for.
+// describe words a transport error by its kind alone: neither the URL
+// nor what the network answered, which a tenant reading its alerts could
+// otherwise use to map the networks attest reaches.
 func describe(err error) string {
 	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return fmt.Sprintf("no answer within %s", WebhookTimeout)
-		}
-		err = ue.Err
+	if errors.As(err, &ue) && ue.Timeout() {
+		return fmt.Sprintf("no answer within %s", WebhookTimeout)
 	}
-	if errors.Is(err, errLocalAddress) {
+	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var rec tls.RecordHeaderError
+	var alert tls.AlertError
+	switch {
+	case errors.Is(err, errLocalAddress):
 		return errLocalAddress.Error()
+	case errors.Is(err, errPrivateAddress):
+		return errPrivateAddress.Error()
+	case errors.As(err, &dns):
+		return "the host name did not resolve"
+	case errors.As(err, &cert), errors.As(err, &rec), errors.As(err, &alert):
+		return "the TLS handshake failed"
 	}
-	s := err.Error()
-	if len(s) > 300 {
-		s = s[:300]
-	}
-	return s
+	return "could not connect"
 }
 
 // record stores the outcome of an attempt and its control.alert.delivery

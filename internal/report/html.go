@@ -69,7 +69,7 @@ generated {{time .GeneratedAt}}.</p>
 <h2>System description</h2>
 <table>
 <tr><th>Instance</th><td>{{.System.Instance}} (attest {{.System.Version}})</td></tr>
-<tr><th>Tenants served</th><td>{{.System.Tenants}}</td></tr>
+{{if .System.Tenants}}<tr><th>Tenants served</th><td>{{.System.Tenants}}</td></tr>{{end}}
 <tr><th>Categories in scope</th><td>{{range $i, $c := .System.Categories}}{{if $i}}, {{end}}{{$c}}{{end}}</td></tr>
 <tr><th>Transport</th><td>{{.System.TLS}}</td></tr>
 <tr><th>Session policy</th><td>idle {{.System.SessionPolicy.IdleMinutes}} minutes, absolute

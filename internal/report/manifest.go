@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +27,8 @@ const ManifestKind = "attest.soc2.manifest/v1"
 const (
 	ReportFile    = "report.json"
 	HTMLFile      = "report.html"
+	PDFFile       = "report.pdf"
+	OSCALFile     = "report.oscal.json"
 	ManifestFile  = "manifest.json"
 	SignatureFile = "manifest.sig"
 )
@@ -86,7 +89,15 @@ func seal(in *instance.Instance, t *tenant.Tenant, r *Report, csvs map[string][]
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Report: r, JSON: js, HTML: html, CSV: csvs}
+	pdf, err := PDF(r)
+	if err != nil {
+		return nil, err
+	}
+	oscal, err := OSCAL(r)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Report: r, JSON: js, HTML: html, PDF: pdf, OSCAL: oscal, CSV: csvs}
 	m := &Manifest{Manifest: ManifestKind, Tenant: r.Tenant, From: r.From, To: r.To, GeneratedAt: r.GeneratedAt,
 		ReportSHA256: digest(js), Checkpoint: r.Checkpoint, Seed: r.Seed}
 	for name, data := range b.Files() {
@@ -122,7 +133,7 @@ func cmpString(a, b string) int {
 
 // Files returns the bundle's files that the manifest covers, by path.
 func (b *Bundle) Files() map[string][]byte {
-	out := map[string][]byte{ReportFile: b.JSON, HTMLFile: b.HTML}
+	out := map[string][]byte{ReportFile: b.JSON, HTMLFile: b.HTML, PDFFile: b.PDF, OSCALFile: b.OSCAL}
 	for name, data := range b.CSV {
 		out[PopulationFile(name)] = data
 	}
@@ -234,6 +245,28 @@ func VerifyDir(dir, verifierKey string) (*Manifest, error) {
 			return nil, errors.New("not a path inside the bundle")
 		}
 		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+	})
+	if err != nil {
+		return m, err
+	}
+	// Nothing may stand beside what the manifest lists: a file added to
+	// a bundle would pass for part of the signed report.
+	listed := map[string]bool{ManifestFile: true, SignatureFile: true}
+	for _, f := range m.Files {
+		listed[f.Name] = true
+	}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if !listed[filepath.ToSlash(rel)] {
+			return fmt.Errorf("report: %s is not in the manifest", filepath.ToSlash(rel))
+		}
+		return nil
 	})
 	return m, err
 }

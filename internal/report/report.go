@@ -139,8 +139,12 @@ type Bundle struct {
 	Report *Report
 	// JSON is report.json, the canonical form the manifest hashes.
 	JSON []byte
-	// HTML is report.html.
-	HTML []byte
+	// HTML is report.html; PDF and OSCAL are report.pdf and
+	// report.oscal.json, the same report rendered for print and for
+	// machines.
+	HTML  []byte
+	PDF   []byte
+	OSCAL []byte
 	// CSV holds each population's CSV, by population name.
 	CSV      map[string][]byte
 	Manifest *Manifest

@@ -14,9 +14,11 @@ import (
 // own configuration. The narrative sections are left for management and
 // marked so.
 type System struct {
-	Instance        string              `json:"instance"`
-	Version         string              `json:"version"`
-	Tenants         int                 `json:"tenants"`
+	Instance string `json:"instance"`
+	Version  string `json:"version"`
+	// Tenants is how many tenants the instance serves; 0, and left out,
+	// in a customer tenant's report.
+	Tenants         int                 `json:"tenants,omitempty"`
 	Categories      []controls.Category `json:"categories"`
 	TLS             string              `json:"tls"`
 	SessionPolicy   SessionPolicy       `json:"session_policy"`
@@ -119,10 +121,14 @@ func describe(ctx context.Context, in *instance.Instance, t *tenant.Tenant, sc *
 
 // summary states the configuration in a paragraph.
 func (s *System) summary() string {
-	return fmt.Sprintf("attest instance %s (version %s) serves %d tenants. The audit trail of this tenant is the log %s, "+
+	serves := "."
+	if s.Tenants > 0 {
+		serves = fmt.Sprintf(" serves %d tenants.", s.Tenants)
+	}
+	return fmt.Sprintf("attest instance %s (version %s)%s The audit trail of this tenant is the log %s, "+
 		"checkpoints signed with key %v. Transport: %s. Sessions end after %d idle minutes or %d hours, at most %d a "+
 		"person; accounts unused for %d days are disabled. Audit records are kept %d days (%d in hot storage). %d of "+
-		"the %d controls of the catalog support the categories in scope.", s.Instance, s.Version, s.Tenants,
+		"the %d controls of the catalog support the categories in scope.", s.Instance, s.Version, serves,
 		s.LogOrigin, s.SigningKeys, s.TLS, s.SessionPolicy.IdleMinutes, s.SessionPolicy.AbsoluteHours,
 		s.SessionPolicy.MaxSessions, s.SessionPolicy.InactiveDays, s.Retention.RetentionDays, s.Retention.HotDays,
 		s.ScopeControls, s.CatalogControls)

@@ -413,6 +413,11 @@ func (s *Server) acknowledgeAlert(rq *request) error {
 	if err != nil {
 		return err
 	}
+	// Acknowledging says someone on call has taken the failure up, which
+	// only a person can.
+	if rq.pr == nil {
+		return forbidden("an alert is acknowledged by a signed-in person; an API key cannot")
+	}
 	var body struct {
 		Note string `json:"note"`
 	}

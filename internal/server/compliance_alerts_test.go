@@ -190,11 +190,15 @@ func TestWatchedChangeRaisesAlert(t *testing.T) {
 		ts.do("GET", "/api/v1/compliance/alerts/"+a.ID, other, nil, "", http.StatusNotFound, nil)
 		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", other, nil, `{"note":"mine now"}`,
 			http.StatusNotFound, nil)
-		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", ts.operator, nil, `{"note":" "}`,
-			http.StatusBadRequest, nil)
+		// Only a person acknowledges: a key cannot stand for someone on call.
 		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", ts.operator, nil,
+			`{"note":"enrolment link sent to the owner"}`, http.StatusForbidden, nil)
+		oncall := ts.enrol(newClock(time.Now().UTC()), tenant.Operator, "oncall@example.com", "compliance_officer")
+		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", oncall.session, nil, `{"note":" "}`,
+			http.StatusBadRequest, nil)
+		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", oncall.session, nil,
 			`{"note":"enrolment link sent to the owner"}`, http.StatusOK, nil)
-		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", ts.operator, nil, `{"note":"again"}`,
+		ts.do("POST", "/api/v1/compliance/alerts/"+a.ID+"/acknowledge", oncall.session, nil, `{"note":"again"}`,
 			http.StatusConflict, nil)
 		if open := ts.alerts(ts.operator, "?status=open"); len(open) != 0 {
 			t.Errorf("open alerts after acknowledging = %+v", open)

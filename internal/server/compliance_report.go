@@ -149,11 +149,9 @@ func renderReport(b *report.Bundle, p *reportParams) (body []byte, contentType, 
 	case "html":
 		return b.HTML, "text/html; charset=utf-8", base + ".html", nil
 	case "pdf":
-		body, err = report.PDF(b.Report)
-		return body, "application/pdf", base + ".pdf", err
+		return b.PDF, "application/pdf", base + ".pdf", nil
 	case "oscal":
-		body, err = report.OSCAL(b.Report)
-		return body, "application/json", base + ".oscal.json", err
+		return b.OSCAL, "application/json", base + ".oscal.json", nil
 	case "zip":
 		body, err = b.Zip()
 		return body, "application/zip", base + ".zip", err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -32,6 +33,10 @@ func (s *Server) scoreRoutes() []*route {
 // none: the last 90 days.
 const defaultScorePeriod = 90 * 24 * time.Hour
 
+// maxScorePeriod bounds the period a score may cover, and with it the work
+// of one request.
+const maxScorePeriod = 3660 * 24 * time.Hour
+
 // scorePeriod reads the from and to parameters, RFC 3339 times; to
 // defaults to now and from to 90 days before to. An auditor's period
 // bounds both.
@@ -59,6 +64,9 @@ func (s *Server) scorePeriod(rq *request) (from, to time.Time, err error) {
 	}
 	if !from.Before(to) {
 		return from, to, badRequest("from", "from must be before to")
+	}
+	if to.Sub(from) > maxScorePeriod {
+		return from, to, badRequest("from", "the period from from to to is at most ten years (3,660 days)")
 	}
 	rq.details = map[string]any{"from": fmtTime(from), "to": fmtTime(to)}
 	return from.UTC(), to.UTC(), nil
@@ -251,8 +259,18 @@ type settingsView struct {
 	UpdatedAt        string              `json:"updated_at,omitempty"`
 }
 
-func viewSettings(st *controls.Settings) settingsView {
-	return settingsView{Categories: st.Categories, WebhookURL: st.WebhookURL, WebhookSecretSet: st.WebhookSecret != "",
+// viewSettings answers st. The webhook's whole URL goes only to those who
+// may change it, since its path often carries a token; others see its
+// host.
+func viewSettings(rq *request, st *controls.Settings) settingsView {
+	hook := st.WebhookURL
+	if u, err := url.Parse(hook); hook != "" && !rq.holds(access.PermComplianceManage) {
+		hook = ""
+		if err == nil {
+			hook = "https://" + u.Host + "/..."
+		}
+	}
+	return settingsView{Categories: st.Categories, WebhookURL: hook, WebhookSecretSet: st.WebhookSecret != "",
 		UpdatedAt: fmtTime(st.UpdatedAt)}
 }
 
@@ -263,7 +281,7 @@ func (s *Server) complianceSettings(rq *request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(rq.w, http.StatusOK, viewSettings(st))
+	return writeJSON(rq.w, http.StatusOK, viewSettings(rq, st))
 }
 
 // Bounds of the webhook settings.
@@ -301,6 +319,10 @@ func (s *Server) setComplianceSettings(rq *request) error {
 	if s := body.WebhookSecret; s != nil && *s != "" && (len(*s) < minWebhookSecret || len(*s) > maxWebhookSecret) {
 		return badRequest("webhook_secret", "webhook_secret must be 16 to 256 bytes long")
 	}
+	if s := body.WebhookSecret; s != nil && strings.ContainsFunc(*s, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return badRequest("webhook_secret", "webhook_secret must be printable ASCII without spaces, so that a "+
+			"receiver can hold it in its configuration as it is")
+	}
 	rq.target = event.Target{Type: "compliance_settings", ID: rq.tenant.Name, Name: rq.tenant.Name}
 	var st *controls.Settings
 	change := func(ctx context.Context, tx *sql.Tx) error {
@@ -330,7 +352,7 @@ func (s *Server) setComplianceSettings(rq *request) error {
 	if err := s.commit(rq, rq.tenant, http.StatusOK, change); err != nil {
 		return err
 	}
-	return writeJSON(rq.w, http.StatusOK, viewSettings(st))
+	return writeJSON(rq.w, http.StatusOK, viewSettings(rq, st))
 }
 
 // settingsDetails says what a settings change set, for its audit event:
@@ -373,6 +395,24 @@ func checkWebhookURL(raw string) error {
 		return badRequest("webhook_url", "webhook_url must name a host")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return badRequest("webhook_url", "webhook_url must not have a fragment")
+	case localHost(u.Hostname()):
+		return badRequest("webhook_url", "webhook_url names a loopback, link-local or unspecified address, which "+
+			"webhooks may not reach")
 	}
 	return nil
+}
+
+// localHost reports whether host is one a webhook may never reach, as
+// far as its name tells: delivery checks each address it dials as well.
+func localHost(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast()
 }

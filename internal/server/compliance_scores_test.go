@@ -197,6 +197,8 @@ func TestComplianceDashboard(t *testing.T) {
 			{"from=2025-04-01T00:00:00Z&to=2025-04-01T00:00:00Z", "from"},
 			{"from=2025-04-02T00:00:00Z&to=2025-04-01T00:00:00Z", "from"},
 			{"since=2025-04-01T00:00:00Z", "since"},
+			{"from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59Z", "from"},
+			{"from=2010-01-01T00:00:00Z&to=2025-01-01T00:00:00Z", "from"},
 		} {
 			for _, p := range []string{"/api/v1/compliance/dashboard?", "/api/v1/compliance/controls/IAM-01?"} {
 				resp := ts.do("GET", p+tc.query, ts.operator, nil, "", http.StatusBadRequest, nil)
@@ -237,6 +239,11 @@ func TestComplianceSettings(t *testing.T) {
 			{`{"webhook_url":"hooks.example.com/x","webhook_secret":"0123456789abcdef"}`, "webhook_url"},
 			{`{"webhook_url":"https://hooks.example.com/x"}`, "webhook_secret"},
 			{`{"webhook_url":"https://hooks.example.com/x","webhook_secret":"short"}`, "webhook_secret"},
+			{`{"webhook_url":"https://hooks.example.com/x","webhook_secret":"\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000"}`,
+				"webhook_secret"},
+			{`{"webhook_url":"https://localhost/x","webhook_secret":"0123456789abcdef"}`, "webhook_url"},
+			{`{"webhook_url":"https://[::1]/x","webhook_secret":"0123456789abcdef"}`, "webhook_url"},
+			{`{"webhook_url":"https://169.254.169.254/latest","webhook_secret":"0123456789abcdef"}`, "webhook_url"},
 			{`{"tenant":"default"}`, "tenant"},
 		} {
 			resp := ts.do("PUT", "/api/v1/compliance/settings", ts.operator, nil, tc.body, http.StatusBadRequest, nil)
@@ -261,6 +268,13 @@ func TestComplianceSettings(t *testing.T) {
 		if strings.Join(st.Categories, ",") != "security,availability,privacy" || !st.WebhookSecretSet ||
 			st.WebhookURL != "https://hooks.example.com/T000/tokenpath" {
 			t.Errorf("settings read back: %+v", st)
+		}
+		// Those who may not change the webhook see its host alone: its
+		// path often carries a token.
+		var ro settings
+		ts.do("GET", "/api/v1/compliance/settings", ts.key(tenant.Operator, "reader"), nil, "", http.StatusOK, &ro)
+		if ro.WebhookURL != "https://hooks.example.com/..." || !ro.WebhookSecretSet {
+			t.Errorf("a reader sees the webhook as %q, want its host alone", ro.WebhookURL)
 		}
 		// Only the categories change: the webhook and its secret stay.
 		ts.do("PUT", "/api/v1/compliance/settings", ts.operator, nil, `{"categories":[]}`, http.StatusOK, &st)

@@ -1,7 +1,9 @@
 package controls
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -33,15 +35,24 @@ type Change struct {
 	At      time.Time `json:"at"`
 }
 
-// mark is one result on a control's timeline: its status and time.
+// mark is one result on a control's timeline: its status and time, its
+// place among the control's results of the period (1 for the first, 0 for
+// the one before the period), and whether the control held its status
+// without a break since the result before it: the same status, no older
+// than twice the frequency by then.
 type mark struct {
 	status Status
 	at     time.Time
+	seq    int
+	joined bool
 }
 
 // timeline is a control's results in time order: at most one before the
 // period (the standing it began with), then those of the period up to and
-// including its end.
+// including its end where its standing may change: the first and the last
+// of each run of results of one status without a break, and those at the
+// end. A result left out lies between two joined marks of its status, and
+// seq counts it.
 type timeline struct {
 	c     *Control
 	marks []mark
@@ -49,7 +60,8 @@ type timeline struct {
 
 // statusAt is the control's standing at t: its latest result at or
 // before t, or no evidence when there is none or it is older than twice
-// the control's frequency.
+// the control's frequency. Within a run of joined marks, the results left
+// out keep the status current.
 func (tl *timeline) statusAt(t time.Time) Status {
 	i, _ := slices.BinarySearchFunc(tl.marks, t, func(m mark, t time.Time) int {
 		if m.at.After(t) {
@@ -61,6 +73,9 @@ func (tl *timeline) statusAt(t time.Time) Status {
 		return NoEvidence
 	}
 	m := tl.marks[i-1]
+	if i < len(tl.marks) && tl.marks[i].joined {
+		return m.status
+	}
 	if stale(tl.c, m.at, t) {
 		return NoEvidence
 	}
@@ -75,8 +90,10 @@ func stale(c *Control, at, t time.Time) bool {
 // Score computes tenant t's scorecard over [from, to): readiness and
 // status at to, the effectiveness of each control, criterion and category
 // in scope over the period, the status changes and the daily trend. It
-// reads the tenant's settings, its results of the period and the latest
-// before it (two queries), and its exceptions. Formula states the rules.
+// reads the tenant's settings, its exceptions and, in two queries, the
+// latest result of each control before the period and at its end, and
+// the status and time of each result of the period, gathered by control;
+// it keeps of those only where a standing may change. Formula states the rules.
 func Score(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from, to time.Time) (*Scorecard, error) {
 	return scoreOf(ctx, in, t, from, to, For(t))
 }
@@ -110,7 +127,7 @@ func scoreOf(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from,
 	sc := &Scorecard{From: from, To: to, Categories: set.Categories, Formula: Formula}
 	byID := map[string]*ControlScore{}
 	for _, c := range scoped {
-		cs := controlScore(lines[c.ID], latest[c.ID], from, to)
+		cs := controlScore(lines[c.ID], latest[c.ID], to)
 		cs.Excepted = activeException(exs, c.ID, to)
 		sc.Controls = append(sc.Controls, cs)
 		byID[c.ID] = cs
@@ -144,27 +161,34 @@ func ScoreControl(ctx context.Context, in *instance.Instance, t *tenant.Tenant, 
 	if err != nil {
 		return nil, err
 	}
-	cs := controlScore(lines[id], latest[id], from, to)
+	cs := controlScore(lines[id], latest[id], to)
 	cs.Excepted = activeException(exs, id, to)
 	return cs, nil
 }
 
-// controlScore counts a control's runs of [from, to) and settles its
-// standing at to.
-func controlScore(tl *timeline, latest *Stored, from, to time.Time) *ControlScore {
+// controlScore counts a control's runs of [from, to), the results left
+// out of its timeline among them, and settles its standing at to.
+func controlScore(tl *timeline, latest *Stored, to time.Time) *ControlScore {
 	cs := &ControlScore{Control: tl.c.ID, Status: tl.statusAt(to), Latest: latest}
+	prev := 0
 	for _, m := range tl.marks {
-		if m.at.Before(from) || !m.at.Before(to) {
+		if m.seq == 0 {
 			continue
 		}
-		cs.Runs++
+		// The results left out before m are of its status and before to.
+		n := m.seq - prev - 1
+		prev = m.seq
+		if m.at.Before(to) {
+			n++
+		}
+		cs.Runs += n
 		switch m.status {
 		case Pass:
-			cs.Passed++
+			cs.Passed += n
 		case Fail:
-			cs.Failed++
+			cs.Failed += n
 		default:
-			cs.NoEvidence++
+			cs.NoEvidence += n
 		}
 	}
 	if cs.Runs > 0 {
@@ -335,9 +359,9 @@ func activeException(exs []*Exception, control string, t time.Time) *Exception {
 	return nil
 }
 
-// timelines reads the results of the controls for tenant t: the status
-// and time of each result in [from, to], and in full the latest before
-// from and the latest at or before to, in two queries.
+// timelines reads the timelines of the controls for tenant t over
+// [from, to], and in full the latest result of each at or before to, in
+// two queries.
 func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []*Control, from,
 	to time.Time) (map[string]*timeline, map[string]*Stored, error) {
 	lines := map[string]*timeline{}
@@ -349,12 +373,7 @@ func timelines(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs 
 	if err != nil {
 		return nil, nil, err
 	}
-	// One control is read alone; more, with the tenant's others.
-	only, arg := "", []any{}
-	if len(cs) == 1 {
-		only, arg = " AND control_id = ?", []any{cs[0].ID}
-	}
-	return lines, latest, periodMarks(ctx, in, t, lines, f, u, only, arg)
+	return lines, latest, periodMarks(ctx, in, t, cs, lines, f, u)
 }
 
 // anchors reads, in one query of an index seek for each, the latest result
@@ -394,7 +413,7 @@ func anchors(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []
 		}
 		if at < f && !anchored[control] {
 			anchored[control] = true
-			lines[control].marks = append(lines[control].marks, mark{r.Status, micros(at)})
+			lines[control].marks = append(lines[control].marks, mark{status: r.Status, at: micros(at)})
 		}
 		if l := latest[control]; l == nil || r.CheckedAt.After(l.CheckedAt) {
 			latest[control] = &Stored{ID: id, SHA256: hex.EncodeToString(sum), Result: r}
@@ -406,31 +425,96 @@ func anchors(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []
 	return latest, nil
 }
 
-// periodMarks appends to each timeline the results of [f, u], in
-// microseconds, in time order.
-func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, lines map[string]*timeline, f, u int64,
-	only string, arg []any) error {
-	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT control_id, status, checked_at FROM control_results
-		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ?`+only+` ORDER BY control_id, checked_at, id`),
-		slices.Concat([]any{t.ID, f, u}, arg)...)
+// periodMarks appends to each timeline the marks of [f, u], in
+// microseconds. The database gathers each control's results of the
+// period into one text, in time order, and this walks it.
+func periodMarks(ctx context.Context, in *instance.Instance, t *tenant.Tenant, cs []*Control,
+	lines map[string]*timeline, f, u int64) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(cs))
+	args := []any{t.ID, f, u}
+	for i, c := range cs {
+		ids[i] = "?"
+		args = append(args, c.ID)
+	}
+	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT control_id,
+		string_agg(CAST(checked_at AS TEXT) || status, ',' ORDER BY checked_at, id) FROM control_results
+		WHERE tenant_id = ? AND checked_at >= ? AND checked_at <= ? AND control_id IN (`+strings.Join(ids, ", ")+`)
+		GROUP BY control_id`), args...)
 	if err != nil {
 		return fmt.Errorf("controls: read results: %w", err)
 	}
 	defer rows.Close()
+	end := micros(u)
 	for rows.Next() {
-		var control, status string
-		var at int64
-		if err := rows.Scan(&control, &status, &at); err != nil {
-			return fmt.Errorf("controls: read result: %w", err)
+		var control string
+		var list sql.RawBytes
+		if err := rows.Scan(&control, &list); err != nil {
+			return fmt.Errorf("controls: read results: %w", err)
 		}
-		if tl := lines[control]; tl != nil {
-			tl.marks = append(tl.marks, mark{Status(status), micros(at)})
+		if err := lines[control].addList(list, end); err != nil {
+			return fmt.Errorf("controls: read results of %s: %w", control, err)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("controls: read results: %w", err)
 	}
 	return nil
+}
+
+// addList adds to the timeline the results of list, in time order, each
+// its time in microseconds followed by its status, separated by commas.
+func (tl *timeline) addList(list []byte, end time.Time) error {
+	for seq := 1; len(list) > 0; seq++ {
+		item := list
+		if i := bytes.IndexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+		} else {
+			list = nil
+		}
+		i := 0
+		var at int64
+		for ; i < len(item) && item[i] >= '0' && item[i] <= '9'; i++ {
+			at = 10*at + int64(item[i]-'0')
+		}
+		if i == 0 || i == len(item) {
+			return fmt.Errorf("malformed result %q", item)
+		}
+		tl.add(status(item[i:]), micros(at), seq, end)
+	}
+	return nil
+}
+
+// status is the Status named b.
+func status(b []byte) Status {
+	switch string(b) {
+	case string(Pass):
+		return Pass
+	case string(Fail):
+		return Fail
+	case string(NoEvidence):
+		return NoEvidence
+	}
+	return Status(b)
+}
+
+// add appends the seq-th result of the period, of status st checked at
+// at, to the timeline; in place of the last mark when that one lies
+// within a run of its status, joined to the result before it and to this
+// one, and before end.
+func (tl *timeline) add(st Status, at time.Time, seq int, end time.Time) {
+	m := mark{status: st, at: at, seq: seq}
+	if n := len(tl.marks); n > 0 {
+		b := tl.marks[n-1]
+		m.joined = b.status == st && !stale(tl.c, b.at, at)
+		if m.joined && b.joined && b.at.Before(end) {
+			tl.marks[n-1] = m
+			return
+		}
+	}
+	tl.marks = append(tl.marks, m)
 }
 
 // Uncovered lists the criteria of cats that no control of the catalog

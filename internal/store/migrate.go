@@ -438,6 +438,12 @@ var migrations = []migration{
 			`CREATE INDEX log_verifications_tenant ON log_verifications (tenant_id, finished_at)`,
 		}
 	}},
+	{"control results: a covering index, so that scores read each result's status from the index alone", func(t Types) []string {
+		return []string{
+			`CREATE INDEX control_results_timeline ON control_results (tenant_id, control_id, checked_at, id, status)`,
+			`DROP INDEX control_results_control`,
+		}
+	}},
 }
 
 // SchemaVersion is the schema version this binary expects.

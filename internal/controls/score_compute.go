@@ -21,8 +21,10 @@ const Formula = "readiness at T = 100 × the mean, over the criteria of the cate
 	"each criterion's controls passing at T, rounded to one decimal; a control passes at T when its latest result " +
 	"at or before T passed and is no older than twice the control's frequency (older is no evidence); a failure " +
 	"under an approved exception counts 0 and is shown as excepted; a criterion without controls counts 0. " +
-	"Effectiveness of a control = passed runs ÷ all runs in [from, to); of a criterion or category, the mean " +
-	"over its controls that ran. The trend is readiness at the end of each UTC day (each week past 400 days)."
+	"Effectiveness of a control = its passed runs ÷ its runs in [from, to), where the runs within one interval of " +
+	"the control's frequency (aligned to the Unix epoch: an hour, a day) count as one, failed when any of them " +
+	"failed, else without evidence when any lacked it, else passed; of a criterion or category, the mean over " +
+	"its controls that ran. The trend is readiness at the end of each UTC day (each week past 400 days)."
 
 // maxTrend bounds the points of a trend.
 const maxTrend = 400
@@ -56,6 +58,63 @@ type mark struct {
 type timeline struct {
 	c     *Control
 	marks []mark
+	// runs counts the results of the period by interval of the control's
+	// frequency, so that running a test again and again within one counts
+	// once: effectiveness is how often the control held when due, not
+	// how often someone ran it.
+	runs runCount
+}
+
+// runCount counts runs by interval: the interval being gathered, the
+// worst status seen in it, and the intervals settled so far.
+type runCount struct {
+	open                         bool
+	interval                     int64
+	worst                        Status
+	runs, passed, failed, noEvid int
+}
+
+// add counts a result of status st at at, in microseconds, for a control
+// run every every microseconds.
+func (rc *runCount) add(st Status, at, every int64) {
+	iv := at / every
+	if rc.open && iv == rc.interval {
+		if severity(st) > severity(rc.worst) {
+			rc.worst = st
+		}
+		return
+	}
+	rc.settle()
+	rc.open, rc.interval, rc.worst = true, iv, st
+}
+
+// settle counts the interval being gathered.
+func (rc *runCount) settle() {
+	if !rc.open {
+		return
+	}
+	rc.open = false
+	rc.runs++
+	switch rc.worst {
+	case Pass:
+		rc.passed++
+	case Fail:
+		rc.failed++
+	default:
+		rc.noEvid++
+	}
+}
+
+// severity orders statuses for an interval's count: a failure outweighs
+// missing evidence, which outweighs a pass.
+func severity(s Status) int {
+	switch s {
+	case Pass:
+		return 0
+	case Fail:
+		return 2
+	}
+	return 1
 }
 
 // statusAt is the control's standing at t: its latest result at or
@@ -166,31 +225,13 @@ func ScoreControl(ctx context.Context, in *instance.Instance, t *tenant.Tenant, 
 	return cs, nil
 }
 
-// controlScore counts a control's runs of [from, to), the results left
-// out of its timeline among them, and settles its standing at to.
+// controlScore gives a control's runs of [from, to), counted by
+// interval, and settles its standing at to.
 func controlScore(tl *timeline, latest *Stored, to time.Time) *ControlScore {
 	cs := &ControlScore{Control: tl.c.ID, Status: tl.statusAt(to), Latest: latest}
-	prev := 0
-	for _, m := range tl.marks {
-		if m.seq == 0 {
-			continue
-		}
-		// The results left out before m are of its status and before to.
-		n := m.seq - prev - 1
-		prev = m.seq
-		if m.at.Before(to) {
-			n++
-		}
-		cs.Runs += n
-		switch m.status {
-		case Pass:
-			cs.Passed += n
-		case Fail:
-			cs.Failed += n
-		default:
-			cs.NoEvidence += n
-		}
-	}
+	rc := tl.runs
+	rc.settle()
+	cs.Runs, cs.Passed, cs.Failed, cs.NoEvidence = rc.runs, rc.passed, rc.failed, rc.noEvid
 	if cs.Runs > 0 {
 		e := float64(cs.Passed) / float64(cs.Runs)
 		cs.Effectiveness = &e
@@ -482,9 +523,22 @@ func (tl *timeline) addList(list []byte, end time.Time) error {
 		if i == 0 || i == len(item) {
 			return fmt.Errorf("malformed result %q", item)
 		}
-		tl.add(status(item[i:]), micros(at), seq, end)
+		st := status(item[i:])
+		tl.add(st, micros(at), seq, end)
+		if at < end.UnixMicro() {
+			tl.runs.add(st, at, tl.every())
+		}
 	}
 	return nil
+}
+
+// every is the control's frequency in microseconds; a day for a control
+// that names none.
+func (tl *timeline) every() int64 {
+	if f := tl.c.Frequency.Microseconds(); f > 0 {
+		return f
+	}
+	return (24 * time.Hour).Microseconds()
 }
 
 // status is the Status named b.

@@ -152,17 +152,34 @@ func compareWithReference(t *testing.T, in *instance.Instance, tn *tenant.Tenant
 		var w ControlScore
 		w.Control, w.Status = c.ID, referenceStatus(c, all, to)
 		prev := NoEvidence
+		// The reference counts a run for each interval of the control's
+		// frequency holding results, by the worst of them.
+		every := c.Frequency.Microseconds()
+		if every <= 0 {
+			every = (24 * time.Hour).Microseconds()
+		}
+		worst := map[int64]Status{}
 		for _, r := range all {
 			if !r.at.Before(from) && r.at.Before(to) {
-				w.Runs++
-				switch r.status {
-				case Pass:
-					w.Passed++
-				case Fail:
-					w.Failed++
-				default:
-					w.NoEvidence++
+				iv := r.at.UnixMicro() / every
+				if w, ok := worst[iv]; !ok || r.status == Fail || (r.status == NoEvidence && w == Pass) {
+					worst[iv] = r.status
 				}
+			}
+		}
+		for _, st := range worst {
+			w.Runs++
+			switch st {
+			case Pass:
+				w.Passed++
+			case Fail:
+				w.Failed++
+			default:
+				w.NoEvidence++
+			}
+		}
+		for _, r := range all {
+			if !r.at.Before(from) && r.at.Before(to) {
 				if r.status != prev {
 					want = append(want, Change{c.ID, prev, r.status, r.at})
 				}

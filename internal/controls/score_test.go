@@ -371,3 +371,42 @@ func TestUncovered(t *testing.T) {
 		t.Errorf("uncovered confidentiality criteria (-want +got):\n%s", diff)
 	}
 }
+
+// TestRerunsCountOnce checks that running a control again and again
+// within one interval of its frequency counts as one run, the worst of
+// them: effectiveness measures how the control held, not how often
+// someone ran it.
+func TestRerunsCountOnce(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	end := time.Date(2025, 4, 1, 12, 0, 0, 0, time.UTC)
+	in, err := instance.Open(context.Background(), instance.Options{DataDir: opts.DataDir, Name: "test.example/attest",
+		Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	op, err := in.Tenants.ByName(context.Background(), tenant.Operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// IAM-01 runs hourly: it failed at 09:10, then passed fifty times
+	// between 10:00 and 10:50, and once more at 11:30, after failing at
+	// 11:20 in the same hour.
+	putResult(t, in, op, "IAM-01", Fail, end.Add(-170*time.Minute))
+	for i := range 50 {
+		putResult(t, in, op, "IAM-01", Pass, end.Add(-2*time.Hour+time.Duration(i)*time.Minute))
+	}
+	putResult(t, in, op, "IAM-01", Fail, end.Add(-40*time.Minute))
+	putResult(t, in, op, "IAM-01", Pass, end.Add(-30*time.Minute))
+	cs, err := ScoreControl(context.Background(), in, op, "IAM-01", end.Add(-24*time.Hour), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Runs != 3 || cs.Passed != 1 || cs.Failed != 2 || cs.Effectiveness == nil || *cs.Effectiveness != 1.0/3 {
+		t.Errorf("IAM-01 scored %d runs, %d passed, %d failed, effectiveness %v; want 3, 1, 2 and 1/3", cs.Runs,
+			cs.Passed, cs.Failed, cs.Effectiveness)
+	}
+	if cs.Status != Pass {
+		t.Errorf("IAM-01 stands at %s, want pass", cs.Status)
+	}
+}

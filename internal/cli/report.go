@@ -54,8 +54,8 @@ func reportSOC2(e *env, args []string) int {
 	}
 	from, okf := event.ParseTime(fromS)
 	to, okt := event.ParseTime(toS)
-	if !okf || !okt || !from.Before(to) {
-		return usageErr(e, "--from and --to must be RFC 3339 times, --from before --to")
+	if !okf || !okt {
+		return usageErr(e, "--from and --to must be RFC 3339 times, such as 2026-01-01T00:00:00Z")
 	}
 	if !slices.Contains(reportFormats, format) {
 		return usageErr(e, "--format must be one of %s", strings.Join(reportFormats, ", "))
@@ -78,6 +78,10 @@ func reportSOC2(e *env, args []string) int {
 	}
 	defer in.Close()
 	defer publish(ctx, in)
+	from, to, err := report.Period(from, to, in.Now())
+	if err != nil {
+		return usageErr(e, "--%s: %v", err.(*report.PeriodError).Field, err)
+	}
 	start := time.Now()
 	progress := func(step string) {
 		fmt.Fprintf(e.stderr, "attest: report: %s (%.1fs)\n", step, time.Since(start).Seconds())

@@ -30,6 +30,11 @@ func TestReportCommands(t *testing.T) {
 	run(exitOK, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,
 		"--out", out, "--seed", seed)
 	run(exitUsage, "report", "soc2", "--data-dir", dir, "--from", from, "--to", to, "--out", out+"2", "--seed", "00")
+	// A report covers at most 366 days, and none of the future.
+	run(exitUsage, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", "2024-01-01T00:00:00Z",
+		"--to", to, "--format", "json", "--out", out+"3")
+	run(exitUsage, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", "2999-01-01T00:00:00Z",
+		"--to", "2999-06-01T00:00:00Z", "--format", "json", "--out", out+"3")
 	run(exitProblem, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,
 		"--out", out, "--format", "dir")
 	key := strings.TrimSpace(run(exitOK, "audit", "public-key", "--tenant", "operator", "--data-dir", dir,

@@ -46,17 +46,21 @@ func parseReportParams(rq *request) (*reportParams, error) {
 		name string
 		dst  *time.Time
 	}{{"from", &p.from}, {"to", &p.to}} {
-		v, ok := event.ParseTime(q.Get(t.name))
+		raw := q.Get(t.name)
+		v, ok := event.ParseTime(raw)
 		if !ok {
-			return nil, badRequest(t.name, t.name+" is required: an RFC 3339 time such as 2026-01-01T00:00:00Z")
+			what := " is required"
+			if raw != "" {
+				what = " is not a valid time"
+			}
+			return nil, badRequest(t.name, t.name+what+": an RFC 3339 time such as 2026-01-01T00:00:00Z")
 		}
 		*t.dst = v.UTC()
 	}
-	if !p.from.Before(p.to) {
-		return nil, badRequest("to", "to must be after from")
-	}
-	if p.to.Sub(p.from) > 366*24*time.Hour {
-		return nil, badRequest("to", "a report covers at most 366 days")
+	var err error
+	if p.from, p.to, err = report.Period(p.from, p.to, rq.s.in.Now()); err != nil {
+		pe := err.(*report.PeriodError)
+		return nil, badRequest(pe.Field, pe.Reason)
 	}
 	if s := q.Get("seed"); s != "" {
 		b, err := hex.DecodeString(s)

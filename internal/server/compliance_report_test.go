@@ -187,7 +187,7 @@ func TestSOC2Report(t *testing.T) {
 // grant's audit period.
 func TestSOC2ReportAuditorPeriod(t *testing.T) {
 	_, opts := storetest.OpenSQLite(t)
-	c := newClock(time.Date(2026, 10, 15, 10, 0, 0, 0, time.UTC))
+	c := newClock(time.Date(2026, 11, 15, 10, 0, 0, 0, time.UTC))
 	ts := startClocked(t, opts, c, server.Config{})
 	aud := ts.enrol(c, tenant.Default, "aud@example.com", "")
 	ts.do("PUT", "/api/v1/users/"+aud.id+"/roles/auditor", ts.operator, map[string]string{"Attest-Tenant": tenant.Default},
@@ -201,6 +201,15 @@ func TestSOC2ReportAuditorPeriod(t *testing.T) {
 	}
 	ts.do("GET", "/api/v1/compliance/reports/soc2?from=2026-11-02T00:00:00Z&to=2026-12-01T00:00:00Z", aud.session, nil, "",
 		http.StatusBadRequest, nil)
+	// An end after now is cut to now; a period not yet begun is refused.
+	var cut report.Report
+	ts.do("GET", "/api/v1/compliance/reports/soc2?from=2026-11-01T00:00:00Z&to=2027-01-01T00:00:00Z", ts.operator,
+		map[string]string{"Attest-Tenant": tenant.Default}, "", http.StatusOK, &cut)
+	if !cut.To.Equal(c.Now()) {
+		t.Errorf("a report to 2027 ends at %s, want now (%s)", cut.To, c.Now())
+	}
+	ts.do("GET", "/api/v1/compliance/reports/soc2?from=2030-01-01T00:00:00Z&to=2030-06-01T00:00:00Z", ts.operator,
+		map[string]string{"Attest-Tenant": tenant.Default}, "", http.StatusBadRequest, nil)
 }
 
 func hasMgmtSection(ss []report.Section) bool {

@@ -54,6 +54,11 @@ func (s *Server) scorePeriod(rq *request) (from, to time.Time, err error) {
 			return from, to, badRequest("from", "from must be an RFC 3339 time, such as 2025-01-01T00:00:00Z")
 		}
 	}
+	// Nothing has stood later than now: a future end would read every
+	// control as without evidence.
+	if now := s.in.Now().UTC(); to.After(now) {
+		to = now
+	}
 	if p := rq.decision.Period; p != nil {
 		if from.Before(p.PeriodStart) {
 			from = p.PeriodStart

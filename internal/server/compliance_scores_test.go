@@ -161,8 +161,10 @@ func TestComplianceDashboard(t *testing.T) {
 			Evidence   []any
 			Exceptions []struct{ ID string }
 		}
+		// RET-01 runs daily: its runs of 31 March, at 04:00 and 16:00,
+		// count once, and that of 1 April once.
 		ts.do("GET", "/api/v1/compliance/controls/RET-01?limit=2", ts.operator, nil, "", http.StatusOK, &cd)
-		if cd.Status != "pass" || cd.Runs != 3 || cd.Passed != 3 || cd.Effectiveness == nil || *cd.Effectiveness != 1 ||
+		if cd.Status != "pass" || cd.Runs != 2 || cd.Passed != 2 || cd.Effectiveness == nil || *cd.Effectiveness != 1 ||
 			cd.Owner != "compliance" {
 			t.Errorf("RET-01: %s, %d runs, %d passed, effectiveness %v", cd.Status, cd.Runs, cd.Passed, cd.Effectiveness)
 		}

@@ -20,7 +20,9 @@ import (
 const Formula = "readiness at T = 100 × the mean, over the criteria of the categories in scope, of the share of " +
 	"each criterion's controls passing at T, rounded to one decimal; a control passes at T when its latest result " +
 	"at or before T passed and is no older than twice the control's frequency (older is no evidence); a failure " +
-	"under an approved exception counts 0 and is shown as excepted; a criterion without controls counts 0. " +
+	"under an approved exception counts 0 and is shown as excepted; a criterion without controls counts 0, but " +
+	"for a customer tenant a criterion only the operator's instance-wide controls support is inherited: named, " +
+	"and left out. " +
 	"Effectiveness of a control = its passed runs ÷ its runs in [from, to), where the runs within one interval of " +
 	"the control's frequency (aligned to the Unix epoch: an hour, a day) count as one, failed when any of them " +
 	"failed, else without evidence when any lacked it, else passed; of a criterion or category, the mean over " +
@@ -192,6 +194,18 @@ func scoreOf(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from,
 		byID[c.ID] = cs
 	}
 	crits := criteriaIn(set.Categories, scoped)
+	// A customer tenant's criteria that only the operator's instance-wide
+	// controls support are the operator's to meet, not the tenant's: they
+	// are named as inherited and left out of its scores.
+	if t.Name != tenant.Operator {
+		crits = slices.DeleteFunc(crits, func(cr scopedCriterion) bool {
+			if len(cr.controls) == 0 && coveredBy(Catalog, cr.ID) {
+				sc.Inherited = append(sc.Inherited, cr.ID)
+				return true
+			}
+			return false
+		})
+	}
 	sc.Criteria = criterionScores(crits, byID)
 	sc.Readiness = readinessAt(crits, lines, to)
 	for _, cat := range set.Categories {
@@ -247,6 +261,11 @@ type scopedCriterion struct {
 
 // criteriaIn lists the criteria of cats, in catalog order, each with the
 // controls of scoped that support it.
+// coveredBy reports whether a control of catalog supports criterion id.
+func coveredBy(catalog []*Control, id string) bool {
+	return slices.ContainsFunc(catalog, func(c *Control) bool { return slices.Contains(c.Criteria, id) })
+}
+
 func criteriaIn(cats []Category, scoped []*Control) []scopedCriterion {
 	var out []scopedCriterion
 	for _, cr := range Criteria {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -408,5 +409,51 @@ func TestRerunsCountOnce(t *testing.T) {
 	}
 	if cs.Status != Pass {
 		t.Errorf("IAM-01 stands at %s, want pass", cs.Status)
+	}
+}
+
+// TestCustomerInheritsInstanceCriteria checks that a customer tenant's
+// criteria that only instance-wide controls support are named as
+// inherited and left out of its scores, so that the tenant can reach 100,
+// while the operator's scores keep every criterion.
+func TestCustomerInheritsInstanceCriteria(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	end := time.Date(2025, 4, 1, 12, 0, 0, 0, time.UTC)
+	in, err := instance.Open(context.Background(), instance.Options{DataDir: opts.DataDir, Name: "test.example/attest",
+		Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	def, err := in.Tenants.ByName(context.Background(), tenant.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range For(def) {
+		putResult(t, in, def, c.ID, Pass, end.Add(-time.Minute))
+	}
+	sc, err := Score(context.Background(), in, def, end.Add(-24*time.Hour), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sc.Inherited, "CC6.6") || !slices.Contains(sc.Inherited, "CC6.7") {
+		t.Errorf("inherited %v, want CC6.6 and CC6.7 among them", sc.Inherited)
+	}
+	for _, cr := range sc.Criteria {
+		if len(cr.Controls) == 0 || slices.Contains(sc.Inherited, cr.Criterion) {
+			t.Errorf("criterion %s is scored with controls %v", cr.Criterion, cr.Controls)
+		}
+	}
+	if sc.Readiness != 100 {
+		t.Errorf("every control of the tenant passes, and readiness is %v, want 100", sc.Readiness)
+	}
+	op, err := in.Tenants.ByName(context.Background(), tenant.Operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if osc, err := Score(context.Background(), in, op, end.Add(-24*time.Hour), end); err != nil || len(osc.Inherited) != 0 ||
+		len(osc.Criteria) != 33 {
+		t.Errorf("the operator's scorecard: %v inherited, %d criteria, %v; want none and 33", osc.Inherited,
+			len(osc.Criteria), err)
 	}
 }

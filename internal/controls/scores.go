@@ -12,7 +12,11 @@ type Scorecard struct {
 	// Readiness is the readiness score at To, 0 to 100.
 	Readiness float64 `json:"readiness"`
 	// Formula states how Readiness is computed.
-	Formula    string            `json:"formula"`
+	Formula string `json:"formula"`
+	// Inherited names, for a customer tenant, the criteria in scope that
+	// only the operator's instance-wide controls support: the operator
+	// meets them, and they are left out of the tenant's scores.
+	Inherited  []string          `json:"inherited,omitempty"`
 	Controls   []*ControlScore   `json:"controls"`
 	Criteria   []*CriterionScore `json:"criteria"`
 	ByCategory []*CategoryScore  `json:"by_category"`

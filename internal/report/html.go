@@ -85,7 +85,7 @@ generated {{time .GeneratedAt}}.</p>
 {{end}}
 
 <h2>Criteria and controls</h2>
-{{range .Criteria}}<h3 id="{{.ID}}">{{.ID}} <span class="{{.Status}}">{{.Status}}</span></h3>
+{{range .Criteria}}<h3 id="{{.ID}}">{{.ID}} {{if .Inherited}}<span>inherited: met by the operator's instance-wide controls</span>{{else}}<span class="{{.Status}}">{{.Status}}</span>{{end}}</h3>
 <p>{{.Series}}. {{.Summary}}</p>
 {{if .Controls}}<table><tr><th>Control</th><th>Owner</th><th>Test procedure</th><th>Runs</th><th>Passed</th>
 <th>Failed</th><th>No evidence</th><th>Effectiveness</th><th>Latest</th></tr>

@@ -40,7 +40,11 @@ func PDF(r *Report) ([]byte, error) {
 
 	p.heading(13, "Criteria and controls")
 	for _, c := range r.Criteria {
-		p.heading(11, fmt.Sprintf("%s  %s", c.ID, c.Status))
+		st := string(c.Status)
+		if c.Inherited {
+			st = "inherited: met by the operator's instance-wide controls"
+		}
+		p.heading(11, fmt.Sprintf("%s  %s", c.ID, st))
 		p.para(c.Series + ". " + c.Summary)
 		if len(c.Controls) == 0 {
 			p.para("No control of the catalog supports this criterion.")

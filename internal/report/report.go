@@ -92,6 +92,10 @@ type Criterion struct {
 	Status        controls.Status `json:"status"`
 	Effectiveness *float64        `json:"effectiveness"`
 	Controls      []*Control      `json:"controls"`
+	// Inherited marks, in a customer tenant's report, a criterion that
+	// only the operator's instance-wide controls support: the operator
+	// meets it, outside this tenant's scores.
+	Inherited bool `json:"inherited,omitempty"`
 }
 
 // Control is one control under a criterion, with its record over the
@@ -244,6 +248,7 @@ func criteria(sc *controls.Scorecard, exs []*controls.Exception, from, to time.T
 		if s := byCriterion[cr.ID]; s != nil {
 			c.Status, c.Effectiveness = s.Status, s.Effectiveness
 		}
+		c.Inherited = slices.Contains(sc.Inherited, cr.ID)
 		for _, ctl := range controls.Catalog {
 			// The scorecard holds the tenant's controls in scope.
 			if slices.Contains(ctl.Criteria, cr.ID) && byControl[ctl.ID] != nil {

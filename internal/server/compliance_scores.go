@@ -101,6 +101,7 @@ type dashboardView struct {
 	Formula    string                     `json:"formula"`
 	Categories []categoryView             `json:"categories"`
 	Criteria   []*controls.CriterionScore `json:"criteria"`
+	Inherited  []string                   `json:"inherited,omitempty"`
 	Failing    []controlItem              `json:"failing"`
 	NoEvidence []controlItem              `json:"no_evidence"`
 	Excepted   []controlItem              `json:"excepted"`
@@ -123,7 +124,7 @@ func (s *Server) dashboard(rq *request) error {
 	}
 	v := dashboardView{From: sc.From, To: sc.To, Readiness: sc.Readiness, Formula: sc.Formula, Criteria: sc.Criteria,
 		Failing: []controlItem{}, NoEvidence: []controlItem{}, Excepted: []controlItem{}, Trend: sc.Trend,
-		Changes: sc.Changes[:min(len(sc.Changes), maxRecentChanges)]}
+		Changes: sc.Changes[:min(len(sc.Changes), maxRecentChanges)], Inherited: sc.Inherited}
 	for _, cat := range sc.ByCategory {
 		v.Categories = append(v.Categories, categoryView{cat, categoryStatus(cat.Category, sc.Criteria)})
 	}

@@ -86,8 +86,10 @@ func TestEvidenceCountsWhileApprovedAndCurrent(t *testing.T) {
 			e.FileName != "minutes_ 2026.pdf" || e.SubmittedBy != alice.ID {
 			t.Errorf("stored %+v", e)
 		}
+		// Evidence awaiting approval is not yet evidence: no evidence, not
+		// a failure; once approved evidence lapses, the control fails.
 		r := judge(t, in, op, "GOV-02")
-		if r.Status != controls.Fail || len(r.Findings) != 1 || r.Findings[0].Resource != "evidence:"+e.ID ||
+		if r.Status != controls.NoEvidence || len(r.Findings) != 1 || r.Findings[0].Resource != "evidence:"+e.ID ||
 			!strings.Contains(r.Findings[0].Problem, "not yet approved") || !strings.Contains(r.Remediation, "approve") {
 			t.Fatalf("GOV-02 with evidence pending: %+v", r)
 		}

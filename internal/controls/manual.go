@@ -203,7 +203,7 @@ func manualTest(c *Control) Test {
 			return r, nil
 		}
 		var counting []map[string]string
-		pending := false
+		pending, lapsed := false, false
 		for _, e := range es {
 			if e.CountsAt(sc.Now) {
 				counting = append(counting, map[string]string{"id": e.ID, "sha256": e.SHA256,
@@ -212,6 +212,7 @@ func manualTest(c *Control) Test {
 			}
 			why := notCounting(e, sc.Now)
 			pending = pending || e.ApprovedAt == nil && e.RevokedAt == nil && sc.Now.Before(e.ExpiresAt)
+			lapsed = lapsed || e.ApprovedAt != nil
 			r.Findings = append(r.Findings, Finding{Resource: "evidence:" + e.ID, Problem: strings.Join(why, "; ")})
 		}
 		if len(counting) > 0 {
@@ -219,7 +220,12 @@ func manualTest(c *Control) Test {
 			r.Evidence["counting"] = counting
 			return r, nil
 		}
-		r.Status = Fail
+		// Evidence that once counted and no longer does is a lapse; evidence
+		// never approved was never evidence.
+		r.Status = NoEvidence
+		if lapsed {
+			r.Status = Fail
+		}
 		renew := fmt.Sprintf("the %s owner must submit current evidence and have it approved, and renew it before it "+
 			"expires (%s)", c.Owner, c.Manual.Requirement)
 		r.Remediation = "no evidence counts now: " + renew

@@ -12,15 +12,20 @@ import (
 const alertWindow = 30 * day
 
 // alertsAcknowledged finds the alerts that waited over 24 hours without
-// acknowledgement. With no alert raised in 30 days there is nothing to
+// acknowledgement, their control failing all that while. With no alert raised in 30 days there is nothing to
 // acknowledge, which shows the process works only if the controls that
 // raise alerts ran: then the control passes on the results of the last 24
 // hours as its evidence, and otherwise there is no evidence.
 func alertsAcknowledged(ctx context.Context, sc Scope) (*Result, error) {
 	r := result("MON-01", sc.Now)
 	due := sc.Now.Add(-day).UTC().UnixMicro()
-	rows, err := sc.In.DB.Read.QueryContext(ctx, sc.In.DB.Rebind(`SELECT id, control_id, raised_at FROM control_alerts
-		WHERE tenant_id = ? AND acknowledged_at IS NULL AND raised_at < ? ORDER BY raised_at, id`), sc.Tenant.ID, due)
+	// An alert whose control passed again within 24 hours was dealt
+	// with, acknowledged or not.
+	rows, err := sc.In.DB.Read.QueryContext(ctx, sc.In.DB.Rebind(`SELECT a.id, a.control_id, a.raised_at FROM control_alerts a
+		WHERE a.tenant_id = ? AND a.acknowledged_at IS NULL AND a.raised_at < ? AND NOT EXISTS (SELECT 1
+		FROM control_results r WHERE r.tenant_id = a.tenant_id AND r.control_id = a.control_id AND r.status = 'pass'
+		AND r.checked_at > a.raised_at AND r.checked_at <= a.raised_at + ?) ORDER BY a.raised_at, a.id`), sc.Tenant.ID, due,
+		int64(day/time.Microsecond))
 	if err != nil {
 		return nil, fmt.Errorf("controls: read alerts: %w", err)
 	}

@@ -552,7 +552,17 @@ func TestAlertControls(t *testing.T) {
 				id, fx.op.ID, micros(raised), state, map[bool]string{true: "connection refused"}[state == "failed"])
 		}
 		alert("alr_old", now.Add(-30*time.Hour), "delivered")
-		fx.failsOn("MON-01", fx.op, "alert:alr_old")
+		// An alert whose control passed again within the day was dealt
+		// with, acknowledged or not.
+		alert("alr_mended", now.Add(-40*time.Hour), "delivered")
+		fx.exec(`INSERT INTO control_results (id, tenant_id, control_id, status, result, sha256, checked_at)
+			VALUES ('res_mended', ?, 'IAM-01', 'pass', ?, ?, ?)`, fx.op.ID, []byte(`{}`), []byte{0}, micros(now.Add(-39*time.Hour)))
+		r0 := fx.failsOn("MON-01", fx.op, "alert:alr_old")
+		for _, f := range r0.Findings {
+			if f.Resource == "alert:alr_mended" {
+				t.Errorf("MON-01 counts an alert whose control passed again within the day")
+			}
+		}
 		fx.exec(`UPDATE control_alerts SET acknowledged_by = 'usr_x', acknowledged_at = ? WHERE id = 'alr_old'`, micros(now))
 		r := fx.check("MON-01", fx.op, controls.Pass)
 		if r.Evidence["acknowledged_late_30d"] != 1 {

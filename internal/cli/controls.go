@@ -54,10 +54,18 @@ func cmdControls(e *env, args []string) int {
 	if output == "json" {
 		json.NewEncoder(e.stdout).Encode(map[string]any{"tenant": t.Name, "results": res})
 	} else {
+		exs, err := controls.Exceptions(ctx, in, t)
+		if err != nil {
+			return fail(e, "validate: %v", err)
+		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CONTROL\tSTATUS\tFINDINGS\tREMEDIATION")
 		for _, r := range res {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Control, r.Status, len(r.Findings), r.Remediation)
+			st := string(r.Status)
+			if x := controls.ActiveException(exs, r.Control, in.Now()); x != nil && r.Status != controls.Pass {
+				st += " (excepted until " + x.ExpiresAt.Format("2006-01-02") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Control, st, len(r.Findings), r.Remediation)
 		}
 		tw.Flush()
 	}

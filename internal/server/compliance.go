@@ -23,6 +23,9 @@ type controlView struct {
 	Criteria    []string         `json:"criteria"`
 	Latest      *controls.Stored `json:"latest,omitempty"`
 	Status      controls.Status  `json:"status"`
+	// Excepted is the approved exception holding now, if any: a failure
+	// under it is an accepted risk, still a failure.
+	Excepted *controls.Exception `json:"excepted,omitempty"`
 }
 
 // listControls answers the catalog with each control's latest result; a
@@ -35,10 +38,19 @@ func (s *Server) listControls(rq *request) error {
 	if err != nil {
 		return err
 	}
+	exs, err := controls.Exceptions(rq.r.Context(), s.in, rq.tenant)
+	if err != nil {
+		return err
+	}
+	at := s.in.Now()
+	if _, to, ok := auditBound(rq); ok && to.Before(at) {
+		at = to.Add(-time.Microsecond)
+	}
 	out := []controlView{}
 	for _, c := range controls.For(rq.tenant) {
 		v := controlView{ID: c.ID, Name: c.Name, Description: c.Description, Owner: c.Owner,
-			Frequency: c.Frequency.String(), Criteria: c.Criteria, Latest: latest[c.ID], Status: controls.NoEvidence}
+			Frequency: c.Frequency.String(), Criteria: c.Criteria, Latest: latest[c.ID], Status: controls.NoEvidence,
+			Excepted: controls.ActiveException(exs, c.ID, at)}
 		if v.Latest != nil {
 			v.Status = v.Latest.Status
 		}

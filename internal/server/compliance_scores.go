@@ -14,6 +14,7 @@ import (
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/controls"
 	"github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/tenant"
 )
 
 func (s *Server) scoreRoutes() []*route {
@@ -212,6 +213,11 @@ type controlDetailView struct {
 // over the period, its evidence and its exceptions.
 func (s *Server) controlDetail(rq *request) error {
 	c, ok := controls.ForByID(rq.tenant, rq.r.PathValue("id"))
+	if !ok && rq.r.PathValue("id") == "validate" {
+		rq.w.Header().Set("Allow", http.MethodPost)
+		return &apiError{status: http.StatusMethodNotAllowed, title: "Method Not Allowed",
+			detail: "validate runs control tests: POST it"}
+	}
 	if !ok {
 		return notFound("no such control")
 	}
@@ -222,9 +228,12 @@ func (s *Server) controlDetail(rq *request) error {
 	}
 	limit := 100
 	if v := rq.r.URL.Query().Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > controls.MaxHistory {
-			return badRequest("limit", "limit must be a whole number from 1 to "+strconv.Itoa(controls.MaxHistory))
+		n, ok := parseCanonical(v)
+		if !ok || n < 1 || n > controls.MaxHistory {
+			return badRequest("limit", "limit must be a whole number from 1 to "+strconv.Itoa(controls.MaxHistory)+
+				", in decimal without a sign or leading zeros")
 		}
+		limit = int(n)
 	}
 	ctx := rq.r.Context()
 	cs, err := controls.ScoreControl(ctx, s.in, rq.tenant, c.ID, from, to)
@@ -321,6 +330,10 @@ func (s *Server) setComplianceSettings(rq *request) error {
 		if err := checkWebhookURL(*body.WebhookURL); err != nil {
 			return err
 		}
+		if rq.tenant.Name != tenant.Operator && privateHost(*body.WebhookURL) {
+			return badRequest("webhook_url", "webhook_url names a private address, which only the operator's webhook "+
+				"may reach")
+		}
 	}
 	if s := body.WebhookSecret; s != nil && *s != "" && (len(*s) < minWebhookSecret || len(*s) > maxWebhookSecret) {
 		return badRequest("webhook_secret", "webhook_secret must be 16 to 256 bytes long")
@@ -344,6 +357,9 @@ func (s *Server) setComplianceSettings(rq *request) error {
 		}
 		if body.WebhookSecret != nil {
 			st.WebhookSecret = *body.WebhookSecret
+		}
+		if st.WebhookURL == "" && body.WebhookSecret != nil && *body.WebhookSecret != "" {
+			return badRequest("webhook_url", "a webhook_secret signs a webhook's deliveries: set webhook_url with it")
 		}
 		if st.WebhookURL == "" {
 			st.WebhookSecret = ""
@@ -406,6 +422,17 @@ func checkWebhookURL(raw string) error {
 			"webhooks may not reach")
 	}
 	return nil
+}
+
+// privateHost reports whether the URL raw names a private address
+// outright; delivery checks each address a name resolves to as well.
+func privateHost(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	return err == nil && (ip.Unmap().IsPrivate() || netip.MustParsePrefix("100.64.0.0/10").Contains(ip.Unmap()))
 }
 
 // localHost reports whether host is one a webhook may never reach, as

@@ -192,6 +192,10 @@ func TestComplianceDashboard(t *testing.T) {
 				len(cd.Exceptions))
 		}
 		ts.do("GET", "/api/v1/compliance/controls/NOPE-9", ts.operator, nil, "", http.StatusNotFound, nil)
+		if resp := ts.do("GET", "/api/v1/compliance/controls/validate", ts.operator, nil, "", http.StatusMethodNotAllowed,
+			nil); resp.Header.Get("Allow") != "POST" {
+			t.Errorf("GET validate: Allow %q, want POST", resp.Header.Get("Allow"))
+		}
 
 		for _, tc := range []struct{ query, field string }{
 			{"from=yesterday", "from"},
@@ -211,7 +215,7 @@ func TestComplianceDashboard(t *testing.T) {
 				}
 			}
 		}
-		for _, l := range []string{"0", "1001", "ten"} {
+		for _, l := range []string{"0", "1001", "ten", "01", "+1"} {
 			ts.do("GET", "/api/v1/compliance/controls/IAM-01?limit="+l, ts.operator, nil, "", http.StatusBadRequest, nil)
 		}
 	})
@@ -303,6 +307,12 @@ func TestComplianceSettings(t *testing.T) {
 		if strings.Contains(trail, secret) || strings.Contains(trail, "tokenpath") {
 			t.Error("the trail holds the webhook secret or path")
 		}
+		// A customer tenant's webhook may not name a private address, nor
+		// a secret come without a webhook.
+		ts.do("PUT", "/api/v1/compliance/settings", ts.key(tenant.Default, "admin"), nil,
+			`{"webhook_url":"https://10.0.0.5/h","webhook_secret":"0123456789abcdef"}`, http.StatusBadRequest, nil)
+		ts.do("PUT", "/api/v1/compliance/settings", ts.key(tenant.Default, "admin"), nil,
+			`{"webhook_secret":"0123456789abcdef"}`, http.StatusBadRequest, nil)
 		// The default tenant's settings are its own.
 		ts.do("GET", "/api/v1/compliance/settings", ts.key(tenant.Default, "reader"), nil, "", http.StatusOK, &st)
 		if strings.Join(st.Categories, ",") != "security" || st.WebhookSecretSet {

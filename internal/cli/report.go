@@ -47,7 +47,7 @@ func reportSOC2(e *env, args []string) int {
 	fs.StringVar(&fromS, "from", "", "start of the period, RFC 3339 (required)")
 	fs.StringVar(&toS, "to", "", "end of the period, excluded, RFC 3339 (required)")
 	fs.StringVar(&format, "format", "dir", "json, html, pdf, oscal, zip, or dir for the bundle's files in a new directory")
-	fs.StringVar(&out, "out", "", "the file, or for dir the directory, to write (required)")
+	fs.StringVar(&out, "out", "", "the file, or for dir the directory, to write; - for the standard output (required)")
 	fs.StringVar(&seedS, "seed", "", "sample seed, 64 hex digits; random when empty")
 	if err := fs.parse(args); err != nil {
 		return parseExit(err)
@@ -99,8 +99,14 @@ func reportSOC2(e *env, args []string) int {
 	if err != nil {
 		return fail(e, "%v", err)
 	}
-	if err := writeReport(b, format, out); err != nil {
-		return fail(e, "%v", err)
+	toStdout := out == "-"
+	if toStdout && format == "dir" {
+		return usageErr(e, "--out -: a dir report is a directory; name one")
+	}
+	if !toStdout {
+		if err := writeReport(b, format, out); err != nil {
+			return fail(e, "%v", err)
+		}
 	}
 	sum := report.SHA256(b.ManifestJSON)
 	details := map[string]any{"format": format, "from": from.UTC().Format(time.RFC3339Nano),
@@ -108,10 +114,24 @@ func reportSOC2(e *env, args []string) int {
 		"tree_size": b.Report.Checkpoint.TreeSize, "seed": b.Report.Seed}
 	if err := in.RecordAccess(ctx, t, "compliance.report.generate", hostActor(), details,
 		hostDecorate("report soc2")); err != nil {
-		os.RemoveAll(out)
+		if !toStdout {
+			os.RemoveAll(out)
+		}
 		return fail(e, "the report could not be recorded in the audit trail, so it is withheld: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: %s report of %s, %d criteria, seed %s, manifest sha256 %s\n", out, format,
+	// On the standard output the report leaves only once it is on record.
+	summary := e.stdout
+	if toStdout {
+		data, err := rendering(b, format)
+		if err == nil {
+			_, err = e.stdout.Write(data)
+		}
+		if err != nil {
+			return fail(e, "%v", err)
+		}
+		summary, out = e.stderr, "the standard output"
+	}
+	fmt.Fprintf(summary, "wrote %s: %s report of %s, %d criteria, seed %s, manifest sha256 %s\n", out, format,
 		t.Name, len(b.Report.Criteria), b.Report.Seed, sum)
 	return exitOK
 }
@@ -122,25 +142,13 @@ func writeReport(b *report.Bundle, format, out string) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%s exists; name a new file or directory", out)
 	}
-	var data []byte
-	var err error
-	switch format {
-	case "dir":
+	if format == "dir" {
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return err
 		}
 		return b.WriteDir(out)
-	case "json":
-		data = b.JSON
-	case "html":
-		data = b.HTML
-	case "pdf":
-		data = b.PDF
-	case "oscal":
-		data = b.OSCAL
-	case "zip":
-		data, err = b.Zip()
 	}
+	data, err := rendering(b, format)
 	if err != nil {
 		return err
 	}
@@ -173,4 +181,21 @@ func reportVerify(e *env, args []string) int {
 		m.Tenant, m.From.Format(time.RFC3339), m.To.Format(time.RFC3339), len(m.Files), m.Checkpoint.Origin,
 		m.Checkpoint.TreeSize)
 	return exitOK
+}
+
+// rendering is the bundle in a one-file format.
+func rendering(b *report.Bundle, format string) ([]byte, error) {
+	switch format {
+	case "json":
+		return b.JSON, nil
+	case "html":
+		return b.HTML, nil
+	case "pdf":
+		return b.PDF, nil
+	case "oscal":
+		return b.OSCAL, nil
+	case "zip":
+		return b.Zip()
+	}
+	return nil, fmt.Errorf("report: no one-file format %q", format)
 }

@@ -30,6 +30,11 @@ func TestReportCommands(t *testing.T) {
 	run(exitOK, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,
 		"--out", out, "--seed", seed)
 	run(exitUsage, "report", "soc2", "--data-dir", dir, "--from", from, "--to", to, "--out", out+"2", "--seed", "00")
+	// On the standard output, once on record.
+	if js := run(exitOK, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,
+		"--format", "json", "--out", "-"); !strings.HasPrefix(js, "{") || !strings.Contains(js, `"criteria"`) {
+		t.Errorf("report soc2 --out - printed %.80q, want the report's JSON", js)
+	}
 	// A report covers at most 366 days, and none of the future.
 	run(exitUsage, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", "2024-01-01T00:00:00Z",
 		"--to", to, "--format", "json", "--out", out+"3")

@@ -87,6 +87,17 @@ type Manual struct {
 	MaxAge time.Duration
 }
 
+// Every names the control's frequency: hourly, daily, or the interval.
+func (c *Control) Every() string {
+	switch c.Frequency {
+	case time.Hour:
+		return "hourly"
+	case 24 * time.Hour:
+		return "daily"
+	}
+	return c.Frequency.String()
+}
+
 // InScope reports whether the control supports a criterion of one of the
 // categories given.
 func (c *Control) InScope(cats []Category) bool {

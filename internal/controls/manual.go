@@ -92,11 +92,11 @@ var manualControls = withManualTests([]*Control{
 				"complementary user entity controls."}},
 	{ID: "PHY-02", Name: "Media disposal",
 		Description: "Devices and media that held customer data are wiped or destroyed, with a record of each.",
-		Owner:       "it", Criteria: []string{"CC6.5"}, Manual: &Manual{MaxAge: evidenceYear,
+		Owner:       "IT", Criteria: []string{"CC6.5"}, Manual: &Manual{MaxAge: evidenceYear,
 			Requirement: "The disposal log for the period, or certificates of destruction, for every retired device."}},
 	{ID: "END-01", Name: "Endpoint protection on staff devices",
 		Description: "Staff devices are managed, encrypted, patched and run endpoint protection.",
-		Owner:       "it", Criteria: []string{"CC6.8"}, Manual: &Manual{MaxAge: evidenceQuarter,
+		Owner:       "IT", Criteria: []string{"CC6.8"}, Manual: &Manual{MaxAge: evidenceQuarter,
 			Requirement: "The device management report for the quarter: every staff device encrypted, patched and " +
 				"running endpoint protection, with exceptions resolved."}},
 	{ID: "VUL-01", Name: "Vulnerability scanning and patching",

@@ -49,7 +49,7 @@ func (s *Server) listControls(rq *request) error {
 	out := []controlView{}
 	for _, c := range controls.For(rq.tenant) {
 		v := controlView{ID: c.ID, Name: c.Name, Description: c.Description, Owner: c.Owner,
-			Frequency: c.Frequency.String(), Criteria: c.Criteria, Latest: latest[c.ID], Status: controls.NoEvidence,
+			Frequency: c.Every(), Criteria: c.Criteria, Latest: latest[c.ID], Status: controls.NoEvidence,
 			Excepted: controls.ActiveException(exs, c.ID, at)}
 		if v.Latest != nil {
 			v.Status = v.Latest.Status

@@ -241,7 +241,7 @@ func (s *Server) controlDetail(rq *request) error {
 		return err
 	}
 	v := controlDetailView{controlView: controlView{ID: c.ID, Name: c.Name, Description: c.Description, Owner: c.Owner,
-		Frequency: c.Frequency.String(), Criteria: c.Criteria, Latest: cs.Latest, Status: cs.Status},
+		Frequency: c.Every(), Criteria: c.Criteria, Latest: cs.Latest, Status: cs.Status},
 		From: from, To: to, Runs: cs.Runs, Passed: cs.Passed, Failed: cs.Failed, NoEvidence: cs.NoEvidence,
 		Effectiveness: cs.Effectiveness, Excepted: cs.Excepted, Exceptions: []*controls.Exception{}}
 	if c.Manual != nil {

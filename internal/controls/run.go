@@ -71,7 +71,7 @@ func Validate(ctx context.Context, in *instance.Instance, t *tenant.Tenant, ids 
 		}
 	}
 	defer lockTenant(t.ID)()
-	prev, err := latestStatuses(ctx, in, t)
+	prev, last, err := latestStatuses(ctx, in, t)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +83,11 @@ func Validate(ctx context.Context, in *instance.Instance, t *tenant.Tenant, ids 
 		r, err := c.Test(ctx, sc)
 		if err != nil {
 			return nil, fmt.Errorf("controls: test %s: %w", c.ID, err)
+		}
+		// Each result of a control is later than the one before, so that
+		// the latest is never in doubt, even when a clock stands still.
+		if l, ok := last[c.ID]; ok && !r.CheckedAt.Truncate(time.Microsecond).After(l) {
+			r.CheckedAt = l.Add(time.Microsecond)
 		}
 		st, ev, err := stored(in, c, r, actor, decorate)
 		if err != nil {
@@ -148,25 +153,27 @@ func Raises(previous Status, ran bool, now Status) bool {
 	return false
 }
 
-// latestStatuses reads the status of the newest result of each control
-// of tenant t, in one query.
-func latestStatuses(ctx context.Context, in *instance.Instance, t *tenant.Tenant) (map[string]Status, error) {
-	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT r.control_id, r.status FROM control_results r
+// latestStatuses reads the status and time of the newest result of each
+// control of tenant t, in one query.
+func latestStatuses(ctx context.Context, in *instance.Instance, t *tenant.Tenant) (map[string]Status, map[string]time.Time,
+	error) {
+	rows, err := in.DB.Read.QueryContext(ctx, in.DB.Rebind(`SELECT r.control_id, r.status, r.checked_at FROM control_results r
 		WHERE r.tenant_id = ? AND r.checked_at = (SELECT MAX(checked_at) FROM control_results x
 		WHERE x.tenant_id = r.tenant_id AND x.control_id = r.control_id)`), t.ID)
 	if err != nil {
-		return nil, fmt.Errorf("controls: read previous results: %w", err)
+		return nil, nil, fmt.Errorf("controls: read previous results: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]Status{}
+	out, last := map[string]Status{}, map[string]time.Time{}
 	for rows.Next() {
 		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
-			return nil, fmt.Errorf("controls: read previous results: %w", err)
+		var at int64
+		if err := rows.Scan(&id, &st, &at); err != nil {
+			return nil, nil, fmt.Errorf("controls: read previous results: %w", err)
 		}
-		out[id] = Status(st)
+		out[id], last[id] = Status(st), micros(at)
 	}
-	return out, rows.Err()
+	return out, last, rows.Err()
 }
 
 // alertEvent records an alert: high severity for a failure, medium for

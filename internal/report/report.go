@@ -124,6 +124,10 @@ type Control struct {
 	// Exceptions are the approved exceptions in force at some time in the
 	// period.
 	Exceptions []*controls.Exception `json:"exceptions"`
+	// Evidence, for a control proved by manual evidence, is the approved
+	// evidence that held at some time in the period, each with its
+	// SHA-256 as the trail recorded it when collected.
+	Evidence []*controls.Evidence `json:"evidence,omitempty"`
 }
 
 // Checkpoint is the signed checkpoint of the tenant's log a report is
@@ -200,11 +204,15 @@ func Build(ctx context.Context, in *instance.Instance, t *tenant.Tenant, sc *con
 		return nil, err
 	}
 	step("criteria")
+	evs, err := controls.EvidenceList(ctx, in, t, "")
+	if err != nil {
+		return nil, err
+	}
 	exs, err := controls.Exceptions(ctx, in, t)
 	if err != nil {
 		return nil, err
 	}
-	r.Criteria = criteria(sc, exs, r.From, r.To)
+	r.Criteria = criteria(sc, exs, evs, r.From, r.To)
 
 	step("populations")
 	all, err := collectAll(ctx, in, t, r.From, r.To, cp.Size)
@@ -229,7 +237,8 @@ func Build(ctx context.Context, in *instance.Instance, t *tenant.Tenant, sc *con
 }
 
 // criteria lays out the criteria in scope with their controls' record.
-func criteria(sc *controls.Scorecard, exs []*controls.Exception, from, to time.Time) []*Criterion {
+func criteria(sc *controls.Scorecard, exs []*controls.Exception, evs []*controls.Evidence, from,
+	to time.Time) []*Criterion {
 	byControl := map[string]*controls.ControlScore{}
 	for _, cs := range sc.Controls {
 		byControl[cs.Control] = cs
@@ -252,7 +261,7 @@ func criteria(sc *controls.Scorecard, exs []*controls.Exception, from, to time.T
 		for _, ctl := range controls.Catalog {
 			// The scorecard holds the tenant's controls in scope.
 			if slices.Contains(ctl.Criteria, cr.ID) && byControl[ctl.ID] != nil {
-				c.Controls = append(c.Controls, control(ctl, byControl[ctl.ID], exs, from, to))
+				c.Controls = append(c.Controls, control(ctl, byControl[ctl.ID], exs, evs, from, to))
 			}
 		}
 		out = append(out, c)
@@ -262,7 +271,8 @@ func criteria(sc *controls.Scorecard, exs []*controls.Exception, from, to time.T
 
 // control is one control's record: its score over the period, the
 // exceptions in force during it, and what to do when it did not pass.
-func control(ctl *controls.Control, s *controls.ControlScore, exs []*controls.Exception, from, to time.Time) *Control {
+func control(ctl *controls.Control, s *controls.ControlScore, exs []*controls.Exception, evs []*controls.Evidence,
+	from, to time.Time) *Control {
 	c := &Control{ID: ctl.ID, Name: ctl.Name, Owner: ctl.Owner, TestProcedure: ctl.Description,
 		LatestStatus: controls.NoEvidence, Exceptions: []*controls.Exception{}}
 	if ctl.Manual != nil {
@@ -284,7 +294,22 @@ func control(ctl *controls.Control, s *controls.ControlScore, exs []*controls.Ex
 			c.Exceptions = append(c.Exceptions, e)
 		}
 	}
+	for _, e := range evs {
+		if e.Control == ctl.ID && heldDuring(e, from, to) {
+			c.Evidence = append(c.Evidence, e)
+		}
+	}
 	return c
+}
+
+// heldDuring reports whether evidence e counted at some time in [from,
+// to): approved before to, effective before to, and neither expired nor
+// revoked by from.
+func heldDuring(e *controls.Evidence, from, to time.Time) bool {
+	if e.ApprovedAt == nil || !e.ApprovedAt.Before(to) || !e.EffectiveAt.Before(to) || !e.ExpiresAt.After(from) {
+		return false
+	}
+	return e.RevokedAt == nil || e.RevokedAt.After(from)
 }
 
 // inForce reports whether an approved exception held at some time in

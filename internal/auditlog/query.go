@@ -349,6 +349,9 @@ type candidate struct {
 	rec          *Record // nil until decoded
 	lf           *event.Leaf
 	restored     bool
+	// borrowed means that leaf is in a reader's scratch space: the record
+	// decoded from it keeps a copy.
+	borrowed bool
 }
 
 // match reports whether candidate c matches f, whose needles are given,
@@ -361,8 +364,12 @@ func (l *Log) match(ctx context.Context, t *tenant.Tenant, f *Filter, needles []
 		return false, nil
 	}
 	if c.rec == nil {
+		leaf := c.leaf
+		if c.borrowed {
+			leaf = bytes.Clone(leaf)
+		}
 		var err error
-		if c.rec, c.lf, err = decodeRecord(c.seq, c.leaf); err != nil {
+		if c.rec, c.lf, err = decodeRecord(c.seq, leaf); err != nil {
 			return false, err
 		}
 	}

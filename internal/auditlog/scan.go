@@ -1,12 +1,15 @@
 package auditlog
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/index"
@@ -37,6 +40,9 @@ type ScanOptions struct {
 // tree size it read. An error from fn ends the scan and is returned.
 func (l *Log) Scan(ctx context.Context, t *tenant.Tenant, fs []Filter, opts ScanOptions,
 	fn func(rec *Record, matched []int) error) (int64, error) {
+	if len(fs) > 64 {
+		return 0, errors.New("auditlog: a scan takes at most 64 filters")
+	}
 	fs = slices.Clone(fs)
 	ptrs := make([]*Filter, len(fs))
 	for i := range fs {
@@ -111,66 +117,185 @@ func (sc *scan) run(ctx context.Context, v *view, qs []*index.Query, empty []boo
 				return err
 			}
 		}
-		return sc.read(ctx, &blockPass{l: sc.l, q: tx, tenant: sc.t.ID, end: treeSize}, found)
+		return sc.read(ctx, tx, merge(found), treeSize)
 	})
 	return treeSize, err
 }
 
-// read checks the entries found, in ascending order, against the filters
-// that found them, and passes the matches on.
-func (sc *scan) read(ctx context.Context, p *blockPass, found [][]int64) error {
-	needles := make([][][]byte, len(sc.fs))
-	for i, f := range sc.fs {
-		needles[i] = f.needles()
-	}
-	var by, matched []int
+// hit is an entry the index found, and the filters that found it as a set
+// of bits.
+type hit struct {
+	seq int64
+	by  uint64
+}
+
+// merge merges ascending lists of entries, one a filter.
+func merge(found [][]int64) []hit {
+	var out []hit
 	for {
-		// The next entry is the smallest at the head of any list; by are
-		// the filters that found it.
-		seq := int64(math.MaxInt64)
-		by = by[:0]
+		h := hit{seq: math.MaxInt64}
 		for i, f := range found {
 			switch {
-			case len(f) == 0 || f[0] > seq:
-			case f[0] < seq:
-				seq, by = f[0], append(by[:0], i)
+			case len(f) == 0 || f[0] > h.seq:
+			case f[0] < h.seq:
+				h = hit{f[0], 1 << i}
 			default:
-				by = append(by, i)
+				h.by |= 1 << i
 			}
 		}
-		if len(by) == 0 {
-			return nil
+		if h.by == 0 {
+			return out
 		}
-		for _, i := range by {
-			found[i] = found[i][1:]
+		for i := range found {
+			if h.by&(1<<i) != 0 {
+				found[i] = found[i][1:]
+			}
 		}
-		leaf, sealed, err := p.entry(ctx, seq)
-		if err != nil {
-			return err
+		out = append(out, h)
+	}
+}
+
+// passSpan is how many entries a scan reads from the database at a time.
+const passSpan = 64 * blockSize
+
+// span is a run of hits and the rows that hold them, read in the snapshot:
+// a worker checks them against the filters, in order with the others.
+type span struct {
+	hits []hit
+	rows []entryRow
+	out  []*matched
+	err  error
+	done chan struct{}
+}
+
+type matched struct {
+	rec *Record
+	by  uint64
+}
+
+// read reads the rows holding hits, treeSize bounding them, in tx's
+// snapshot, while workers check them against the filters, one span each;
+// fn gets the matches in order.
+func (sc *scan) read(ctx context.Context, tx store.Querier, hits []hit, treeSize int64) error {
+	withPersonal := sc.opts.Personal == nil || slices.ContainsFunc(sc.fs, (*Filter).onPersonal) ||
+		slices.ContainsFunc(sc.opts.Personal, sc.l.IsPersonal)
+	workers := runtime.GOMAXPROCS(0)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	work := make(chan *span)
+	order := make(chan *span, 2*workers)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(order)
+		defer close(work)
+		for len(hits) > 0 {
+			first := hits[0].seq
+			end := min(first-first%blockSize+passSpan, treeSize)
+			n, _ := slices.BinarySearchFunc(hits, end, func(h hit, end int64) int { return cmp.Compare(h.seq, end) })
+			sp := &span{hits: hits[:n], done: make(chan struct{})}
+			hits = hits[n:]
+			sp.rows, sp.err = sc.l.readRowsOf(ctx, tx, sc.t.ID, first, end, withPersonal)
+			if sp.err != nil {
+				close(sp.done)
+			} else {
+				select {
+				case work <- sp:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case order <- sp:
+			case <-ctx.Done():
+				return
+			}
+			if sp.err != nil {
+				return
+			}
 		}
-		c := &candidate{seq: seq, leaf: leaf, sealed: sealed}
-		matched = matched[:0]
-		for _, i := range by {
-			ok, err := sc.l.match(ctx, sc.t, sc.fs[i], needles[i], c)
-			if err != nil {
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &blockPass{scratch: make([]byte, 0, 1<<20), withPersonal: withPersonal}
+			for sp := range work {
+				sp.out, sp.err = sc.check(ctx, p, sp)
+				close(sp.done)
+			}
+		}()
+	}
+	var by []int
+	for sp := range order {
+		select {
+		case <-sp.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if sp.err != nil {
+			return sp.err
+		}
+		for _, m := range sp.out {
+			by = by[:0]
+			for i := range sc.fs {
+				if m.by&(1<<i) != 0 {
+					by = append(by, i)
+				}
+			}
+			if err := sc.fn(m.rec, slices.Clone(by)); err != nil {
 				return err
 			}
+		}
+	}
+	return ctx.Err()
+}
+
+// check checks the hits of a span against the filters that found them,
+// decoding each entry at most once, and restores what the matches need.
+func (sc *scan) check(ctx context.Context, p *blockPass, sp *span) ([]*matched, error) {
+	p.reset(sp.rows)
+	var out []*matched
+	for _, h := range sp.hits {
+		leaf, sealed, err := p.entry(h.seq)
+		if err != nil {
+			return nil, err
+		}
+		c := &candidate{seq: h.seq, leaf: leaf, sealed: sealed, borrowed: true}
+		m := &matched{}
+		for i, f := range sc.fs {
+			if h.by&(1<<i) == 0 {
+				continue
+			}
+			ok, err := sc.l.match(ctx, sc.t, f, f.needles(), c)
+			if err != nil {
+				return nil, err
+			}
 			if ok {
-				matched = append(matched, i)
+				m.by |= 1 << i
 			}
 		}
-		if len(matched) == 0 {
+		if m.by == 0 {
 			continue
 		}
 		if sc.restores(c.rec) {
+			if !p.withPersonal {
+				if c.sealed, err = sc.l.sealed(ctx, sc.t.ID, h.seq); err != nil {
+					return nil, err
+				}
+			}
 			if err := sc.l.restore(ctx, sc.t, c); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		if err := sc.fn(c.rec, slices.Clone(matched)); err != nil {
-			return err
-		}
+		m.rec = c.rec
+		out = append(out, m)
 	}
+	return out, nil
 }
 
 // restores reports whether a matching record needs its personal values.
@@ -186,63 +311,57 @@ func (sc *scan) restores(r *Record) bool {
 	return false
 }
 
-// passSpan is how many entries a pass reads from the database at a time.
-const passSpan = 64 * blockSize
-
-// blockPass reads entries of a tenant's log in ascending order in one
-// snapshot: its rows a span at a time, each row decoded once, when an entry
-// in it is first asked for.
-type blockPass struct {
-	l      *Log
-	q      store.Querier
-	tenant int64
-	end    int64 // the snapshot's log size
-	rows   []entryRow
-	cur    *bundle
-}
-
-// entry returns the leaf and sealed personal values of seq, which must be
-// below p.end and not below any entry asked for before.
-func (p *blockPass) entry(ctx context.Context, seq int64) (leaf, sealed []byte, err error) {
-	if p.cur == nil || seq >= p.cur.end() {
-		if err := p.advance(ctx, seq); err != nil {
-			return nil, nil, err
-		}
-	}
-	i := seq - p.cur.first
-	if i < 0 || i >= int64(len(p.cur.leaves)) {
-		return nil, nil, fmt.Errorf("auditlog: entry %d is not stored: %w", seq, store.ErrNotFound)
-	}
-	return p.cur.leaves[i], p.cur.personal[i], nil
-}
-
-// advance decodes the row holding seq, reading the span of rows from it
-// when the rows read so far end before it.
-func (p *blockPass) advance(ctx context.Context, seq int64) error {
-	p.drop(seq)
-	if len(p.rows) == 0 || p.rows[0].first > seq {
-		start := seq - seq%blockSize
-		rows, err := p.l.readRows(ctx, p.q, p.tenant, seq, min(start+passSpan, p.end))
+// sealed reads the sealed personal values of entry seq: those of an entry
+// whose paths are personal no longer, which a scan leaving personal values
+// out did not read. An entry's sealed values never change; when the entry
+// has expired since the scan's snapshot was taken, this fails.
+func (l *Log) sealed(ctx context.Context, tenantID, seq int64) ([]byte, error) {
+	var sealed []byte
+	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := l.readRows(ctx, tx, tenantID, seq, seq+1)
 		if err != nil {
 			return err
 		}
-		p.rows = rows
-		p.drop(seq)
-	}
-	if len(p.rows) == 0 || p.rows[0].first > seq {
-		return fmt.Errorf("auditlog: entry %d is not stored: %w", seq, store.ErrNotFound)
-	}
-	b, err := p.rows[0].decode()
-	if err != nil {
-		return fmt.Errorf("auditlog: %w", err)
-	}
-	p.cur = b
-	return nil
+		p := &blockPass{withPersonal: true}
+		p.reset(rows)
+		_, sealed, err = p.entry(seq)
+		return err
+	})
+	return sealed, err
 }
 
-// drop forgets the rows that end at or before seq.
-func (p *blockPass) drop(seq int64) {
-	for len(p.rows) > 0 && p.rows[0].first+p.rows[0].count <= seq {
-		p.rows = p.rows[1:]
+// blockPass reads entries of rows in ascending order, decoding each row
+// once, when an entry in it is first asked for. The leaves it returns are
+// in its scratch space, valid until the next row is decoded.
+type blockPass struct {
+	rows         []entryRow
+	cur          *bundle
+	scratch      []byte
+	withPersonal bool
+}
+
+func (p *blockPass) reset(rows []entryRow) { p.rows, p.cur = rows, nil }
+
+// entry returns the leaf and, with withPersonal, the sealed personal values
+// of seq, which must not be below any entry asked for before.
+func (p *blockPass) entry(seq int64) (leaf, sealed []byte, err error) {
+	if p.cur == nil || seq >= p.cur.end() {
+		for len(p.rows) > 0 && p.rows[0].first+p.rows[0].count <= seq {
+			p.rows = p.rows[1:]
+		}
+		if len(p.rows) == 0 || p.rows[0].first > seq {
+			return nil, nil, fmt.Errorf("auditlog: entry %d is not stored: %w", seq, store.ErrNotFound)
+		}
+		if p.cur, err = p.rows[0].decodeInto(p.scratch, p.withPersonal); err != nil {
+			return nil, nil, fmt.Errorf("auditlog: %w", err)
+		}
 	}
+	i := seq - p.cur.first
+	if i < 0 {
+		return nil, nil, fmt.Errorf("auditlog: entry %d is not stored: %w", seq, store.ErrNotFound)
+	}
+	if p.withPersonal {
+		sealed = p.cur.personal[i]
+	}
+	return p.cur.leaves[i], sealed, nil
 }

@@ -12,8 +12,10 @@ import (
 	"github.com/attest/attest/internal/archive"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/personal"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
+	"github.com/attest/attest/internal/tenant"
 )
 
 // TestScanMatchesQueries checks that one scan over several filters returns,
@@ -31,8 +33,8 @@ func TestScanMatchesQueries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		personal := append(slices.Clone(event.DefaultPersonal), event.PathTargetName)
-		rl := newRetentionLogWith(t, db, dir, Config{Archive: arch, Personal: personal})
+		paths := append(slices.Clone(event.DefaultPersonal), event.PathTargetName)
+		rl := newRetentionLogWith(t, db, dir, Config{Archive: arch, Personal: paths})
 		g := eventgen.New(9, rl.clock.now())
 		start := rl.clock.now()
 		rl.add(t, g, 3000) // day 0
@@ -157,6 +159,39 @@ func TestScanMatchesQueries(t *testing.T) {
 			})
 		if err != nil {
 			t.Fatal(err)
+		}
+
+		// A log whose configuration no longer declares target names
+		// personal still restores the records that commit to one.
+		kek, _, err := personal.LoadOrCreateKEK(filepath.Join(dir, "kek.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := Open(db, Config{Instance: "retention.test", Now: rl.clock.now, Archive: arch},
+			personal.NewKeyring(db, kek, nil), tenant.NewRegistry(db, kek), rl.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		var public []Filter
+		var wantOf [][]*Record
+		for i, f := range fs {
+			if !f.onPersonal() {
+				public, wantOf = append(public, f), append(wantOf, want[i])
+			}
+		}
+		n = 0
+		_, err = other.Scan(ctx, rl.t, public, ScanOptions{Size: size, Personal: []string{event.PathTargetName}},
+			func(r *Record, matched []int) error {
+				w := wantOf[matched[0]][slices.IndexFunc(wantOf[matched[0]], func(w *Record) bool { return w.Sequence == r.Sequence })]
+				if !sameRecord(r, w) {
+					t.Fatalf("record %d read by another configuration differs from the query's: %+v", r.Sequence, r.Event)
+				}
+				n++
+				return nil
+			})
+		if err != nil || n == 0 {
+			t.Fatalf("scan by another configuration: %v, %d records", err, n)
 		}
 	})
 }

@@ -173,26 +173,55 @@ type matched struct {
 	by  uint64
 }
 
+// sealedAsk asks the goroutine reading a scan's snapshot for the sealed
+// personal values of an entry.
+type sealedAsk struct {
+	seq   int64
+	reply chan sealedReply // buffered
+}
+
+type sealedReply struct {
+	sealed []byte
+	err    error
+}
+
 // read reads the rows holding hits, treeSize bounding them, in tx's
 // snapshot, while workers check them against the filters, one span each;
-// fn gets the matches in order.
+// fn gets the matches in order. Only the reading goroutine uses tx: it also
+// answers the workers' asks for sealed values it left unread.
 func (sc *scan) read(ctx context.Context, tx store.Querier, hits []hit, treeSize int64) error {
 	withPersonal := sc.opts.Personal == nil || slices.ContainsFunc(sc.fs, (*Filter).onPersonal) ||
 		slices.ContainsFunc(sc.opts.Personal, sc.l.IsPersonal)
 	workers := runtime.GOMAXPROCS(0)
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	var wg, checking sync.WaitGroup
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
 	work := make(chan *span)
 	order := make(chan *span, 2*workers)
+	asks := make(chan sealedAsk)
+	checked := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(order)
-		defer close(work)
+		closeWork := sync.OnceFunc(func() { close(work) })
+		defer closeWork()
+		// pass hands sp on, answering asks meanwhile.
+		pass := func(ch chan<- *span, sp *span) bool {
+			for {
+				select {
+				case ch <- sp:
+					return true
+				case a := <-asks:
+					a.reply <- sc.sealed(ctx, tx, a.seq)
+				case <-ctx.Done():
+					return false
+				}
+			}
+		}
 		for len(hits) > 0 {
 			first := hits[0].seq
 			end := min(first-first%blockSize+passSpan, treeSize)
@@ -202,34 +231,42 @@ func (sc *scan) read(ctx context.Context, tx store.Querier, hits []hit, treeSize
 			sp.rows, sp.err = sc.l.readRowsOf(ctx, tx, sc.t.ID, first, end, withPersonal)
 			if sp.err != nil {
 				close(sp.done)
-			} else {
-				select {
-				case work <- sp:
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case order <- sp:
-			case <-ctx.Done():
+				pass(order, sp)
 				return
 			}
-			if sp.err != nil {
+			if !pass(work, sp) || !pass(order, sp) {
+				return
+			}
+		}
+		closeWork()
+		for {
+			select {
+			case a := <-asks:
+				a.reply <- sc.sealed(ctx, tx, a.seq)
+			case <-checked:
+				return
+			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	for range workers {
-		wg.Add(1)
+		checking.Add(1)
 		go func() {
-			defer wg.Done()
+			defer checking.Done()
 			p := &blockPass{scratch: make([]byte, 0, 1<<20), withPersonal: withPersonal}
 			for sp := range work {
-				sp.out, sp.err = sc.check(ctx, p, sp)
+				sp.out, sp.err = sc.check(ctx, p, sp, asks)
 				close(sp.done)
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		checking.Wait()
+		close(checked)
+	}()
 	var by []int
 	for sp := range order {
 		select {
@@ -256,8 +293,9 @@ func (sc *scan) read(ctx context.Context, tx store.Querier, hits []hit, treeSize
 }
 
 // check checks the hits of a span against the filters that found them,
-// decoding each entry at most once, and restores what the matches need.
-func (sc *scan) check(ctx context.Context, p *blockPass, sp *span) ([]*matched, error) {
+// decoding each entry at most once, and restores what the matches need,
+// sending asks for the sealed values p left unread.
+func (sc *scan) check(ctx context.Context, p *blockPass, sp *span, asks chan<- sealedAsk) ([]*matched, error) {
 	p.reset(sp.rows)
 	var out []*matched
 	for _, h := range sp.hits {
@@ -284,7 +322,7 @@ func (sc *scan) check(ctx context.Context, p *blockPass, sp *span) ([]*matched, 
 		}
 		if sc.restores(c.rec) {
 			if !p.withPersonal {
-				if c.sealed, err = sc.l.sealed(ctx, sc.t.ID, h.seq); err != nil {
+				if c.sealed, err = ask(ctx, asks, h.seq); err != nil {
 					return nil, err
 				}
 			}
@@ -296,6 +334,21 @@ func (sc *scan) check(ctx context.Context, p *blockPass, sp *span) ([]*matched, 
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+func ask(ctx context.Context, asks chan<- sealedAsk, seq int64) ([]byte, error) {
+	a := sealedAsk{seq: seq, reply: make(chan sealedReply, 1)}
+	select {
+	case asks <- a:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-a.reply:
+		return r.sealed, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // restores reports whether a matching record needs its personal values.
@@ -311,23 +364,18 @@ func (sc *scan) restores(r *Record) bool {
 	return false
 }
 
-// sealed reads the sealed personal values of entry seq: those of an entry
-// whose paths are personal no longer, which a scan leaving personal values
-// out did not read. An entry's sealed values never change; when the entry
-// has expired since the scan's snapshot was taken, this fails.
-func (l *Log) sealed(ctx context.Context, tenantID, seq int64) ([]byte, error) {
-	var sealed []byte
-	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		rows, err := l.readRows(ctx, tx, tenantID, seq, seq+1)
-		if err != nil {
-			return err
-		}
-		p := &blockPass{withPersonal: true}
-		p.reset(rows)
-		_, sealed, err = p.entry(seq)
-		return err
-	})
-	return sealed, err
+// sealed reads, in the scan's snapshot, the sealed personal values of
+// entry seq: those of an entry committing to paths that are personal no
+// longer, which a scan leaving personal values out did not read.
+func (sc *scan) sealed(ctx context.Context, tx store.Querier, seq int64) sealedReply {
+	rows, err := sc.l.readRows(ctx, tx, sc.t.ID, seq, seq+1)
+	if err != nil {
+		return sealedReply{err: err}
+	}
+	p := &blockPass{withPersonal: true}
+	p.reset(rows)
+	_, sealed, err := p.entry(seq)
+	return sealedReply{sealed, err}
 }
 
 // blockPass reads entries of rows in ascending order, decoding each row

@@ -39,7 +39,7 @@ func benchMix(i int, ev *event.Event) {
 // BenchmarkSOC2Report seeds a tenant's trail with ATTEST_BENCH_EVENTS
 // events (default 1,000,000) of eventgen's mix, then generates the
 // twelve-month report over it: scores, system description, the six
-// populations through the query API, the sample draws and the signed
+// populations in one scan of the trail, the sample draws and the signed
 // manifest. The trail is on SQLite, in a directory removed at the end,
 // unless ATTEST_BENCH_DIR names a directory to keep it in: a trail seeded
 // there is reused by later runs, so that profiles show the report alone.

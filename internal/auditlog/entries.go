@@ -240,7 +240,13 @@ func writeEntries(ctx context.Context, db *store.DB, tx *sql.Tx, buf *entryBuffe
 // readRows reads the entry rows of a tenant that hold any of [from, to),
 // from the database and, below where it starts, from archive segments.
 func (l *Log) readRows(ctx context.Context, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
-	out, err := l.storedRows(ctx, q, tenantID, from-from%blockSize, to)
+	return l.readRowsOf(ctx, q, tenantID, from, to, true)
+}
+
+// readRowsOf is readRows; without withPersonal, the rows read from the
+// database leave their personal values out.
+func (l *Log) readRowsOf(ctx context.Context, q store.Querier, tenantID, from, to int64, withPersonal bool) ([]entryRow, error) {
+	out, err := l.storedRows(ctx, q, tenantID, from-from%blockSize, to, withPersonal)
 	if err != nil {
 		return nil, err
 	}
@@ -264,10 +270,14 @@ func (l *Log) readRows(ctx context.Context, q store.Querier, tenantID, from, to 
 }
 
 // storedRows reads the database's entry rows of a tenant whose first entry
-// is in [from, to), in order.
-func (l *Log) storedRows(ctx context.Context, q store.Querier, tenantID, from, to int64) ([]entryRow, error) {
-	rows, err := q.QueryContext(ctx, l.db.Rebind(`SELECT first_seq, count, codec, leaves, personal FROM entries
-		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`), tenantID, from, to)
+// is in [from, to), in order, without their personal values unless
+// withPersonal.
+func (l *Log) storedRows(ctx context.Context, q store.Querier, tenantID, from, to int64, withPersonal bool) ([]entryRow, error) {
+	query := sqlStoredRows
+	if !withPersonal {
+		query = sqlStoredLeaves
+	}
+	rows, err := q.QueryContext(ctx, l.db.Rebind(query), tenantID, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: read entries: %w", err)
 	}
@@ -285,6 +295,13 @@ func (l *Log) storedRows(ctx context.Context, q store.Querier, tenantID, from, t
 	}
 	return out, nil
 }
+
+const (
+	sqlStoredRows = `SELECT first_seq, count, codec, leaves, personal FROM entries
+		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`
+	sqlStoredLeaves = `SELECT first_seq, count, codec, leaves, NULL FROM entries
+		WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ? ORDER BY first_seq`
+)
 
 // readBundle returns the entries of the C2SP entry bundle holding seq: all
 // of a full bundle, or every entry stored so far of the last one.

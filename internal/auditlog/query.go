@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -137,40 +138,16 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 			return nil, ErrBadCursor
 		}
 	}
-	q := &index.Query{Asc: f.Asc}
-	add := func(fl index.Field, v string) {
-		if v != "" {
-			q.All = append(q.All, index.HashValue(fl, v))
-		}
-	}
-	add(index.FieldActor, f.ActorID)
-	add(index.FieldAction, f.Action)
-	add(index.FieldCategory, f.Category)
-	add(index.FieldOutcome, f.Outcome)
-	add(index.FieldSource, f.Source)
-	if f.TargetID != "" {
-		q.All = append(q.All, index.TargetTerm(f.TargetType, f.TargetID))
-	} else {
-		add(index.FieldTargetType, f.TargetType)
-	}
-	if f.ClientIP != "" {
-		q.All = append(q.All, l.keyer(t).Term(index.FieldIP, f.ClientIP))
-	}
-	if r := micros(f.OccurredFrom, f.OccurredTo); r != nil {
-		q.Occurred = r
-	}
-	if r := micros(f.ReceivedFrom, f.ReceivedTo); r != nil {
-		q.Received = r
-	}
+	q := l.indexQuery(t, &f)
 	base := slices.Clone(q.All)
 	var page *Page
 	for attempt := 0; ; attempt++ {
 		q.All, q.AnyOf = base, nil
-		v, empty, err := l.queryView(ctx, t, &f, q)
+		v, empty, err := l.queryView(ctx, t, []*Filter{&f}, []*index.Query{q})
 		if err != nil {
 			return nil, err
 		}
-		if empty {
+		if empty[0] {
 			return &Page{TreeSize: v.mem.Size}, nil
 		}
 		page, err = l.runQuery(ctx, t, &f, q, v, cur)
@@ -200,22 +177,64 @@ func (l *Log) Query(ctx context.Context, t *tenant.Tenant, f Filter) (*Page, err
 	return page, nil
 }
 
-// queryView takes the index view a query reads, completing q with the
-// alternatives that depend on it: the actions matching a prefix or a text.
-// empty means that nothing can match.
-func (l *Log) queryView(ctx context.Context, t *tenant.Tenant, f *Filter, q *index.Query) (v *view, empty bool, err error) {
-	v, err = l.view(ctx, t, q.All)
-	if err != nil {
-		return nil, false, err
+// indexQuery returns the conditions of f that the index can check.
+func (l *Log) indexQuery(t *tenant.Tenant, f *Filter) *index.Query {
+	q := &index.Query{Asc: f.Asc}
+	add := func(fl index.Field, v string) {
+		if v != "" {
+			q.All = append(q.All, index.HashValue(fl, v))
+		}
 	}
-	if f.ActionPrefix != "" || f.Text != "" {
+	add(index.FieldActor, f.ActorID)
+	add(index.FieldAction, f.Action)
+	add(index.FieldCategory, f.Category)
+	add(index.FieldOutcome, f.Outcome)
+	add(index.FieldSource, f.Source)
+	if f.TargetID != "" {
+		q.All = append(q.All, index.TargetTerm(f.TargetType, f.TargetID))
+	} else {
+		add(index.FieldTargetType, f.TargetType)
+	}
+	if f.ClientIP != "" {
+		q.All = append(q.All, l.keyer(t).Term(index.FieldIP, f.ClientIP))
+	}
+	if r := micros(f.OccurredFrom, f.OccurredTo); r != nil {
+		q.Occurred = r
+	}
+	if r := micros(f.ReceivedFrom, f.ReceivedTo); r != nil {
+		q.Received = r
+	}
+	return q
+}
+
+// queryView takes the index view that queries qs of filters fs read,
+// completing each query with the alternatives that depend on it: the
+// actions matching a prefix or a text. empty[i] means that nothing can
+// match fs[i].
+func (l *Log) queryView(ctx context.Context, t *tenant.Tenant, fs []*Filter, qs []*index.Query) (v *view, empty []bool, err error) {
+	var terms []index.Term
+	for _, q := range qs {
+		terms = append(terms, q.All...)
+	}
+	if v, err = l.view(ctx, t, terms); err != nil {
+		return nil, nil, err
+	}
+	empty = make([]bool, len(fs))
+	again := false
+	for i, f := range fs {
+		if f.ActionPrefix == "" && f.Text == "" {
+			continue
+		}
+		q := qs[i]
 		if f.ActionPrefix != "" {
 			group := actionAlternatives(v, func(a string) bool { return strings.HasPrefix(a, f.ActionPrefix) })
 			if len(group) == 0 {
-				return v, true, nil
+				empty[i] = true
+				continue
 			}
 			q.AnyOf = append(q.AnyOf, group)
 		}
+		again = true
 		// Short texts have no trigrams to look up: they are matched by
 		// reading the events alone.
 		if tt := index.TextTerms(f.Text); tt != nil {
@@ -223,12 +242,21 @@ func (l *Log) queryView(ctx context.Context, t *tenant.Tenant, f *Filter, q *ind
 			group := actionAlternatives(v, func(a string) bool { return strings.Contains(index.Fold(a), folded) })
 			q.AnyOf = append(q.AnyOf, append(group, tt))
 		}
-		// The memtable view must hold the postings of these terms too.
-		if v, err = l.view(ctx, t, q.Terms()); err != nil {
-			return nil, false, err
+	}
+	if !again {
+		return v, empty, nil
+	}
+	// The memtable view must hold the postings of these terms too.
+	terms = terms[:0]
+	for i, q := range qs {
+		if !empty[i] {
+			terms = append(terms, q.Terms()...)
 		}
 	}
-	return v, false, nil
+	if v, err = l.view(ctx, t, terms); err != nil {
+		return nil, nil, err
+	}
+	return v, empty, nil
 }
 
 // errStaleIndex means that a merge replaced segments of a reader's view
@@ -241,27 +269,21 @@ func (l *Log) runQuery(ctx context.Context, t *tenant.Tenant, f *Filter, q *inde
 	err := l.db.ReadTx(ctx, func(rtx *sql.Tx) error {
 		tx := store.Cache(rtx)
 		defer tx.Close()
-		head, err := l.Head(ctx, tx, t.ID)
-		if err != nil {
+		size := int64(math.MaxInt64)
+		if cur != nil {
+			size = cur.Size
+		}
+		var err error
+		if page.TreeSize, err = l.bound(ctx, tx, t, v, size, q); err != nil {
 			return err
 		}
-		if head.indexGen != v.gen {
-			return errStaleIndex
-		}
-		page.TreeSize = min(head.Size, v.mem.Size)
-		if cur != nil {
-			page.TreeSize = min(page.TreeSize, cur.Size)
-		}
-		q.Hi = page.TreeSize
 		if cur != nil {
 			if f.Asc {
-				q.Lo = cur.Next
+				q.Lo = max(q.Lo, cur.Next)
 			} else {
 				q.Hi = min(q.Hi, cur.Next)
 			}
 		}
-		// Expired entries have no payload left to match or show.
-		q.Lo = max(q.Lo, head.Expired)
 		var ferr error
 		s := l.searcher(tx, v)
 		needles := f.needles()
@@ -272,28 +294,19 @@ func (l *Log) runQuery(ctx context.Context, t *tenant.Tenant, f *Filter, q *inde
 					ferr = err
 					return false
 				}
-				// The canonical form of a matching event holds each
-				// exact value as it is encoded: events without one are
-				// dropped before they are decoded.
-				if !containsAll(leaf, needles) {
-					continue
+				c := &candidate{seq: seq, leaf: leaf, sealed: sealed}
+				ok, err := l.match(ctx, t, f, needles, c)
+				if err == nil && ok {
+					err = l.restore(ctx, t, c)
 				}
-				rec, lf, err := decodeRecord(seq, leaf)
 				if err != nil {
 					ferr = err
 					return false
 				}
-				if !f.matchesPublic(rec.Event) {
+				if !ok {
 					continue
 				}
-				if err := l.restorePersonal(ctx, t, rec, lf, sealed); err != nil {
-					ferr = err
-					return false
-				}
-				if !f.matchesPersonal(rec) {
-					continue
-				}
-				page.Items = append(page.Items, rec)
+				page.Items = append(page.Items, c.rec)
 				if len(page.Items) > f.Limit {
 					return false
 				}
@@ -306,6 +319,79 @@ func (l *Log) runQuery(ctx context.Context, t *tenant.Tenant, f *Filter, q *inde
 		return err
 	})
 	return page, err
+}
+
+// bound reads the head of t's log in the snapshot tx reads and bounds q by
+// it: below the tree size it returns, which is the smallest of the log's
+// size, the index view's size and size, and from the first
+// entry not expired. It fails with errStaleIndex when v no longer matches
+// the snapshot.
+func (l *Log) bound(ctx context.Context, tx store.Querier, t *tenant.Tenant, v *view, size int64, q *index.Query) (int64, error) {
+	head, err := l.Head(ctx, tx, t.ID)
+	if err != nil {
+		return 0, err
+	}
+	if head.indexGen != v.gen {
+		return 0, errStaleIndex
+	}
+	treeSize := min(head.Size, v.mem.Size, size)
+	q.Hi = treeSize
+	// Expired entries have no payload left to match or show.
+	q.Lo = max(q.Lo, head.Expired)
+	return treeSize, nil
+}
+
+// candidate is an entry an index query found, decoded at most once however
+// many filters it is checked against.
+type candidate struct {
+	seq          int64
+	leaf, sealed []byte
+	rec          *Record // nil until decoded
+	lf           *event.Leaf
+	restored     bool
+	// borrowed means that leaf is in a reader's scratch space: the record
+	// decoded from it keeps a copy.
+	borrowed bool
+}
+
+// match reports whether candidate c matches f, whose needles are given,
+// decoding it when its leaf may match and restoring its personal values
+// when f has conditions on them.
+func (l *Log) match(ctx context.Context, t *tenant.Tenant, f *Filter, needles [][]byte, c *candidate) (bool, error) {
+	// The canonical form of a matching event holds each exact value as it
+	// is encoded: events without one are dropped before they are decoded.
+	if !containsAll(c.leaf, needles) {
+		return false, nil
+	}
+	if c.rec == nil {
+		leaf := c.leaf
+		if c.borrowed {
+			leaf = bytes.Clone(leaf)
+		}
+		var err error
+		if c.rec, c.lf, err = decodeRecord(c.seq, leaf); err != nil {
+			return false, err
+		}
+	}
+	if !f.matchesPublic(c.rec.Event) {
+		return false, nil
+	}
+	if !f.onPersonal() {
+		return true, nil
+	}
+	if err := l.restore(ctx, t, c); err != nil {
+		return false, err
+	}
+	return f.matchesPersonal(c.rec), nil
+}
+
+// restore restores the personal values of a decoded candidate, once.
+func (l *Log) restore(ctx context.Context, t *tenant.Tenant, c *candidate) error {
+	if c.restored {
+		return nil
+	}
+	c.restored = true
+	return l.restorePersonal(ctx, t, c.rec, c.lf, c.sealed)
 }
 
 func micros(from, to time.Time) *index.Range {
@@ -375,6 +461,9 @@ func containsAll(b []byte, needles [][]byte) bool {
 func (f *Filter) matches(r *Record) bool {
 	return f.matchesPublic(r.Event) && f.matchesPersonal(r)
 }
+
+// onPersonal reports whether f has conditions that matchesPersonal checks.
+func (f *Filter) onPersonal() bool { return f.ClientIP != "" || f.Text != "" }
 
 // matchesPersonal checks the conditions on personal values, which need the
 // record's personal values restored.

@@ -363,7 +363,7 @@ func (l *Log) archiveSegment(ctx context.Context, t *tenant.Tenant, pol Policy, 
 // dbRows reads the database's entry rows of [first, end), which must hold
 // exactly that range.
 func (l *Log) dbRows(ctx context.Context, q store.Querier, tenantID, first, end int64) ([]entryRow, error) {
-	rows, err := l.storedRows(ctx, q, tenantID, first, end)
+	rows, err := l.storedRows(ctx, q, tenantID, first, end, true)
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,13 @@ func newRetentionLog(t testing.TB, db *store.DB, dir string) *retentionLog {
 
 func newRetentionLogOn(t testing.TB, db *store.DB, dir string, arch archive.Store) *retentionLog {
 	t.Helper()
+	return newRetentionLogWith(t, db, dir, Config{Archive: arch})
+}
+
+// newRetentionLogWith is newRetentionLog with cfg, whose clock and instance
+// name it sets.
+func newRetentionLogWith(t testing.TB, db *store.DB, dir string, cfg Config) *retentionLog {
+	t.Helper()
 	ctx := context.Background()
 	kek, _, err := personal.LoadOrCreateKEK(filepath.Join(dir, "kek.key"))
 	if err != nil {
@@ -76,8 +83,8 @@ func newRetentionLogOn(t testing.TB, db *store.DB, dir string, arch archive.Stor
 	}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(db, Config{Instance: "retention.test", Now: c.now, Archive: arch},
-		personal.NewKeyring(db, kek, nil), reg, key)
+	cfg.Instance, cfg.Now = "retention.test", c.now
+	l, err := Open(db, cfg, personal.NewKeyring(db, kek, nil), reg, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +92,7 @@ func newRetentionLogOn(t testing.TB, db *store.DB, dir string, arch archive.Stor
 	if err := l.RegisterKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &retentionLog{testLog: &testLog{db: db, l: l, t: ten, key: key, dir: dir}, clock: c, arch: arch}
+	return &retentionLog{testLog: &testLog{db: db, l: l, t: ten, key: key, dir: dir}, clock: c, arch: cfg.Archive}
 }
 
 // add appends n generated events received now, by the test clock.

@@ -2,11 +2,8 @@ package report
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/csv"
-	"runtime"
-	"slices"
 	"strconv"
 	"time"
 
@@ -14,7 +11,6 @@ import (
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/tenant"
-	"golang.org/x/sync/errgroup"
 )
 
 // Population is one population an auditor samples from: the events of a
@@ -87,72 +83,44 @@ var Populations = []PopulationDef{
 		}},
 }
 
-// pageSize is the largest page the query API returns.
-const pageSize = 1000
-
 // collectAll reads every population, in the order of Populations: the
 // events received in [from, to) among the first size entries of the
-// tenant's log, oldest first. Each filter of each population is one
-// indexed query of the query API, paged; the queries run side by side,
-// as many at a time as there are processors.
+// tenant's log, oldest first. All the filters of all the populations are
+// answered in one scan of the trail, which reads each matching event once.
+// A row needs no personal value but the target's name, when that is
+// personal: only those events are restored.
 func collectAll(ctx context.Context, in *instance.Instance, t *tenant.Tenant, from, to time.Time,
 	size int64) ([][]Row, error) {
-	type job struct{ pop, filter int }
-	var jobs []job
+	var fs []auditlog.Filter
+	var popOf []int
 	for i, def := range Populations {
-		for j := range def.Filters {
-			jobs = append(jobs, job{i, j})
+		for _, f := range def.Filters {
+			f.ReceivedFrom, f.ReceivedTo = from, to.Add(-time.Microsecond)
+			fs = append(fs, f)
+			popOf = append(popOf, i)
 		}
-	}
-	parts := make([][]Row, len(jobs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for k, jb := range jobs {
-		g.Go(func() error {
-			def := Populations[jb.pop]
-			rows, err := collect(gctx, in, t, def.Filters[jb.filter], def.Keep, from, to, size)
-			parts[k] = rows
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
 	}
 	out := make([][]Row, len(Populations))
-	for k, jb := range jobs {
-		out[jb.pop] = append(out[jb.pop], parts[k]...)
-	}
-	for i, rows := range out {
-		slices.SortFunc(rows, func(a, b Row) int { return cmp.Compare(a.Sequence, b.Sequence) })
-		out[i] = slices.CompactFunc(rows, func(a, b Row) bool { return a.Sequence == b.Sequence })
+	opts := auditlog.ScanOptions{Size: size, Personal: []string{event.PathTargetName}}
+	_, err := in.Log.Scan(ctx, t, fs, opts, func(r *auditlog.Record, matched []int) error {
+		last := -1
+		for _, k := range matched {
+			// Filters of one population are next to each other.
+			i := popOf[k]
+			if i == last {
+				continue
+			}
+			last = i
+			if keep := Populations[i].Keep; keep == nil || keep(r.Event) {
+				out[i] = append(out[i], rowOf(r))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
-}
-
-// collect reads the rows of one filter of a population, page by page.
-func collect(ctx context.Context, in *instance.Instance, t *tenant.Tenant, f auditlog.Filter,
-	keep func(*event.Event) bool, from, to time.Time, size int64) ([]Row, error) {
-	f.ReceivedFrom, f.ReceivedTo = from, to.Add(-time.Microsecond)
-	f.Asc, f.Limit = true, pageSize
-	var rows []Row
-	for {
-		page, err := in.Log.Query(ctx, t, f)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range page.Items {
-			if r.Sequence >= size {
-				return rows, nil
-			}
-			if keep == nil || keep(r.Event) {
-				rows = append(rows, rowOf(r))
-			}
-		}
-		if page.Next == "" {
-			return rows, nil
-		}
-		f.Cursor = page.Next
-	}
 }
 
 func rowOf(r *auditlog.Record) Row {

@@ -97,6 +97,8 @@ generated {{time .GeneratedAt}}.</p>
 {{range .Exceptions}}<tr><td colspan="9">Exception {{.ID}}, from {{time .StartsAt}} to {{time .ExpiresAt}}, approved by
 {{.ApprovedBy}}: {{.Reason}}{{if .Compensating}}; compensating: {{.Compensating}}{{end}}{{if .RevokedAt}};
 revoked {{time .RevokedAt}}{{end}}</td></tr>{{end}}
+{{range .Evidence}}<tr><td colspan="9">Evidence {{.ID}}: {{.Title}} ({{.Kind}}), holding from {{time .EffectiveAt}} to
+{{time .ExpiresAt}}, approved by {{.ApprovedBy}}; SHA-256 {{.SHA256}}</td></tr>{{end}}
 {{end}}</table>{{else}}<p class="no_evidence">No control of the catalog supports this criterion.</p>{{end}}
 {{end}}
 

@@ -119,6 +119,10 @@ func (p *pdfWriter) control(c *Control) {
 		text += fmt.Sprintf(" Exception %s from %s to %s, approved by %s: %s.", e.ID, stamp(e.StartsAt),
 			stamp(e.ExpiresAt), e.ApprovedBy, e.Reason)
 	}
+	for _, e := range c.Evidence {
+		text += fmt.Sprintf(" Evidence %s: %s, holding from %s to %s, approved by %s; SHA-256 %s.", e.ID, e.Title,
+			stamp(e.EffectiveAt), stamp(e.ExpiresAt), e.ApprovedBy, e.SHA256)
+	}
 	p.f.SetLeftMargin(15)
 	p.para(text)
 	p.f.SetLeftMargin(10)

@@ -241,3 +241,56 @@ func TestExceptionsShown(t *testing.T) {
 		t.Errorf("the HTML does not show the excepted failure")
 	}
 }
+
+// TestEvidenceShown checks that the report lists, under a manual control,
+// the approved evidence that held in the period, with its SHA-256, and
+// leaves out evidence that had lapsed before it or was never approved.
+func TestEvidenceShown(t *testing.T) {
+	in, tn, _, from, to := fixture(t, 1)
+	ctx := context.Background()
+	day := int64(24 * time.Hour / time.Microsecond)
+	f, u := from.UnixMicro(), to.UnixMicro()
+	for _, e := range []struct {
+		id                  string
+		effective, expires  int64
+		approvedBy          any
+		approvedAt, revoked any
+	}{
+		{"evd_in", f - day, u + day, "usr_b", f - day, nil},
+		{"evd_lapsed", f - 3*day, f - day, "usr_b", f - 3*day, nil},
+		{"evd_pending", f - day, u + day, nil, nil, nil},
+		{"evd_revoked", f - 3*day, u + day, "usr_b", f - 3*day, f - day},
+	} {
+		if _, err := in.DB.Write.ExecContext(ctx, in.DB.Rebind(`INSERT INTO control_evidence (id, tenant_id, control_id,
+			kind, title, url, sha256, effective_at, expires_at, submitted_by, submitted_at, approved_by, approved_at,
+			revoked_by, revoked_at) VALUES (?, ?, 'GOV-03', 'link', 'Org chart', 'https://wiki.example.com/org', ?, ?, ?,
+			'usr_a', ?, ?, ?, ?, ?)`), e.id, tn.ID, []byte{0xab, 0xcd}, e.effective, e.expires, e.effective, e.approvedBy,
+			e.approvedAt, map[bool]any{true: "usr_b"}[e.revoked != nil], e.revoked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc, err := controls.Score(ctx, in, tn, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := report.Build(ctx, in, tn, sc, report.Options{From: from, To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range b.Report.Criteria {
+		for _, ctl := range c.Controls {
+			if c.ID == "CC1.3" && ctl.ID == "GOV-03" {
+				for _, e := range ctl.Evidence {
+					ids = append(ids, e.ID)
+				}
+			}
+		}
+	}
+	if len(ids) != 1 || ids[0] != "evd_in" {
+		t.Errorf("GOV-03 evidence %v, want evd_in alone", ids)
+	}
+	if !bytes.Contains(b.HTML, []byte("evd_in")) || !bytes.Contains(b.HTML, []byte("SHA-256 abcd")) {
+		t.Errorf("the HTML does not show the evidence with its digest")
+	}
+}

@@ -63,7 +63,12 @@ func actions(outcome string, names ...string) []auditlog.Filter {
 // Populations are the populations of every report, in order.
 var Populations = []PopulationDef{
 	{Name: "users_created", Description: "accounts created, through the API, the command line or SCIM (user.create, " +
-		"scim.user.create), that succeeded", Filters: actions("success", "user.create", "scim.user.create")},
+		"scim.user.create), or by an enrolment link for a new account, as the first owner's is (user.enrol.start " +
+		"of a new account), that succeeded",
+		Filters: actions("success", "user.create", "scim.user.create", "user.enrol.start"),
+		Keep: func(ev *event.Event) bool {
+			return ev.Action != "user.enrol.start" || bytes.Contains(ev.Details, []byte(`"new_account":true`))
+		}},
 	{Name: "users_terminated", Description: "accounts disabled, deleted or deprovisioned (user.disable, user.delete, " +
 		"user.deprovision), that succeeded", Filters: actions("success", "user.disable", "user.delete", "user.deprovision")},
 	{Name: "access_changes", Description: "role grants and revocations (role.grant, role.revoke), that succeeded",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/auditlog"
 	"github.com/attest/attest/internal/checkpoint"
 	"github.com/attest/attest/internal/controls"
 	"github.com/attest/attest/internal/event"
@@ -16,6 +17,7 @@ import (
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/report"
 	"github.com/attest/attest/internal/tenant"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 func TestSampleSize(t *testing.T) {
@@ -292,5 +294,35 @@ func TestEvidenceShown(t *testing.T) {
 	}
 	if !bytes.Contains(b.HTML, []byte("evd_in")) || !bytes.Contains(b.HTML, []byte("SHA-256 abcd")) {
 		t.Errorf("the HTML does not show the evidence with its digest")
+	}
+}
+
+// TestFirstOwnerCounted checks that an account made by an enrolment link
+// for a new account, as the first owner's is, counts as created, and that
+// enrolling an existing account does not.
+func TestFirstOwnerCounted(t *testing.T) {
+	var def report.PopulationDef
+	for _, d := range report.Populations {
+		if d.Name == "users_created" {
+			def = d
+		}
+	}
+	if !slices.ContainsFunc(def.Filters, func(f auditlog.Filter) bool { return f.Action == "user.enrol.start" }) {
+		t.Fatal("users_created does not read enrolments")
+	}
+	for _, tc := range []struct {
+		details string
+		want    bool
+	}{
+		{`{"new_account":true,"password_set":true,"step":"enrol_start"}`, true},
+		{`{"new_account":false,"password_set":true,"step":"enrol_start"}`, false},
+	} {
+		ev := &event.Event{Action: "user.enrol.start", Details: jsontext.Value(tc.details)}
+		if got := def.Keep(ev); got != tc.want {
+			t.Errorf("enrolment with %s kept %v, want %v", tc.details, got, tc.want)
+		}
+	}
+	if !def.Keep(&event.Event{Action: "user.create"}) {
+		t.Error("user.create is not kept")
 	}
 }

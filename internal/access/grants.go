@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/store"
@@ -131,19 +132,52 @@ func (g *Grants) revokeUnheldKeys(ctx context.Context, tx *sql.Tx, userID string
 	return nil
 }
 
-// Sponsored reports whether sponsor granted one of userID's roles or issued
-// an enrolment link for the account: such a user is no independent second
-// person for sponsor's elevations.
+// Sponsored reports whether userID owes their account or a role to
+// sponsor: whether sponsor, or anyone who owes their own account or role to
+// sponsor, however far back, granted one of userID's roles or issued an
+// enrolment link for the account (whoever holds a link can enrol as its
+// account). A grant or link made with an API key counts as made by the
+// key's owner. Such a user is no independent second person for sponsor.
 func (g *Grants) Sponsored(ctx context.Context, q store.Querier, userID, sponsor string) (bool, error) {
-	var n int
-	err := q.QueryRowContext(ctx, g.db.Rebind(`SELECT
-		(SELECT COUNT(*) FROM role_grants WHERE user_id = ? AND granted_by = ?) +
-		(SELECT COUNT(*) FROM enrolments WHERE user_id = ? AND created_by = ?)`), userID, sponsor, userID, sponsor).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("access: read grants: %w", err)
+	seen := map[string]bool{userID: true}
+	next := []string{userID}
+	for len(next) > 0 && len(seen) <= maxSponsorChain {
+		var found []string
+		for _, u := range next {
+			rows, err := q.QueryContext(ctx, g.db.Rebind(`SELECT granted_by FROM role_grants WHERE user_id = ?
+				UNION SELECT created_by FROM enrolments WHERE user_id = ?`), u, u)
+			if err != nil {
+				return false, fmt.Errorf("access: read grants: %w", err)
+			}
+			bys, err := store.Strings(rows)
+			if err != nil {
+				return false, fmt.Errorf("access: read grants: %w", err)
+			}
+			for _, by := range bys {
+				if keyID, ok := strings.CutPrefix(by, "apikey:"); ok {
+					var owner sql.NullString
+					err := q.QueryRowContext(ctx, g.db.Rebind(`SELECT user_id FROM api_keys WHERE id = ?`), keyID).Scan(&owner)
+					if err != nil && !errors.Is(err, sql.ErrNoRows) {
+						return false, fmt.Errorf("access: read key: %w", err)
+					}
+					by = owner.String
+				}
+				if by == sponsor {
+					return true, nil
+				}
+				if by != "" && !seen[by] {
+					seen[by] = true
+					found = append(found, by)
+				}
+			}
+		}
+		next = found
 	}
-	return n > 0, nil
+	return false, nil
 }
+
+// maxSponsorChain bounds the accounts Sponsored follows back.
+const maxSponsorChain = 1000
 
 // LastOwner reports whether userID is the tenant's only active owner.
 func (g *Grants) LastOwner(ctx context.Context, q store.Querier, tenantID int64, userID string) (bool, error) {

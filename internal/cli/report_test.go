@@ -38,6 +38,8 @@ func TestReportCommands(t *testing.T) {
 	// A report covers at most 366 days, and none of the future.
 	run(exitUsage, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", "2024-01-01T00:00:00Z",
 		"--to", to, "--format", "json", "--out", out+"3")
+	run(exitUsage, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", "1899-01-01T00:00:00Z",
+		"--to", "1899-06-01T00:00:00Z", "--format", "json", "--out", out+"3")
 	run(exitUsage, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", "2999-01-01T00:00:00Z",
 		"--to", "2999-06-01T00:00:00Z", "--format", "json", "--out", out+"3")
 	run(exitProblem, "report", "soc2", "--data-dir", dir, "--log-level", "error", "--from", from, "--to", to,

@@ -312,6 +312,22 @@ func TestSponsoredCannotApprove(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A puppet's puppet owes its account to the submitter as surely.
+	for _, q := range []string{
+		`INSERT INTO users (id, tenant_id, email, email_display, name, status, created_at, updated_at)
+			VALUES ('usr_puppet2', ?, 'puppet2@example.com', 'puppet2@example.com', 'Pip', 'active', ?, ?)`,
+		`INSERT INTO enrolments (token_hash, tenant_id, user_id, role, created_by, created_at, expires_at)
+			VALUES (?, ?, 'usr_puppet2', 'compliance_officer', 'usr_puppet', ?, ?)`,
+	} {
+		args := []any{op.ID, now, now}
+		if strings.Contains(q, "enrolments") {
+			args = []any{[]byte("link-hash"), op.ID, now, now}
+		}
+		if _, err := in.DB.Write.ExecContext(ctx, in.DB.Rebind(q), args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	puppet2 := event.Actor{Type: "user", ID: "usr_puppet2", Name: "Pip"}
 	puppet := event.Actor{Type: "user", ID: "usr_puppet", Name: "Pat"}
 	e, err := controls.SubmitEvidence(ctx, in, op, &controls.Submission{Control: "GOV-03", Title: "Org chart",
 		URL: "https://wiki.example.com/org", EffectiveAt: c.Now(), ExpiresAt: c.Now().Add(90 * oneDay)}, alice, nil)
@@ -320,6 +336,9 @@ func TestSponsoredCannotApprove(t *testing.T) {
 	}
 	if _, err := controls.ApproveEvidence(ctx, in, op, e.ID, puppet, nil); !errors.Is(err, controls.ErrSponsored) {
 		t.Errorf("approval by the submitter's grantee: %v, want ErrSponsored", err)
+	}
+	if _, err := controls.ApproveEvidence(ctx, in, op, e.ID, puppet2, nil); !errors.Is(err, controls.ErrSponsored) {
+		t.Errorf("approval by the grantee's own enrolee: %v, want ErrSponsored", err)
 	}
 	x, err := controls.RequestException(ctx, in, op, &controls.ExceptionRequest{Control: "IAM-05", Reason: "the review slipped",
 		ExpiresAt: c.Now().Add(30 * oneDay)}, alice, nil)

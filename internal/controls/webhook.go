@@ -94,6 +94,9 @@ func NewDeliverer(in *instance.Instance, client *http.Client) *Deliverer {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		d := &net.Dialer{Timeout: WebhookTimeout, ControlContext: refuseLocal}
 		tr.DialContext = d.DialContext
+		// Through a proxy the dial would check the proxy's address, not
+		// the receiver's: webhooks go direct.
+		tr.Proxy = nil
 		c.Transport = tr
 	}
 	c.Timeout = WebhookTimeout
@@ -120,14 +123,40 @@ func refuseLocal(ctx context.Context, _, address string, _ syscall.RawConn) erro
 	if err != nil {
 		return errLocalAddress
 	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+	local, private := AddrClass(ip)
+	if local {
 		return errLocalAddress
 	}
-	if (ip.IsPrivate() || sharedSpace.Contains(ip)) && ctx.Value(privateOK{}) == nil {
+	if private && ctx.Value(privateOK{}) == nil {
 		return errPrivateAddress
 	}
 	return nil
+}
+
+// AddrClass says whether a webhook may never reach ip (local: loopback,
+// link-local, multicast, unspecified) or only the operator's may
+// (private: RFC 1918, unique local, site-local, shared address space).
+// An IPv4 address carried in an IPv6 one (mapped, compatible, NAT64,
+// 6to4) is judged as the IPv4 address, since that is where it leads.
+func AddrClass(ip netip.Addr) (local, private bool) {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		b := ip.As16()
+		switch {
+		case netip.MustParsePrefix("64:ff9b::/96").Contains(ip), netip.MustParsePrefix("::/96").Contains(ip) &&
+			!ip.IsUnspecified() && !ip.IsLoopback():
+			return AddrClass(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+		case netip.MustParsePrefix("2002::/16").Contains(ip):
+			return AddrClass(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}))
+		case netip.MustParsePrefix("fec0::/10").Contains(ip):
+			return false, true
+		}
+	}
+	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() ||
+		(ip.Is4() && ip.As4()[0] == 0) {
+		return true, false
+	}
+	return false, ip.IsPrivate() || sharedSpace.Contains(ip)
 }
 
 // sharedSpace is the carrier-grade NAT range of RFC 6598, private in all

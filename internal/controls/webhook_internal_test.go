@@ -30,6 +30,12 @@ func TestWebhookAddresses(t *testing.T) {
 		{"169.254.169.254:80", errLocalAddress, errLocalAddress},
 		{"0.0.0.0:443", errLocalAddress, errLocalAddress},
 		{"not-an-address", errLocalAddress, errLocalAddress},
+		{"[64:ff9b::7f00:1]:443", errLocalAddress, errLocalAddress},
+		{"[2002:7f00:1::]:443", errLocalAddress, errLocalAddress},
+		{"[::127.0.0.1]:443", errLocalAddress, errLocalAddress},
+		{"[64:ff9b::a00:5]:443", nil, errPrivateAddress},
+		{"[fec0::1]:443", nil, errPrivateAddress},
+		{"0.1.2.3:443", errLocalAddress, errLocalAddress},
 	} {
 		if err := refuseLocal(operator, "tcp", tc.addr, nil); !errors.Is(err, tc.operator) {
 			t.Errorf("operator's webhook dialling %s: %v, want %v", tc.addr, err, tc.operator)

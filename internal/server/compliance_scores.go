@@ -330,9 +330,10 @@ func (s *Server) setComplianceSettings(rq *request) error {
 		if err := checkWebhookURL(*body.WebhookURL); err != nil {
 			return err
 		}
-		if rq.tenant.Name != tenant.Operator && privateHost(*body.WebhookURL) {
-			return badRequest("webhook_url", "webhook_url names a private address, which only the operator's webhook "+
-				"may reach")
+		if u, err := url.Parse(*body.WebhookURL); err == nil && *body.WebhookURL != "" {
+			if err := webhookHost(u.Hostname(), rq.tenant.Name == tenant.Operator); err != nil {
+				return err
+			}
 		}
 	}
 	if s := body.WebhookSecret; s != nil && *s != "" && (len(*s) < minWebhookSecret || len(*s) > maxWebhookSecret) {
@@ -417,35 +418,40 @@ func checkWebhookURL(raw string) error {
 		return badRequest("webhook_url", "webhook_url must name a host")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return badRequest("webhook_url", "webhook_url must not have a fragment")
-	case localHost(u.Hostname()):
-		return badRequest("webhook_url", "webhook_url names a loopback, link-local or unspecified address, which "+
-			"webhooks may not reach")
 	}
 	return nil
 }
 
-// privateHost reports whether the URL raw names a private address
-// outright; delivery checks each address a name resolves to as well.
-func privateHost(raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(u.Hostname())
-	return err == nil && (ip.Unmap().IsPrivate() || netip.MustParsePrefix("100.64.0.0/10").Contains(ip.Unmap()))
-}
-
-// localHost reports whether host is one a webhook may never reach, as
-// far as its name tells: delivery checks each address it dials as well.
-func localHost(host string) bool {
+// webhookHost checks the host a webhook names, as far as its name tells:
+// delivery checks each address it dials as well. Loopback, link-local and
+// the like are refused for everyone, private addresses for all but the
+// operator's tenant, and numeric forms other than dotted IPv4 and IPv6
+// literals (127.1, 0x7f000001, 2130706433) for being ambiguous.
+func webhookHost(host string, operator bool) error {
 	h := strings.TrimSuffix(strings.ToLower(host), ".")
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
+		return badRequest("webhook_url", "webhook_url names a loopback, link-local or unspecified address, which "+
+			"webhooks may not reach")
 	}
 	ip, err := netip.ParseAddr(h)
 	if err != nil {
-		return false
+		// No top-level domain is a number: a name that ends in one is an
+		// address in some shorthand.
+		last := h[strings.LastIndexByte(h, '.')+1:]
+		if last != "" && (strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x")) {
+			return badRequest("webhook_url", "webhook_url names a number that is not a dotted IPv4 address: name the "+
+				"host, or write its address in full")
+		}
+		return nil
 	}
-	ip = ip.Unmap()
-	return ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast()
+	local, private := controls.AddrClass(ip)
+	switch {
+	case local:
+		return badRequest("webhook_url", "webhook_url names a loopback, link-local or unspecified address, which "+
+			"webhooks may not reach")
+	case private && !operator:
+		return badRequest("webhook_url", "webhook_url names a private address, which only the operator's webhook "+
+			"may reach")
+	}
+	return nil
 }

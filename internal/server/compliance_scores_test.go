@@ -309,8 +309,11 @@ func TestComplianceSettings(t *testing.T) {
 		}
 		// A customer tenant's webhook may not name a private address, nor
 		// a secret come without a webhook.
-		ts.do("PUT", "/api/v1/compliance/settings", ts.key(tenant.Default, "admin"), nil,
-			`{"webhook_url":"https://10.0.0.5/h","webhook_secret":"0123456789abcdef"}`, http.StatusBadRequest, nil)
+		for _, host := range []string{"10.0.0.5", "192.168.1.1.", "[fec0::1]", "[64:ff9b::a00:5]", "[2002:a00:5::]",
+			"127.1", "0x7f000001", "2130706433", "017700000001", "[::127.0.0.1]", "0.1.2.3", "localhost."} {
+			ts.do("PUT", "/api/v1/compliance/settings", ts.key(tenant.Default, "admin"), nil,
+				`{"webhook_url":"https://`+host+`/h","webhook_secret":"0123456789abcdef"}`, http.StatusBadRequest, nil)
+		}
 		ts.do("PUT", "/api/v1/compliance/settings", ts.key(tenant.Default, "admin"), nil,
 			`{"webhook_secret":"0123456789abcdef"}`, http.StatusBadRequest, nil)
 		// The default tenant's settings are its own.

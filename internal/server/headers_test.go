@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/attest/attest/internal/console"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
@@ -107,5 +108,30 @@ func TestAuthorizationHeader(t *testing.T) {
 	if got := ts.send("GET", "/logs/default/checkpoint", http.Header{"Authorization": {"Bearer " + reader},
 		"Attest-Tenant": {"a", "b"}}, ""); got != 400 {
 		t.Errorf("two Attest-Tenant on the tiled log: status %d, want 400", got)
+	}
+}
+
+// TestConsoleServed checks that serve answers the web console at / with
+// its own strict policy, and that the API's paths stay the API's.
+func TestConsoleServed(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	ts := start(t, opts, server.Config{})
+	resp, err := ts.client.Get(ts.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		resp.Header.Get("Content-Security-Policy") != console.Policy || resp.Header.Get("X-Frame-Options") != "DENY" ||
+		resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("GET /: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, err = ts.client.Get(ts.url + "/api/v1/nothing-here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		t.Errorf("an unknown API path: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/attest/attest/internal/access"
 	"github.com/attest/attest/internal/auditlog"
+	"github.com/attest/attest/internal/console"
 	"github.com/attest/attest/internal/event"
 	"github.com/attest/attest/internal/identity"
 	"github.com/attest/attest/internal/instance"
@@ -192,6 +193,10 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 		handle: s.unknownRoute}
 	mux.Handle("/api/", s.wrap(notFoundRoute))
 	mux.Handle("/logs/", s.wrap(notFoundRoute))
+	// The web console: static pages that speak to the API like any client.
+	ui := console.Handler()
+	mux.Handle("GET /{$}", ui)
+	mux.Handle("GET /assets/", ui)
 	s.handler = securityHeaders(mux)
 	return s, nil
 }

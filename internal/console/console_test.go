@@ -1,0 +1,101 @@
+package console_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/attest/attest/internal/console"
+)
+
+// TestPagesLoadNothingFromElsewhere reads every embedded file: none names
+// another origin, and the page carries no inline script, style or event
+// handler, which the policy would refuse to run anyway.
+func TestPagesLoadNothingFromElsewhere(t *testing.T) {
+	srv := httptest.NewServer(console.Handler())
+	defer srv.Close()
+	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\son[a-z]+\s*=|style\s*=|javascript:`)
+	for _, name := range []string{"/", "/assets/app.js", "/assets/app.css"} {
+		resp, err := http.Get(srv.URL + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", name, resp.StatusCode)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); csp != console.Policy || strings.Contains(csp, "unsafe") {
+			t.Errorf("GET %s: policy %q", name, csp)
+		}
+		if strings.Contains(string(b), "http://") || strings.Contains(string(b), "https://") {
+			t.Errorf("%s names another origin", name)
+		}
+		if name == "/" && inline.Match(b) {
+			t.Errorf("the page holds inline script, style or a handler: %s", inline.Find(b))
+		}
+	}
+	for path, want := range map[string]string{"/": "text/html", "/assets/app.js": "javascript", "/assets/app.css": "text/css"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); !strings.Contains(ct, want) {
+			t.Errorf("GET %s: Content-Type %q, want %s", path, ct, want)
+		}
+	}
+}
+
+// TestOnlyItsOwnFiles checks that the handler answers its files and
+// nothing else: no other path, no traversal, no hidden file, no POST.
+func TestOnlyItsOwnFiles(t *testing.T) {
+	h := console.Handler()
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/assets/missing.js", http.StatusNotFound},
+		{"GET", "/assets/../console.go", http.StatusNotFound},
+		{"GET", "/assets/%2e%2e/console.go", http.StatusNotFound},
+		{"GET", "/index.html", http.StatusNotFound},
+		{"POST", "/", http.StatusMethodNotAllowed},
+		{"HEAD", "/", http.StatusOK},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, rec.Code, tc.want)
+		}
+	}
+}
+
+// TestEveryReferencedFileIsServed checks that each file the page names is
+// embedded, so that a page never asks for what is not there.
+func TestEveryReferencedFileIsServed(t *testing.T) {
+	srv := httptest.NewServer(console.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	refs := regexp.MustCompile(`(?:src|href)="(/assets/[^"]+)"`).FindAllSubmatch(b, -1)
+	if len(refs) == 0 {
+		t.Fatal("the page names no file")
+	}
+	for _, m := range refs {
+		r, err := http.Get(srv.URL + string(m[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", m[1], r.StatusCode)
+		}
+	}
+}

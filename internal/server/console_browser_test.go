@@ -1,0 +1,117 @@
+package server_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/attest/attest/internal/server"
+	"github.com/attest/attest/internal/store/storetest"
+	"github.com/attest/attest/internal/tenant"
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium for a test, or skips the test when the
+// machine has none: ATTEST_CHROMIUM names the binary, else chromium on the
+// PATH.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	bin := os.Getenv("ATTEST_CHROMIUM")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("chromium"); err != nil {
+			t.Skip("no Chromium on this machine (install Debian's chromium, or set ATTEST_CHROMIUM): browser tests skipped")
+		}
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 800),
+		// The test server's certificate is made for the test, on loopback.
+		chromedp.Flag("ignore-certificate-errors", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+	// The first run starts the browser, and lives as long as its context:
+	// it takes no timeout; the test's steps do.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	return bctx
+}
+
+// within runs steps in the browser of ctx, giving them 20 seconds.
+func within(ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return chromedp.Do(ctx, steps...)
+}
+
+// screenshot saves the page as name.png in the repository's screenshots
+// folder, which git ignores, for a person to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("..", "..", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConsoleSignInInChromium signs a compliance officer in through the
+// console's two steps in a real browser and reads the overview the
+// dashboard API answers.
+func TestConsoleSignInInChromium(t *testing.T) {
+	ctx := browser(t)
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
+	c.Add(30 * time.Second)
+	err := within(ctx,
+		chromedp.Navigate(ts.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("tenant")),
+		chromedp.SendKeys(chromedp.ID("tenant"), tenant.Default),
+		chromedp.SendKeys(chromedp.ID("email"), p.email),
+		chromedp.SendKeys(chromedp.ID("password"), p.password),
+		chromedp.Click(chromedp.CSS("#password-step button")),
+		chromedp.WaitVisible(chromedp.ID("code")),
+		chromedp.SendKeys(chromedp.ID("code"), code(t, p.secret, c.Now())),
+		chromedp.Click(chromedp.CSS("#totp-step button")),
+		chromedp.WaitVisible(chromedp.ID("overview")),
+		chromedp.WaitVisible(chromedp.CSS("#categories tbody tr")),
+	)
+	text := func(id string) string {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID(id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err != nil {
+		screenshot(t, ctx, "signin-failed")
+		t.Fatalf("%v; the page says %q", err, text("signin-error"))
+	}
+	who, score, errText := text("who"), text("readiness"), text("overview-error")
+	screenshot(t, ctx, "overview")
+	if who != p.email {
+		t.Errorf("signed in as %q, want %s", who, p.email)
+	}
+	if _, err := strconv.ParseFloat(strings.TrimSpace(score), 64); err != nil || errText != "" {
+		t.Errorf("the overview shows readiness %q and error %q", score, errText)
+	}
+}

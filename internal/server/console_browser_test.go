@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,5 +114,71 @@ func TestConsoleSignInInChromium(t *testing.T) {
 	}
 	if _, err := strconv.ParseFloat(strings.TrimSpace(score), 64); err != nil || errText != "" {
 		t.Errorf("the overview shows readiness %q and error %q", score, errText)
+	}
+}
+
+// TestConsoleControlTurnsGreen watches a failing control in the console:
+// IAM-01 fails while an account lacks a second factor, its detail names
+// the account, and once the account is disabled and the control run again
+// the page shows it passing.
+func TestConsoleControlTurnsGreen(t *testing.T) {
+	ctx := browser(t)
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	hdr := map[string]string{"Attest-Tenant": tenant.Default}
+	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
+	var u struct{ User struct{ ID string } }
+	ts.do("POST", "/api/v1/users", ts.operator, hdr, `{"email":"nofactor@example.com","name":"No Factor"}`,
+		http.StatusCreated, &u)
+	ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, hdr, `{"controls":["IAM-01"]}`, http.StatusOK, nil)
+	c.Add(30 * time.Second)
+	status := `#control-list tr:has(button[data-control="IAM-01"]) td:nth-child(4)`
+	err := within(ctx,
+		chromedp.Navigate(ts.url+"/#controls"),
+		chromedp.WaitVisible(chromedp.ID("tenant")),
+		chromedp.SendKeys(chromedp.ID("tenant"), tenant.Default),
+		chromedp.SendKeys(chromedp.ID("email"), p.email),
+		chromedp.SendKeys(chromedp.ID("password"), p.password),
+		chromedp.Click(chromedp.CSS("#password-step button")),
+		chromedp.WaitVisible(chromedp.ID("code")),
+		chromedp.SendKeys(chromedp.ID("code"), code(t, p.secret, c.Now())),
+		chromedp.Click(chromedp.CSS("#totp-step button")),
+		chromedp.WaitVisible(chromedp.CSS(status)),
+		chromedp.Click(chromedp.CSS(`button[data-control="IAM-01"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#detail-findings li")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(sel string) string {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	screenshot(t, ctx, "control-failing")
+	if got := read(status); got != "fail" {
+		t.Errorf("IAM-01 shows %q, want fail", got)
+	}
+	if got := read("#detail-findings li"); !strings.Contains(got, "user:"+u.User.ID) {
+		t.Errorf("the finding reads %q, want the account named", got)
+	}
+
+	// The fix: the account is disabled, and the control runs again.
+	ts.do("POST", "/api/v1/users/"+u.User.ID+"/disable", ts.operator, hdr, "", http.StatusOK, nil)
+	ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, hdr, `{"controls":["IAM-01"]}`, http.StatusOK, nil)
+	if err := within(ctx, chromedp.Click(chromedp.ID("refresh-controls"))); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); read(status) != "pass" && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	screenshot(t, ctx, "control-passing")
+	if got := read(status); got != "pass" {
+		t.Errorf("after the fix IAM-01 shows %q, want pass", got)
 	}
 }

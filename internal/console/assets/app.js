@@ -41,7 +41,68 @@ function fill(table, rows) {
     for (const [text, cls] of r) cell(tr, text, cls);
     body.appendChild(tr);
   }
+  return body;
 }
+
+const pages = ["overview", "controls"];
+
+// page shows one page, named by the location's fragment.
+async function page() {
+  const name = pages.includes(location.hash.slice(1)) ? location.hash.slice(1) : "overview";
+  for (const p of pages) show(p, p === name);
+  try {
+    if (name === "overview") await overview();
+    if (name === "controls") await controlList();
+  } catch (err) {
+    $(name + "-error").textContent = err.message;
+  }
+}
+
+async function controlList() {
+  $("controls-error").textContent = "";
+  const d = await api("GET", "/api/v1/compliance/controls");
+  const body = fill($("control-list"), d.controls.map((c) => [
+    [c.id + " " + c.name], [c.owner], [c.frequency], [c.status + (c.excepted ? " (excepted)" : ""), c.status],
+    [String(c.latest ? c.latest.findings.length : 0)],
+  ]));
+  d.controls.forEach((c, i) => {
+    const first = body.rows[i].cells[0];
+    first.textContent = "";
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link";
+    b.dataset.control = c.id;
+    b.textContent = c.id + " " + c.name;
+    b.addEventListener("click", () => controlDetail(c.id));
+    first.appendChild(b);
+  });
+}
+
+async function controlDetail(id) {
+  const c = await api("GET", "/api/v1/compliance/controls/" + encodeURIComponent(id) + "?limit=20");
+  $("detail-title").textContent = c.id + " " + c.name;
+  $("detail-description").textContent = c.description;
+  $("detail-status").textContent = c.status;
+  $("detail-status").className = c.status;
+  $("detail-effectiveness").textContent =
+    c.effectiveness == null ? "no runs" : (100 * c.effectiveness).toFixed(1) + "% of " + c.runs + " runs";
+  const latest = (c.history || [])[0];
+  $("detail-remediation").textContent = latest && latest.remediation ? "What to do: " + latest.remediation : "";
+  const list = $("detail-findings");
+  list.replaceChildren();
+  for (const f of (latest && latest.findings) || []) {
+    const li = document.createElement("li");
+    li.textContent = f.resource + ": " + f.problem;
+    list.appendChild(li);
+  }
+  fill($("detail-history"), (c.history || []).map((h) => [
+    [h.checked_at], [h.status, h.status], [String(h.findings.length)], [h.sha256],
+  ]));
+  show("control-detail", true);
+}
+
+$("refresh-controls").addEventListener("click", () => page());
+window.addEventListener("hashchange", () => page());
 
 let loginToken = "";
 
@@ -100,12 +161,7 @@ async function signedIn() {
   $("who").textContent = (me.user && (me.user.email || me.user.name)) || "";
   show("signin", false);
   show("nav", true);
-  show("overview", true);
-  try {
-    await overview();
-  } catch (err) {
-    $("overview-error").textContent = err.message;
-  }
+  await page();
 }
 
 // A browser that already holds a session goes straight to the overview.

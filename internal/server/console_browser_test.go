@@ -71,6 +71,34 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// signIn is the steps that open page and sign p in of the default tenant
+// through the console's password and TOTP steps.
+func signIn(t *testing.T, page string, c *clock, p *person) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(page),
+		chromedp.WaitVisible(chromedp.ID("tenant")),
+		chromedp.SendKeys(chromedp.ID("tenant"), tenant.Default),
+		chromedp.SendKeys(chromedp.ID("email"), p.email),
+		chromedp.SendKeys(chromedp.ID("password"), p.password),
+		chromedp.Click(chromedp.CSS("#password-step button")),
+		chromedp.WaitVisible(chromedp.ID("code")),
+		chromedp.SendKeys(chromedp.ID("code"), code(t, p.secret, c.Now())),
+		chromedp.Click(chromedp.CSS("#totp-step button")),
+	}
+}
+
+// pageText reads the text of the element sel names.
+func pageText[S chromedp.Selectable](t *testing.T, ctx context.Context, sel S) string {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Text(sel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // TestConsoleSignInInChromium signs a compliance officer in through the
 // console's two steps in a real browser and reads the overview the
 // dashboard API answers.
@@ -81,28 +109,10 @@ func TestConsoleSignInInChromium(t *testing.T) {
 	ts := startClocked(t, opts, c, server.Config{})
 	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
 	c.Add(30 * time.Second)
-	err := within(ctx,
-		chromedp.Navigate(ts.url+"/"),
-		chromedp.WaitVisible(chromedp.ID("tenant")),
-		chromedp.SendKeys(chromedp.ID("tenant"), tenant.Default),
-		chromedp.SendKeys(chromedp.ID("email"), p.email),
-		chromedp.SendKeys(chromedp.ID("password"), p.password),
-		chromedp.Click(chromedp.CSS("#password-step button")),
-		chromedp.WaitVisible(chromedp.ID("code")),
-		chromedp.SendKeys(chromedp.ID("code"), code(t, p.secret, c.Now())),
-		chromedp.Click(chromedp.CSS("#totp-step button")),
+	err := within(ctx, append(signIn(t, ts.url+"/", c, p),
 		chromedp.WaitVisible(chromedp.ID("overview")),
-		chromedp.WaitVisible(chromedp.CSS("#categories tbody tr")),
-	)
-	text := func(id string) string {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID(id)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+		chromedp.WaitVisible(chromedp.CSS("#categories tbody tr")))...)
+	text := func(id string) string { return pageText(t, ctx, chromedp.ID(id)) }
 	if err != nil {
 		screenshot(t, ctx, "signin-failed")
 		t.Fatalf("%v; the page says %q", err, text("signin-error"))
@@ -134,32 +144,14 @@ func TestConsoleControlTurnsGreen(t *testing.T) {
 	ts.do("POST", "/api/v1/compliance/controls/validate", ts.operator, hdr, `{"controls":["IAM-01"]}`, http.StatusOK, nil)
 	c.Add(30 * time.Second)
 	status := `#control-list tr:has(button[data-control="IAM-01"]) td:nth-child(4)`
-	err := within(ctx,
-		chromedp.Navigate(ts.url+"/#controls"),
-		chromedp.WaitVisible(chromedp.ID("tenant")),
-		chromedp.SendKeys(chromedp.ID("tenant"), tenant.Default),
-		chromedp.SendKeys(chromedp.ID("email"), p.email),
-		chromedp.SendKeys(chromedp.ID("password"), p.password),
-		chromedp.Click(chromedp.CSS("#password-step button")),
-		chromedp.WaitVisible(chromedp.ID("code")),
-		chromedp.SendKeys(chromedp.ID("code"), code(t, p.secret, c.Now())),
-		chromedp.Click(chromedp.CSS("#totp-step button")),
+	err := within(ctx, append(signIn(t, ts.url+"/#controls", c, p),
 		chromedp.WaitVisible(chromedp.CSS(status)),
 		chromedp.Click(chromedp.CSS(`button[data-control="IAM-01"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#detail-findings li")),
-	)
+		chromedp.WaitVisible(chromedp.CSS("#detail-findings li")))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := func(sel string) string {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	read := func(sel string) string { return pageText(t, ctx, chromedp.CSS(sel)) }
 	screenshot(t, ctx, "control-failing")
 	if got := read(status); got != "fail" {
 		t.Errorf("IAM-01 shows %q, want fail", got)

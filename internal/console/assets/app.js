@@ -1,171 +1,96 @@
-// The console's script. Every value the API answers is put on the page as
-// text, never as markup. The session lives in an HttpOnly cookie the
-// script never sees; requests that change something carry the CSRF header.
+// The console's shell: sign-in, the navigation and the page switch. Each
+// page is a module exporting { id, title, needs, show(section, rest) }:
+// needs lists the permissions of which the person must hold one to see
+// it, and show renders the page into its section each time it is opened,
+// rest being what follows "#id/" in the location.
 
-const $ = (id) => document.getElementById(id);
+import { $, api, el, show, session, can, auditPeriod, live, when } from "./lib.js";
+import overview from "./overview.js";
+import controls from "./controls.js";
+import signin from "./signin.js";
 
-async function api(method, path, body) {
-  const opts = { method, credentials: "same-origin", headers: { "Attest-CSRF": "1" } };
-  if (body !== undefined) {
-    opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body);
-  }
-  const resp = await fetch(path, opts);
-  let data = null;
-  if ((resp.headers.get("Content-Type") || "").includes("json")) {
-    data = await resp.json();
-  }
-  if (!resp.ok) {
-    const msg = (data && (data.detail || data.title)) || resp.statusText;
-    throw new Error(msg);
-  }
-  return data;
+const pages = [overview, controls];
+
+function visible(p) {
+  return !p.needs || p.needs.length === 0 || p.needs.some(can);
 }
 
-function show(id, on) {
-  $(id).hidden = !on;
+function route() {
+  const [name, ...rest] = location.hash.slice(1).split("/");
+  const p = pages.find((x) => x.id === name && visible(x)) || pages.find(visible);
+  return [p, rest.join("/")];
 }
 
-function cell(row, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  row.appendChild(td);
-}
-
-function fill(table, rows) {
-  const body = table.tBodies[0];
-  body.replaceChildren();
-  for (const r of rows) {
-    const tr = document.createElement("tr");
-    for (const [text, cls] of r) cell(tr, text, cls);
-    body.appendChild(tr);
+// open shows the page the location names, hiding the others.
+async function open() {
+  if (!session.me) return;
+  const [p, rest] = route();
+  for (const x of pages) {
+    show(x.id, x === p);
+    const link = $("go-" + x.id);
+    if (link) link.setAttribute("aria-current", x === p ? "page" : "false");
   }
-  return body;
-}
-
-const pages = ["overview", "controls"];
-
-// page shows one page, named by the location's fragment.
-async function page() {
-  const name = pages.includes(location.hash.slice(1)) ? location.hash.slice(1) : "overview";
-  for (const p of pages) show(p, p === name);
+  if (!p) return;
+  const sec = $(p.id);
   try {
-    if (name === "overview") await overview();
-    if (name === "controls") await controlList();
+    await p.show(sec, rest);
   } catch (err) {
-    $(name + "-error").textContent = err.message;
+    const line = sec.querySelector(".page-error") || sec.appendChild(el("p", { class: "error page-error", role: "alert" }));
+    line.textContent = err.message;
   }
 }
 
-async function controlList() {
-  $("controls-error").textContent = "";
-  const d = await api("GET", "/api/v1/compliance/controls");
-  const body = fill($("control-list"), d.controls.map((c) => [
-    [c.id + " " + c.name], [c.owner], [c.frequency], [c.status + (c.excepted ? " (excepted)" : ""), c.status],
-    [String(c.latest ? c.latest.findings.length : 0)],
-  ]));
-  d.controls.forEach((c, i) => {
-    const first = body.rows[i].cells[0];
-    first.textContent = "";
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "link";
-    b.dataset.control = c.id;
-    b.textContent = c.id + " " + c.name;
-    b.addEventListener("click", () => controlDetail(c.id));
-    first.appendChild(b);
+function buildNav() {
+  const links = $("nav-links");
+  links.replaceChildren(...pages.filter(visible).map((p) =>
+    el("a", { href: "#" + p.id, id: "go-" + p.id, text: p.title })));
+  const me = session.me;
+  $("who").textContent = (me.user && (me.user.email || me.user.name)) || "";
+  const period = auditPeriod();
+  const banner = $("period");
+  if (period) {
+    banner.textContent = "Read-only: your auditor's grant covers " + when(period.from) + " to " + when(period.to) +
+      "; every page is bounded to that period.";
+  }
+  banner.hidden = !period;
+}
+
+// stream listens to the server's change notices and passes them to the
+// pages; EventSource reconnects by itself when the connection drops.
+let source = null;
+function stream() {
+  if (source || typeof EventSource === "undefined") return;
+  source = new EventSource("/api/v1/stream", { withCredentials: true });
+  source.addEventListener("change", (e) => {
+    let detail = {};
+    try {
+      detail = JSON.parse(e.data);
+    } catch (_) { /* a notice without detail still means "look again" */ }
+    live.dispatchEvent(new CustomEvent("change", { detail }));
   });
+  source.addEventListener("open", () => { $("live").textContent = "live"; });
+  source.addEventListener("error", () => { $("live").textContent = "reconnecting"; });
 }
 
-async function controlDetail(id) {
-  const c = await api("GET", "/api/v1/compliance/controls/" + encodeURIComponent(id) + "?limit=20");
-  $("detail-title").textContent = c.id + " " + c.name;
-  $("detail-description").textContent = c.description;
-  $("detail-status").textContent = c.status;
-  $("detail-status").className = c.status;
-  $("detail-effectiveness").textContent =
-    c.effectiveness == null ? "no runs" : (100 * c.effectiveness).toFixed(1) + "% of " + c.runs + " runs";
-  const latest = (c.history || [])[0];
-  $("detail-remediation").textContent = latest && latest.remediation ? "What to do: " + latest.remediation : "";
-  const list = $("detail-findings");
-  list.replaceChildren();
-  for (const f of (latest && latest.findings) || []) {
-    const li = document.createElement("li");
-    li.textContent = f.resource + ": " + f.problem;
-    list.appendChild(li);
-  }
-  fill($("detail-history"), (c.history || []).map((h) => [
-    [h.checked_at], [h.status, h.status], [String(h.findings.length)], [h.sha256],
-  ]));
-  show("control-detail", true);
+export async function signedIn() {
+  session.me = await api("GET", "/api/v1/me");
+  show("signin", false);
+  show("nav", true);
+  buildNav();
+  stream();
+  await open();
 }
-
-$("refresh-controls").addEventListener("click", () => page());
-window.addEventListener("hashchange", () => page());
-
-let loginToken = "";
-
-$("password-step").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  $("signin-error").textContent = "";
-  try {
-    const r = await api("POST", "/api/v1/auth/login", {
-      tenant: $("tenant").value, email: $("email").value, password: $("password").value,
-    });
-    $("password").value = "";
-    loginToken = r.login_token;
-    show("password-step", false);
-    show("totp-step", true);
-    $("code").focus();
-  } catch (err) {
-    $("signin-error").textContent = err.message;
-  }
-});
-
-$("totp-step").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  $("signin-error").textContent = "";
-  try {
-    await api("POST", "/api/v1/auth/login/totp", { login_token: loginToken, code: $("code").value, session: "cookie" });
-    loginToken = "";
-    $("code").value = "";
-    await signedIn();
-  } catch (err) {
-    $("signin-error").textContent = err.message;
-  }
-});
 
 $("signout").addEventListener("click", async () => {
   try {
     await api("POST", "/api/v1/auth/logout");
   } finally {
+    location.hash = "";
     location.reload();
   }
 });
+window.addEventListener("hashchange", () => open());
 
-async function overview() {
-  const d = await api("GET", "/api/v1/compliance/dashboard");
-  $("readiness").textContent = d.readiness.toFixed(1);
-  $("formula").textContent = d.formula;
-  fill($("categories"), (d.categories || []).map((c) => [
-    [c.category], [c.readiness.toFixed(1)], [c.status, c.status],
-  ]));
-  fill($("failing"), (d.failing || []).map((c) => [
-    [c.id + " " + c.name], [c.owner], [c.remediation || ""],
-  ]));
-}
-
-async function signedIn() {
-  const me = await api("GET", "/api/v1/me");
-  $("who").textContent = (me.user && (me.user.email || me.user.name)) || "";
-  show("signin", false);
-  show("nav", true);
-  await page();
-}
-
-// A browser that already holds a session goes straight to the overview.
-api("GET", "/api/v1/me").then(signedIn, () => {
-  show("signin", true);
-  $("tenant").focus();
-});
+// A browser that already holds a session goes straight to its page; one
+// that does not signs in, or enrols when the location carries a link.
+api("GET", "/api/v1/me").then(signedIn, () => signin.start(signedIn));

@@ -12,7 +12,8 @@ import (
 // it takes; wrap checks the permission and the parameters before the
 // handler runs, in one place.
 func (s *Server) routeTable() []*route {
-	return slices.Concat(s.coreRoutes(), s.evidenceRoutes(), s.scoreRoutes(), s.alertRoutes(), s.reportRoutes())
+	return slices.Concat(s.coreRoutes(), s.evidenceRoutes(), s.scoreRoutes(), s.alertRoutes(), s.reportRoutes(),
+		s.streamRoutes())
 }
 
 func (s *Server) coreRoutes() []*route {

@@ -55,6 +55,9 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown; default 30s.
 	ShutdownTimeout time.Duration
+	// StreamCheck is how often a console's change stream checks that its
+	// session stands and sends a keep-alive; default 15s.
+	StreamCheck time.Duration
 	// WithoutSelfAudit leaves requests unrecorded. It exists for attest
 	// bench alone, which serves the same routes with and without the self
 	// audit to measure what it costs; serve has no way to set it.
@@ -107,6 +110,7 @@ type Server struct {
 	logins   *prometheus.CounterVec
 	lockouts *prometheus.CounterVec
 	detector *detector
+	streams  *streamHub
 	limiter  ratelimit.Limiter
 	rates    RateLimits
 	limits   *limitMetrics
@@ -138,6 +142,9 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 	}
 	if cfg.RetentionDelay <= 0 {
 		cfg.RetentionDelay = time.Minute
+	}
+	if cfg.StreamCheck <= 0 {
+		cfg.StreamCheck = streamCheck
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
@@ -172,6 +179,7 @@ func New(in *instance.Instance, cfg Config) (*Server, error) {
 			s.limiter = ratelimit.NewMemory(in.Now)
 		}
 	}
+	s.streams = newStreamHub(in.Log)
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	s.mux = mux
@@ -264,6 +272,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, cert tls.Certificate)
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Change streams never finish by themselves: they end as the shutdown
+	// begins, so that it waits for requests alone.
+	srv.RegisterOnShutdown(s.streams.close)
 	cpCtx, stopCheckpoints := context.WithCancel(context.WithoutCancel(ctx))
 	cpDone := make(chan struct{})
 	retDone := make(chan struct{})

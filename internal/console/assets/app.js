@@ -59,7 +59,7 @@ function buildNav() {
 // pages; EventSource reconnects by itself when the connection drops.
 let source = null;
 function stream() {
-  if (source || typeof EventSource === "undefined") return;
+  if (source || typeof EventSource === "undefined" || !can("compliance.read")) return;
   source = new EventSource("/api/v1/stream", { withCredentials: true });
   source.addEventListener("change", (e) => {
     let detail = {};
@@ -67,6 +67,18 @@ function stream() {
       detail = JSON.parse(e.data);
     } catch (_) { /* a notice without detail still means "look again" */ }
     live.dispatchEvent(new CustomEvent("change", { detail }));
+  });
+  // The server ends the stream when the session ends: the page goes back
+  // to the sign-in.
+  source.addEventListener("end", (e) => {
+    source.close();
+    source = null;
+    let reason = "";
+    try {
+      reason = JSON.parse(e.data).reason;
+    } catch (_) { /* no reason given */ }
+    if (reason === "session ended") location.reload();
+    else setTimeout(stream, 3000);
   });
   source.addEventListener("open", () => { $("live").textContent = "live"; });
   source.addEventListener("error", () => { $("live").textContent = "reconnecting"; });

@@ -19,8 +19,12 @@ export class ApiError extends Error {
 // api calls attest's API with the session cookie. Every request carries
 // the CSRF header, which the server demands of cookie sessions for any
 // request that changes something. A FormData body is sent as multipart.
-export async function api(method, path, body) {
+// With { background: true } the request is marked as no person's doing,
+// such as a reload after a change notice, so that it does not keep the
+// session from timing out.
+export async function api(method, path, body, { background = false } = {}) {
   const opts = { method, credentials: "same-origin", headers: { "Attest-CSRF": "1" } };
+  if (background) opts.headers["Attest-Background"] = "1";
   if (body instanceof FormData) {
     opts.body = body;
   } else if (body !== undefined) {

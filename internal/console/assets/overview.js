@@ -2,7 +2,7 @@
 // controls with their owners and the open alerts. It reloads on every
 // change notice from the server.
 
-import { $, api, el, fill, table, live, when, can, auditPeriod, message } from "./lib.js";
+import { $, api, el, fill, table, live, when, auditPeriod, message } from "./lib.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -65,12 +65,13 @@ function build(sec) {
   built = true;
 }
 
-async function render() {
+async function render(background) {
+  const opt = { background: !!background };
   const period = auditPeriod();
   const q = period ? "?from=" + encodeURIComponent(period.from) + "&to=" + encodeURIComponent(period.to) : "";
   const [d, alerts] = await Promise.all([
-    api("GET", "/api/v1/compliance/dashboard" + q),
-    api("GET", "/api/v1/compliance/alerts?status=open").catch(() => ({ alerts: [] })),
+    api("GET", "/api/v1/compliance/dashboard" + q, undefined, opt),
+    api("GET", "/api/v1/compliance/alerts?status=open", undefined, opt).catch(() => ({ alerts: [] })),
   ]);
   $("readiness").textContent = d.readiness.toFixed(1);
   $("formula").textContent = d.formula;
@@ -95,7 +96,7 @@ live.addEventListener("change", () => {
     stale = true;
     return;
   }
-  render().catch((err) => message($("overview-error"), err.message, true));
+  render(true).catch((err) => message($("overview-error"), err.message, true));
 });
 
 export default {

@@ -110,7 +110,8 @@ func cmdUser(e *env, args []string) int {
 		if err != nil {
 			return fail(e, "issue enrolment link: %v", err)
 		}
-		fmt.Fprintf(e.stderr, "enrolment link for tenant %s, expiring %s; it is shown once:\n", t.Name,
+		fmt.Fprintf(e.stderr, "enrolment link for tenant %s, expiring %s; it is shown once. Open it in the web console "+
+			"as https://<serve's address>/#enrol/<link>, or post it to /api/v1/auth/enrol:\n", t.Name,
 			link.ExpiresAt.Format(time.RFC3339))
 		fmt.Fprintln(e.stdout, tok)
 		return exitOK

@@ -302,15 +302,18 @@ tenant and enrols their second factor. It expires at %s.
 
     %s
 
-Use it: set your email, name and password, then add the TOTP secret it
-answers to your authenticator app and confirm with a code:
+Open it in the web console, which sets the account up step by step:
+    https://%s/#enrol/%s
+
+Or use it through the API: set your email, name and password, then add the
+TOTP secret it answers to your authenticator app and confirm with a code:
     curl --cacert %s -H 'Content-Type: application/json' https://%s/api/v1/auth/enrol \
          -d '{"token":"<link>","email":"you@example.com","name":"Your Name","password":"<a long passphrase>"}'
     curl --cacert %s -H 'Content-Type: application/json' https://%s/api/v1/auth/enrol/totp \
          -d '{"token":"<link>","code":"<6 digits>"}'
 A lost link is replaced with: attest user enrol-link --tenant operator --owner
 
-`, where, tok.Reveal(), key.ID, cacert, addr, enr.ExpiresAt.Format(time.RFC3339), link, cacert, addr, cacert, addr)
+`, where, tok.Reveal(), key.ID, cacert, addr, enr.ExpiresAt.Format(time.RFC3339), link, addr, link, cacert, addr, cacert, addr)
 	return nil
 }
 

@@ -81,10 +81,16 @@ function cell(row, item) {
 }
 
 // fill replaces a table's body with rows, each a list of cells: a string,
-// [text, class], or an element.
-export function fill(table, rows) {
+// [text, class], or an element. With no rows, the body holds one row
+// saying empty, when given.
+export function fill(table, rows, empty) {
   const body = table.tBodies[0];
   body.replaceChildren();
+  if (rows.length === 0 && empty) {
+    const td = el("td", { class: "empty", text: empty });
+    td.colSpan = table.tHead ? table.tHead.rows[0].cells.length : 1;
+    body.appendChild(el("tr", {}, td));
+  }
   for (const r of rows) {
     const tr = document.createElement("tr");
     for (const c of r) cell(tr, c);

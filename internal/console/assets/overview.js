@@ -49,7 +49,7 @@ function build(sec) {
   sec.replaceChildren(
     el("h2", { id: "overview-title", text: "Readiness" }),
     el("p", { class: "score" }, el("span", { id: "readiness" }), " ", el("span", { class: "unit", text: "of 100" })),
-    el("p", { id: "formula", class: "formula" }),
+    el("details", {}, el("summary", { text: "How readiness is computed" }), el("p", { id: "formula", class: "formula" })),
     el("h3", { text: "Trend" }),
     el("div", { id: "trend" }),
     el("p", { id: "trend-text", class: "formula" }),
@@ -78,12 +78,12 @@ async function render(background) {
   const chart = trendChart(d.trend || []);
   $("trend").replaceChildren(chart);
   $("trend-text").textContent = chart.querySelector("title").textContent;
-  fill($("categories"), (d.categories || []).map((c) => [c.category, c.readiness.toFixed(1), [c.status, c.status]]));
+  fill($("categories"), (d.categories || []).map((c) => [c.category, c.readiness.toFixed(1), [c.status, c.status]]), "No category in scope.");
   fill($("failing"), (d.failing || []).map((c) => [
     el("a", { href: "#controls/" + encodeURIComponent(c.id), text: c.id + " " + c.name }),
-    c.owner, c.remediation || ""]));
+    c.owner, c.remediation || ""]), "No control is failing.");
   fill($("alerts"), (alerts.alerts || []).map((a) => [
-    when(a.raised_at), a.control + " " + a.name, a.previous + " → " + a.status, a.webhook.state || "not sent"]));
+    when(a.raised_at), a.control + " " + a.name, a.previous + " → " + a.status, a.webhook.state || "not sent"]), "No open alert.");
   $("overview-updated").textContent = "Updated " + new Date().toLocaleTimeString();
   message($("overview-error"), "", true);
 }

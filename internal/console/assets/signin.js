@@ -83,6 +83,12 @@ function wire() {
       error(explain(err));
     }
   });
+  $("restart").addEventListener("click", () => {
+    loginToken = "";
+    error("");
+    step("password-step");
+    $("password").focus();
+  });
   $("passkey").addEventListener("click", async () => {
     error("");
     try {

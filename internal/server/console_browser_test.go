@@ -3,14 +3,12 @@ package server_test
 import (
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/browsertest"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
@@ -18,58 +16,17 @@ import (
 )
 
 // browser starts headless Chromium for a test, or skips the test when the
-// machine has none: ATTEST_CHROMIUM names the binary, else chromium on the
-// PATH.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	bin := os.Getenv("ATTEST_CHROMIUM")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("chromium"); err != nil {
-			t.Skip("no Chromium on this machine (install Debian's chromium, or set ATTEST_CHROMIUM): browser tests skipped")
-		}
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.WindowSize(1280, 800),
-		// The test server's certificate is made for the test, on loopback.
-		chromedp.Flag("ignore-certificate-errors", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	bctx, cancelB := chromedp.NewContext(actx)
-	t.Cleanup(cancelB)
-	// The first run starts the browser, and lives as long as its context:
-	// it takes no timeout; the test's steps do.
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatal(err)
-	}
-	return bctx
-}
+// machine has none.
+func browser(t *testing.T) context.Context { return browsertest.Start(t) }
 
 // within runs steps in the browser of ctx, giving them 20 seconds.
 func within(ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	return chromedp.Do(ctx, steps...)
+	return browsertest.Within(ctx, steps...)
 }
 
 // screenshot saves the page as name.png in the repository's screenshots
 // folder, which git ignores, for a person to look at.
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join("..", "..", "screenshots")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func screenshot(t *testing.T, ctx context.Context, name string) { browsertest.Screenshot(t, ctx, name) }
 
 // signIn is the steps that open page and sign p in of the default tenant
 // through the console's password and TOTP steps.
@@ -90,13 +47,7 @@ func signIn(t *testing.T, page string, c *clock, p *person) []chromedp.Action[ch
 // pageText reads the text of the element sel names.
 func pageText[S chromedp.Selectable](t *testing.T, ctx context.Context, sel S) string {
 	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(tctx, chromedp.Text(sel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return browsertest.Text(t, ctx, sel)
 }
 
 // TestConsoleSignInInChromium signs a compliance officer in through the

@@ -1,0 +1,106 @@
+// Package browsertest drives headless Chromium for attest's tests of the
+// web console: it starts the browser, bounds each step in time, reads the
+// page and saves screenshots for a person to look at. It is imported by
+// tests alone.
+package browsertest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Start starts headless Chromium at 1280×800 for a test, or skips the test
+// when the machine has none: ATTEST_CHROMIUM names the binary, else
+// chromium on the PATH. The browser ends with the test.
+func Start(t testing.TB) context.Context {
+	t.Helper()
+	bin := os.Getenv("ATTEST_CHROMIUM")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("chromium"); err != nil {
+			t.Skip("no Chromium on this machine (install Debian's chromium, or set ATTEST_CHROMIUM): browser tests skipped")
+		}
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 800),
+		// The test server's certificate is made for the test, on loopback.
+		chromedp.Flag("ignore-certificate-errors", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+	// The first run starts the browser, and lives as long as its context:
+	// it takes no timeout; the test's steps do.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	return bctx
+}
+
+// Within runs steps in the browser of ctx, giving them 20 seconds.
+func Within(ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return chromedp.Do(ctx, steps...)
+}
+
+// Text reads the text of the element sel names.
+func Text[S chromedp.Selectable](t testing.TB, ctx context.Context, sel S) string {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Text(sel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Screenshot saves the page as name.png in the screenshots folder at the
+// root of the module, which git ignores, for a person to look at.
+func Screenshot(t testing.TB, ctx context.Context, name string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// moduleRoot is the nearest directory at or above the working directory
+// that holds go.mod: a test runs in its package's directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("browsertest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}

@@ -387,6 +387,20 @@ func TestConsoleAccessCreateUserEnrol(t *testing.T) {
 	if i < 0 || !slices.Equal(rl.Roles[i].Permissions, []string{"users.read", "recording.read"}) {
 		t.Errorf("roles after the creation: %+v", rl.Roles)
 	}
+
+	// Nina leaves: her account is disabled with a reason.
+	err = within(ctx, append(accessOpen("#access/user/"+nina, "#access-disable"),
+		chromedp.SendKeys(chromedp.ID("access-user-reason"), "left the company"),
+		chromedp.Click(chromedp.ID("access-disable")),
+		chromedp.WaitVisible(chromedp.ID("access-enable")),
+		accessShows("#access-user-facts", "left the company"))...)
+	if err != nil {
+		t.Fatalf("%v; the page says %q", err, pageText(t, ctx, chromedp.ID("access")))
+	}
+	ts.do("GET", "/api/v1/users/"+nina, ts.operator, hdr, "", http.StatusOK, &got)
+	if got.Status != "disabled" {
+		t.Errorf("after the click nina's account is %s", got.Status)
+	}
 }
 
 // TestConsoleAccessReviewDecision has a compliance officer start a review
@@ -504,4 +518,24 @@ func TestConsoleAccessPasskey(t *testing.T) {
 	if who := pageText(t, ctx, chromedp.ID("who")); who != p.email {
 		t.Errorf("signed in as %q", who)
 	}
+
+	// New recovery codes are shown once; the old ones stop working.
+	c.Add(30 * time.Second)
+	err = within(ctx, append(accessOpen("#access/me", "#access-codes-code"),
+		chromedp.SendKeys(chromedp.ID("access-codes-code"), code(t, p.secret, c.Now())),
+		chromedp.Click(chromedp.ID("access-new-codes-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#access-recovery-codes li")))...)
+	if err != nil {
+		t.Fatalf("%v; the page says %q", err, pageText(t, ctx, chromedp.ID("access")))
+	}
+	if n := accessCount(t, ctx, "#access-recovery-codes li"); n < 8 {
+		t.Errorf("%d recovery codes shown", n)
+	}
+	var step struct {
+		LoginToken string `json:"login_token"`
+	}
+	ts.do("POST", "/api/v1/auth/login", "", nil, fmt.Sprintf(`{"tenant":%q,"email":%q,"password":%q}`, tenant.Default,
+		p.email, p.password), http.StatusOK, &step)
+	ts.do("POST", "/api/v1/auth/login/recovery", "", nil, fmt.Sprintf(`{"login_token":%q,"code":%q}`, step.LoginToken,
+		p.recovery[0]), http.StatusUnauthorized, nil)
 }

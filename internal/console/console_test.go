@@ -18,7 +18,7 @@ func TestPagesLoadNothingFromElsewhere(t *testing.T) {
 	srv := httptest.NewServer(console.Handler())
 	defer srv.Close()
 	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\son[a-z]+\s*=|style\s*=|javascript:`)
-	for _, name := range []string{"/", "/assets/app.js", "/assets/app.css"} {
+	for _, name := range []string{"/", "/assets/app.js", "/assets/app.css", "/assets/trail.js"} {
 		resp, err := http.Get(srv.URL + name)
 		if err != nil {
 			t.Fatal(err)

@@ -7,9 +7,10 @@
 import { $, api, el, show, session, can, auditPeriod, live, when } from "./lib.js";
 import overview from "./overview.js";
 import controls from "./controls.js";
+import trail from "./trail.js";
 import signin from "./signin.js";
 
-const pages = [overview, controls];
+const pages = [overview, controls, trail];
 
 function visible(p) {
   return !p.needs || p.needs.length === 0 || p.needs.some(can);

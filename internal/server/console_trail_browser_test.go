@@ -77,7 +77,8 @@ func trailWait(expr string) chromedp.Action[chromedp.Void] {
 
 // trailRows is an expression giving the result table's rows as lists of
 // cell texts.
-const trailRows = `[...document.querySelectorAll("#trail-results tbody tr")].map((r) => [...r.cells].map((c) => c.textContent))`
+const trailRows = `[...document.querySelectorAll("#trail-results tbody tr")]
+	.map((r) => [...r.cells].map((c) => c.textContent))`
 
 // trailSearch is the steps that search the trail for one action, after
 // the extra steps, and wait for the first page of that search: the count
@@ -190,7 +191,8 @@ func TestConsoleTrailSearchAndVerify(t *testing.T) {
 	}
 	result := pageText(t, ctx, chromedp.ID("trail-verify-result"))
 	screenshot(t, ctx, "trail-verified")
-	size := trailEval[string](t, ctx, `[...document.querySelectorAll("#trail-proof dt")].find((d) => d.textContent === "tree size").nextSibling.textContent`)
+	size := trailEval[string](t, ctx, `[...document.querySelectorAll("#trail-proof dt")]
+		.find((d) => d.textContent === "tree size").nextSibling.textContent`)
 	n, _ := strconv.ParseInt(size, 10, 64)
 	vk := strings.TrimSpace(ts.get("/api/v1/audit/public-key", reader))
 	cp := ts.checkpointAt(reader, vk, n)
@@ -233,7 +235,8 @@ func TestConsoleTrailSearchAndVerify(t *testing.T) {
 		const run = (i) => JSON.parse(window.attestVerifyInclusion(JSON.stringify(i)));
 		return [run(input), run({ ...input, leaf: btoa("[" + atob(r.leaf).slice(1)) }),
 			run({ ...input, hashes: [swap(input.hashes[0]), ...input.hashes.slice(1)] }),
-			run({ ...input, checkpoint: input.checkpoint.replace("\n" + input.tree_size + "\n", "\n" + (input.tree_size + 1) + "\n") })]
+			run({ ...input, checkpoint: input.checkpoint.replace("\n" + input.tree_size + "\n",
+				"\n" + (input.tree_size + 1) + "\n") })]
 			.map((x) => (x.ok ? "ok" : "failed: ") + x.reason);
 	})()`)
 	for i, want := range []string{"ok", "failed: the leaf hashes to", "failed: entry " + seq + " is not in the signed tree",
@@ -241,6 +244,17 @@ func TestConsoleTrailSearchAndVerify(t *testing.T) {
 		if !strings.HasPrefix(reasons[i], want) {
 			t.Errorf("case %d: the verifier says %q, want %q", i, reasons[i], want)
 		}
+	}
+
+	// Back at the search, a filter the API refuses is named on the page.
+	err = within(ctx, chromedp.Click(chromedp.ID("trail-back")), chromedp.WaitVisible(chromedp.ID("trail-form")),
+		chromedp.SendKeys(chromedp.ID("trail-target-id"), "t-9"), chromedp.Click(chromedp.ID("trail-submit")),
+		trailWait(`document.querySelector("#trail-error").textContent !== ""`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pageText(t, ctx, chromedp.ID("trail-error")); !strings.Contains(got, "target_type") {
+		t.Errorf("a target id without its type reads %q, want the API's reason", got)
 	}
 }
 
@@ -268,7 +282,8 @@ func TestConsoleTrailEscapes(t *testing.T) {
 	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
 	c.Add(30 * time.Second)
 
-	const noMarkup = `document.getElementById("pwned") === null && document.querySelectorAll("#trail img, #trail b, #trail script").length === 0 && document.title !== "pwned"`
+	const noMarkup = `document.getElementById("pwned") === null && document.title !== "pwned" &&
+		document.querySelectorAll("#trail img, #trail b, #trail script").length === 0`
 	err := within(ctx, append(signIn(t, ts.url+"/#trail", c, p), trailSearch("markup.test")...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +416,8 @@ func TestConsoleTrailAuditor(t *testing.T) {
 	if want := trailNewest([]int64{seqs[0], seqs[2]}); !slices.Equal(got, want) {
 		t.Errorf("the auditor's search shows %v, want the October events %v", got, want)
 	}
-	bounds := trailEval[[]string](t, ctx, `["trail-occurred-from", "trail-occurred-to"].map((id) => new Date(document.getElementById(id).value).toISOString())`)
+	bounds := trailEval[[]string](t, ctx, `["trail-occurred-from", "trail-occurred-to"]
+		.map((id) => new Date(document.getElementById(id).value).toISOString())`)
 	if !slices.Equal(bounds, []string{"2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z"}) {
 		t.Errorf("the occurred-time fields hold %v, want the audit period", bounds)
 	}

@@ -181,6 +181,7 @@ async function loadPage(asked) {
   try {
     const page = await api("GET", "/api/v1/compliance/audit-trail?" + q);
     if (gen !== state.gen) return;
+    if (state.failed) message($("trail-error"), "", true); // a retry that worked
     state.failed = false;
     state.next = page.next_cursor || "";
     state.pages++;

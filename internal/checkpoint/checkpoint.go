@@ -10,21 +10,16 @@ package checkpoint
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/attest/attest/internal/tree"
 	tlogfmt "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Key is the log signing key.
@@ -46,65 +41,6 @@ func (k *Key) LogValue() slog.Value {
 func KeyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
 	return hex.EncodeToString(sum[:8])
-}
-
-// LoadOrCreateKey reads the PKCS #8 PEM key at path, or creates one with mode
-// 0600 when the file does not exist.
-func LoadOrCreateKey(path string) (k *Key, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		k, err := createKey(path)
-		return k, err == nil, err
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("checkpoint: read signing key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, false, fmt.Errorf("checkpoint: %s is not a PEM private key", path)
-	}
-	pk, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, false, fmt.Errorf("checkpoint: parse signing key %s: %w", path, err)
-	}
-	priv, ok := pk.(ed25519.PrivateKey)
-	if !ok {
-		return nil, false, fmt.Errorf("checkpoint: %s is not an Ed25519 key", path)
-	}
-	return newKey(priv), false, nil
-}
-
-func newKey(priv ed25519.PrivateKey) *Key {
-	pub := priv.Public().(ed25519.PublicKey)
-	return &Key{priv: priv, Public: pub, ID: KeyID(pub)}
-}
-
-func createKey(path string) (*Key, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: generate signing key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: encode signing key: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("checkpoint: create key directory: %w", err)
-	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: create signing key file: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("checkpoint: write signing key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("checkpoint: sync signing key: %w", err)
-	}
-	return newKey(priv), f.Close()
 }
 
 // VerifierKey returns the signed-note verifier key for a log origin:
@@ -140,11 +76,14 @@ func (s *signer) Name() string                    { return s.name }
 func (s *signer) KeyHash() uint32                 { return s.hash }
 func (s *signer) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.priv, msg), nil }
 
-// Checkpoint is a tree head: a log's origin, size and root.
+// Checkpoint is a tree head: a log's origin, size and root. Root is a
+// tlog.Hash, the type tree.Hash names: this package does not import the
+// tree, which reads the database, so that the console's browser verifier
+// can compile it to WebAssembly.
 type Checkpoint struct {
 	Origin string
 	Size   int64
-	Root   tree.Hash
+	Root   tlog.Hash
 }
 
 // Sign returns the signed note of a checkpoint.
@@ -197,10 +136,10 @@ func Open(msg []byte, origin string, vkeys ...string) (*Checkpoint, error) {
 			if err != nil {
 				return nil, fmt.Errorf("checkpoint: %w", err)
 			}
-			if cp.Size > 1<<62 || len(cp.Hash) != tree.HashSize {
+			if cp.Size > 1<<62 || len(cp.Hash) != sha256.Size {
 				return nil, errors.New("checkpoint: malformed tree size or root")
 			}
-			return &Checkpoint{Origin: cp.Origin, Size: int64(cp.Size), Root: tree.Hash(cp.Hash)}, nil
+			return &Checkpoint{Origin: cp.Origin, Size: int64(cp.Size), Root: tlog.Hash(cp.Hash)}, nil
 		}
 	}
 	return nil, errors.New("checkpoint: no trusted signature")

@@ -20,9 +20,19 @@ var assets embed.FS
 
 // Policy is the Content-Security-Policy of every page: scripts, styles
 // and images from attest alone, none inline, requests to attest alone, no
-// framing, no forms posting elsewhere.
-const Policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
-	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// framing, no forms posting elsewhere. 'wasm-unsafe-eval' lets a page
+// compile WebAssembly, which the audit trail's proof verifier is (from
+// attest's own /assets/verify.wasm, as connect-src allows no other); it
+// does not allow eval, new Function or any other way of running text as
+// JavaScript, which 'unsafe-eval' would.
+const Policy = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// types are the media types of the files served, set here rather than
+// taken from the system's table, which may lack one: WebAssembly must be
+// application/wasm for the browser to compile it as it downloads.
+var types = map[string]string{".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+	".css": "text/css; charset=utf-8", ".wasm": "application/wasm"}
 
 // Handler serves the console: the page at / and its files under /assets/.
 func Handler() http.Handler {
@@ -51,7 +61,10 @@ func Handler() http.Handler {
 		h := w.Header()
 		h.Set("Content-Security-Policy", Policy)
 		h.Set("Cache-Control", "no-store")
-		ct := mime.TypeByExtension(path.Ext(name))
+		ct := types[path.Ext(name)]
+		if ct == "" {
+			ct = mime.TypeByExtension(path.Ext(name))
+		}
 		if ct == "" {
 			ct = "application/octet-stream"
 		}

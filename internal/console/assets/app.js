@@ -8,12 +8,13 @@ import { $, api, el, show, session, can, auditPeriod, live, when } from "./lib.j
 import overview from "./overview.js";
 import controls from "./controls.js";
 import criteria from "./criteria.js";
+import trail from "./trail.js";
 import access from "./access.js";
 import reports from "./reports.js";
 import settings from "./settings.js";
 import signin from "./signin.js";
 
-const pages = [overview, controls, criteria, access, reports, settings];
+const pages = [overview, controls, criteria, trail, access, reports, settings];
 
 function visible(p) {
   return !p.needs || p.needs.length === 0 || p.needs.some(can);

@@ -1,0 +1,52 @@
+package console_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestVerifierIsCurrent builds the WebAssembly verifier as go generate
+// does, into a temporary directory, and checks that the committed
+// assets/verify.wasm is exactly that, and assets/wasm_exec.js the loader
+// of the Go release building it: the browser runs what the sources say.
+func TestVerifierIsCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the verifier: skipped in -short mode")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on the PATH: cannot rebuild the verifier to compare it with assets/verify.wasm")
+	}
+	out := filepath.Join(t.TempDir(), "verify.wasm")
+	build := exec.Command(goBin, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s", "-o", out, "./verifier")
+	build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm", "GOFLAGS=")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./verifier: %v\n%s", err, b)
+	}
+	env, err := exec.Command(goBin, "env", "GOROOT", "GOVERSION").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	goroot, version, _ := strings.Cut(strings.TrimSpace(string(env)), "\n")
+	for _, f := range []struct{ committed, built string }{
+		{"assets/verify.wasm", out},
+		{"assets/wasm_exec.js", filepath.Join(goroot, "lib", "wasm", "wasm_exec.js")},
+	} {
+		want, err := os.ReadFile(f.built)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(f.committed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s (%d bytes) is not what %s makes of the sources (%d bytes): run go generate "+
+				"./internal/console and commit the result", f.committed, len(got), version, len(want))
+		}
+	}
+}

@@ -201,7 +201,8 @@ func (es *Elevations) Get(ctx context.Context, q store.Querier, tenantID int64, 
 	return el, rows.Err()
 }
 
-// List returns a tenant's elevations, newest first, at most 200.
+// List returns a tenant's elevations, newest first, at most 200, each
+// with its approvers.
 func (es *Elevations) List(ctx context.Context, q store.Querier, tenantID int64) ([]*Elevation, error) {
 	rows, err := q.QueryContext(ctx, es.db.Rebind(`SELECT `+elevationColumns+` FROM elevations WHERE tenant_id = ?
 		ORDER BY requested_at DESC, id LIMIT 200`), tenantID)
@@ -210,14 +211,40 @@ func (es *Elevations) List(ctx context.Context, q store.Querier, tenantID int64)
 	}
 	defer rows.Close()
 	var out []*Elevation
+	byID := map[string]*Elevation{}
 	for rows.Next() {
 		el, err := es.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("access: read elevation: %w", err)
 		}
 		out = append(out, el)
+		byID[el.ID] = el
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return out, err
+	}
+	rows.Close()
+	ids := make([]any, len(out))
+	for i, el := range out {
+		ids[i] = el.ID
+	}
+	arows, err := q.QueryContext(ctx, es.db.Rebind(`SELECT elevation_id, approver_id FROM elevation_decisions
+		WHERE decision = 'approve' AND elevation_id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)
+		ORDER BY decided_at`), ids...)
+	if err != nil {
+		return nil, fmt.Errorf("access: read approvals: %w", err)
+	}
+	defer arows.Close()
+	for arows.Next() {
+		var id, approver string
+		if err := arows.Scan(&id, &approver); err != nil {
+			return nil, err
+		}
+		if el := byID[id]; el != nil {
+			el.Approvers = append(el.Approvers, approver)
+		}
+	}
+	return out, arows.Err()
 }
 
 // Decide records an approver's decision in tx. The requester never

@@ -262,7 +262,15 @@ func (s *Server) listKeys(rq *request) error {
 	for _, k := range ks {
 		out = append(out, s.keyViewOf(rq, k))
 	}
-	return writeJSON(rq.w, http.StatusOK, map[string]any{"api_keys": out})
+	// What the caller may create here now, so that a page offers no role
+	// the server would refuse.
+	creatable := []access.Role{}
+	for _, r := range access.Roles {
+		if rq.canHandOutKey(r) == nil && r.CheckTenant(rq.tenant.Name == tenant.Operator) == nil {
+			creatable = append(creatable, r)
+		}
+	}
+	return writeJSON(rq.w, http.StatusOK, map[string]any{"api_keys": out, "creatable_roles": creatable})
 }
 
 // revokeKey revokes a key in the request's scope. Nobody revokes a key that

@@ -233,6 +233,26 @@ func TestElevation(t *testing.T) {
 			t.Fatalf("after one of two approvals: %s", oe.Status)
 		}
 		ts.do("POST", "/api/v1/elevations/"+oe.ID+"/approve", owner2.session, nil, "", http.StatusConflict, nil)
+		// The list names the approvals so far, as reading the one does.
+		var listed struct {
+			Elevations []struct {
+				ID        string
+				Approvers []string
+			}
+		}
+		ts.do("GET", "/api/v1/elevations", owner3.session, nil, "", http.StatusOK, &listed)
+		found := false
+		for _, e := range listed.Elevations {
+			if e.ID == oe.ID {
+				found = true
+				if len(e.Approvers) != 1 || e.Approvers[0] != owner2.id {
+					t.Errorf("the list names approvers %v, want [%s]", e.Approvers, owner2.id)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("the list lacks elevation %s", oe.ID)
+		}
 		// An admin cannot approve what it is not eligible for.
 		bob.session = ts.login(c, tenant.Default, bob)
 		ts.do("POST", "/api/v1/elevations/"+oe.ID+"/approve", bob.session, nil, "", http.StatusForbidden, nil)

@@ -92,12 +92,13 @@ export default async function elevationsView(box) {
   return load;
 }
 
-// approvals names who approved, or how many approvals a request needs.
-// The list answers no approvers (only a single elevation's read does), so
-// a pending request reads by what it needs.
+// approvals names who approved and, while pending, how many approvals
+// the request still needs.
 function approvals(dir, x) {
-  if (x.approvers.length) return x.approvers.map((a) => who(dir, a)).join(", ");
-  return x.status === "pending" ? "needs " + x.approvals_needed : "";
+  const names = x.approvers.map((a) => who(dir, a)).join(", ");
+  const left = x.approvals_needed - x.approvers.length;
+  if (x.status !== "pending" || left <= 0) return names;
+  return (names ? names + "; " : "") + "needs " + left + " more";
 }
 
 function actions(x, line, load, activation) {

@@ -155,8 +155,7 @@ export function enrolLink(token, expires) {
   }, { class: "secondary" });
   return el("div", { id: "access-enrol", class: "access-block access-notice" },
     el("p", { text: "Send this enrolment link to its person: it sets up their password and authenticator app, " +
-      "works once and expires " + when(expires) + ". Their account exists already, so on that page they leave " +
-      "email and name empty." }),
+      "works once and expires " + when(expires) + "." }),
     el("p", {}, el("code", { id: "access-enrol-link", text: link })),
     el("p", {}, copy), line);
 }

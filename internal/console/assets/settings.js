@@ -187,6 +187,16 @@ async function listKeys() {
   const edit = may("apikeys.manage");
   const d = await api("GET", "/api/v1/apikeys");
   const keys = d.api_keys || [];
+  // The server answers which roles the person may hand out here; the form
+  // offers those alone.
+  const sel = document.querySelector("#settings select[data-key-roles]");
+  if (sel && d.creatable_roles) {
+    const keep = sel.value;
+    sel.replaceChildren(...keyRoles.filter(([v]) => d.creatable_roles.includes(v))
+      .map(([v, t]) => el("option", { value: v, text: t })));
+    if (d.creatable_roles.includes(keep)) sel.value = keep;
+    $("keys-create").disabled = sel.options.length === 0;
+  }
   const body = fill($("key-list"), keys.map((k) => {
     const row = [k.name, k.role, when(k.created_at), k.expires_at ? when(k.expires_at) : "never", keyState(k)];
     if (edit) row.push(k.revoked_at ? "" : revokeButton(k));
@@ -223,7 +233,7 @@ function revokeButton(k) {
 
 function keyForm() {
   const name = el("input", { autocomplete: "off", maxLength: 128 });
-  const role = el("select", {}, keyRoles.map(([v, t]) => el("option", { value: v, text: t })));
+  const role = el("select", { dataset: { keyRoles: "1" } }, keyRoles.map(([v, t]) => el("option", { value: v, text: t })));
   const life = el("select", {}, keyLives.map(([v, t]) => el("option", { value: v, text: t })));
   life.value = "720h";
   const secret = el("input", { id: "key-secret", readOnly: true, autocomplete: "off", spellcheck: false });

@@ -101,9 +101,22 @@ function wire() {
     e.preventDefault();
     error("");
     try {
-      const r = await api("POST", "/api/v1/auth/enrol", {
-        token: enrolToken(), email: $("enrol-email").value, name: $("enrol-name").value, password: $("enrol-password").value,
-      });
+      const fresh = !$("enrol-new").hidden;
+      const body = { token: enrolToken(), password: $("enrol-password").value };
+      if (fresh) Object.assign(body, { email: $("enrol-email").value, name: $("enrol-name").value });
+      let r;
+      try {
+        r = await api("POST", "/api/v1/auth/enrol", body);
+      } catch (err) {
+        // A link for a new account needs its email and name, which a link
+        // for an existing account refuses: they are asked for only then.
+        if (!fresh && (err.problem.field === "email" || err.problem.field === "name")) {
+          show("enrol-new", true);
+          $("enrol-email").focus();
+          return;
+        }
+        throw err;
+      }
       $("enrol-password").value = "";
       $("enrol-secret").textContent = r.totp.secret;
       $("enrol-uri").textContent = r.totp.uri;
@@ -120,6 +133,7 @@ function wire() {
       const r = await api("POST", "/api/v1/auth/enrol/totp", { token: enrolToken(), code: $("enrol-code").value.trim(), session: "cookie" });
       history.replaceState(null, "", location.pathname + "#overview");
       $("enrol-codes").replaceChildren(...(r.recovery_codes || []).map((c) => el("li", { text: c })));
+      show("enrol-confirm", false);
       show("enrol-done", true);
       $("enrol-continue").focus();
     } catch (err) {

@@ -51,16 +51,23 @@ func Within(ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error 
 	return chromedp.Do(ctx, steps...)
 }
 
-// Text reads the text of the element sel names.
+// Text reads the text of the element sel names, waiting up to ten seconds
+// for it. A page that redraws the element between its finding and its
+// reading is read again.
 func Text[S chromedp.Selectable](t testing.TB, ctx context.Context, sel S) string {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(tctx, chromedp.Text(sel))
-	if err != nil {
-		t.Fatal(err)
+	for {
+		v, err := chromedp.Run(tctx, chromedp.Text(sel))
+		if err == nil {
+			return v
+		}
+		if tctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return v
 }
 
 // Screenshot saves the page as name.png in the screenshots folder at the

@@ -218,6 +218,12 @@ function targetText(t) {
   return t.name ? what + ": " + t.name : what;
 }
 
+// clip shortens a long text for a table cell; the event's page shows it
+// whole.
+function clip(text, n) {
+  return text.length <= n ? text : text.slice(0, n - 1) + "…";
+}
+
 function row(item) {
   const ev = item.event || {};
   const o = ev.outcome || {};
@@ -228,8 +234,8 @@ function row(item) {
     el("td", { text: actorText(ev.actor) }),
     el("td", { text: ev.action || "" }),
     el("td", { text: targetText(ev.target) }),
-    el("td", { class: RESULTS.includes(o.result) ? o.result : undefined,
-      text: (o.result || "") + (o.reason ? ": " + o.reason : "") }),
+    el("td", { class: RESULTS.includes(o.result) ? o.result : undefined, title: o.reason || undefined,
+      text: (o.result || "") + (o.reason ? ": " + clip(o.reason, 80) : "") }),
     el("td", { text: (ev.source && ev.source.name) || "" }));
 }
 

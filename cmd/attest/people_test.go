@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,10 @@ func TestFirstOwnerAndHostCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := startServe(t, dir)
-	links := enrolRE.FindAllString(s.stdout.String(), -1)
-	if len(links) != 1 {
-		t.Fatalf("serve printed %d enrolment links, want 1:\n%s", len(links), s.stdout)
+	// The link is printed alone and within the console's address.
+	links := slices.Compact(enrolRE.FindAllString(s.stdout.String(), -1))
+	if len(links) != 1 || !strings.Contains(s.stdout.String(), "/#enrol/"+links[0]) {
+		t.Fatalf("serve printed %d enrolment links, want 1, also as a console address:\n%s", len(links), s.stdout)
 	}
 	start := s.call(t, "POST", "/api/v1/auth/enrol", "", nil, []byte(fmt.Sprintf(
 		`{"token":%q,"email":"owner@example.com","name":"First Owner","password":"a long owner passphrase"}`, links[0])),

@@ -60,6 +60,34 @@ func TestConsoleOverviewSpeed(t *testing.T) {
 		times[len(times)/2].Round(time.Millisecond), times[0].Round(time.Millisecond),
 		times[len(times)-1].Round(time.Millisecond), len(times))
 	screenshot(t, ctx, "overview-million")
+
+	// The audit trail opens on the newest events; scrolling to its end
+	// loads the next page.
+	rows := chromedp.WaitVisible(chromedp.CSS("#trail-results tbody tr"))
+	times = times[:0]
+	var scrolls []time.Duration
+	for i := range 10 {
+		begin := time.Now()
+		if err := within(ctx, chromedp.Navigate(ts.url+"/?load="+strconv.Itoa(i)+"#trail"), rows); err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, time.Since(begin))
+		shown := evalJS[int](t, ctx, `document.querySelectorAll("#trail-results tbody tr").length`)
+		begin = time.Now()
+		if err := within(ctx, chromedp.ScrollIntoView(chromedp.ID("trail-sentinel")),
+			chromedp.Poll[chromedp.Void](`document.querySelectorAll("#trail-results tbody tr").length > `+strconv.Itoa(shown))); err != nil {
+			t.Fatal(err)
+		}
+		scrolls = append(scrolls, time.Since(begin))
+	}
+	median := func(ds []time.Duration) time.Duration {
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[len(ds)/2].Round(time.Millisecond)
+	}
+	t.Logf("audit trail with %d events: first page median %s (slowest %s), next page on scrolling median %s (slowest %s)",
+		n, median(times), times[len(times)-1].Round(time.Millisecond), median(scrolls),
+		scrolls[len(scrolls)-1].Round(time.Millisecond))
+	screenshot(t, ctx, "trail-million")
 }
 
 // seedEvents appends n events of eventgen's mix to a tenant's log in

@@ -82,6 +82,12 @@ func TestReadmeTour(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#categories tbody tr"))); err != nil {
 		t.Fatal(err)
 	}
+	// The factor's key and the codes, read once, have left the page.
+	left, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`["enrol-secret", "enrol-uri", "enrol-codes"].map((id) => document.getElementById(id).textContent).join("")`))
+	if err != nil || left != "" {
+		t.Errorf("after enrolment the page still holds %q (%v)", left, err)
+	}
 	browsertest.Screenshot(t, ctx, "tour-overview")
 
 	// Step 4: the controls, which serve runs within seconds of starting.

@@ -70,3 +70,54 @@ func TestConsoleOverviewIsLive(t *testing.T) {
 	t.Logf("the overview showed the failing control %v after the change", time.Since(start).Round(10*time.Millisecond))
 	screenshot(t, ctx, "overview-live")
 }
+
+// TestConsoleLiveReloadsLeaveTheSessionIdle keeps the controls page open
+// with no input while changes come: the page reloads on each notice, and
+// the session's last activity stays where the person left it, so that an
+// open page does not keep an idle session alive.
+func TestConsoleLiveReloadsLeaveTheSessionIdle(t *testing.T) {
+	ctx := browser(t)
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	hdr := map[string]string{"Attest-Tenant": tenant.Default}
+	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
+	c.Add(30 * time.Second)
+	if err := within(ctx, append(signIn(t, ts.url+"/#controls", c, p),
+		chromedp.WaitVisible(chromedp.CSS("#control-list tbody tr")))...); err != nil {
+		t.Fatal(err)
+	}
+	lastActive := func() string {
+		var list struct {
+			Sessions []struct {
+				ID         string
+				LastActive string `json:"last_active_at"`
+			}
+		}
+		ts.do("GET", "/api/v1/users/"+p.id+"/sessions", ts.operator, hdr, "", http.StatusOK, &list)
+		newest := ""
+		for _, s := range list.Sessions {
+			newest = max(newest, s.LastActive)
+		}
+		return newest
+	}
+	// Past the few seconds after the person's last input that count as
+	// theirs, with the clock moved on so that a touch would show.
+	time.Sleep(5500 * time.Millisecond)
+	c.Add(time.Minute)
+	before := lastActive()
+	marker := `document.querySelector("#control-list tbody tr").dataset.seen = "1"`
+	if err := within(ctx, chromedp.Evaluate[chromedp.Void](marker)); err != nil {
+		t.Fatal(err)
+	}
+	ts.do("POST", "/api/v1/users", ts.operator, hdr, `{"email":"new@example.com","name":"New Person"}`, http.StatusCreated, nil)
+	// The list is drawn anew on the notice: the marked row is gone.
+	if err := within(ctx, chromedp.Poll[chromedp.Void](
+		`!document.querySelector("#control-list tbody tr[data-seen]")`)); err != nil {
+		t.Fatalf("the controls page did not reload on the change: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if after := lastActive(); after != before {
+		t.Errorf("the page's own reloads moved the session's last activity from %s to %s", before, after)
+	}
+}

@@ -461,6 +461,12 @@ func (s *Server) wrap(rt *route) http.Handler {
 			s.fail(rq, err)
 			return
 		}
+		if rt.login {
+			if err := loginOrigin(r); err != nil {
+				s.fail(rq, err)
+				return
+			}
+		}
 		if err := s.authorize(rq); err != nil {
 			s.fail(rq, err)
 			return
@@ -773,6 +779,37 @@ func resultOf(status int) string {
 		return "failure"
 	}
 	return "error"
+}
+
+// loginOrigin refuses a sign-in step a browser sent from a page of another
+// origin, even of the same site: it could sign the browser into the
+// sender's account (login CSRF), which the session cookie's SameSite does
+// not stop between sibling hosts. Browsers name the page's origin; other
+// clients send neither header.
+func loginOrigin(r *http.Request) error {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return forbidden("a sign-in step sent by another site's page is refused: sign in on attest's own page")
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
+		return forbidden("a sign-in step sent by a page of another origin (" + sanitizeOrigin(o) + ") is refused: " +
+			"sign in on attest's own page")
+	}
+	return nil
+}
+
+// sanitizeOrigin keeps an Origin header fit to quote: at most 100 bytes,
+// printable ASCII.
+func sanitizeOrigin(o string) string {
+	b := []byte(o)
+	if len(b) > 100 {
+		b = b[:100]
+	}
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // securityHeaders sets the headers every response carries.

@@ -59,13 +59,17 @@ func nextEvent(lines <-chan string, d time.Duration) (name, data string) {
 }
 
 // TestChangeStream checks the console's change stream: it needs a
-// person's session, announces a change in the caller's tenant and neither
-// reads nor another tenant's changes, ends when the session is revoked,
-// and does not hold up a shutdown.
+// person's session and is no auditor's, announces a change in the
+// caller's tenant and neither reads, failures, ingested events nor another
+// tenant's changes, is bounded per session, ends when the session or the
+// permission goes, and does not hold up a shutdown.
 func TestChangeStream(t *testing.T) {
 	_, opts := storetest.OpenSQLite(t)
 	c := newClock(time.Now())
-	ts := startClocked(t, opts, c, server.Config{StreamCheck: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second})
+	// No control runs: their results are changes too, and would come at any
+	// moment after the test's own.
+	ts := startClocked(t, opts, c, server.Config{StreamCheck: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
+		ControlsInterval: -1})
 	hdr := map[string]string{"Attest-Tenant": tenant.Default}
 	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
 	ts.do("GET", "/api/v1/stream", ts.operator, hdr, "", http.StatusForbidden, nil)
@@ -73,12 +77,19 @@ func TestChangeStream(t *testing.T) {
 	member := ts.enrol(c, tenant.Default, "mo@example.com", "member")
 	ts.do("GET", "/api/v1/stream", member.session, nil, "", http.StatusForbidden, nil)
 
+	ingest := ts.key(tenant.Default, "ingest")
 	lines, resp := ts.openStream(p.session)
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
 		t.Fatalf("stream answered %d %q", resp.StatusCode, ct)
 	}
-	// Reads are no change, nor is another tenant's change.
+	// Reads are no change, nor is a failure anyone can cause, nor an
+	// ingested event, nor another tenant's change.
 	ts.do("GET", "/api/v1/compliance/dashboard", p.session, nil, "", http.StatusOK, nil)
+	ts.do("POST", "/api/v1/auth/login", "", nil, `{"tenant":"default","email":"nobody@example.com","password":"wrong wrong wrong"}`,
+		http.StatusUnauthorized, nil)
+	ts.do("POST", "/api/v1/audit/events", ingest, nil, `{"occurred_at":"`+
+		c.Now().Format(time.RFC3339)+`","source":"svc","actor":{"type":"user","id":"u-1"},"action":"settings.update",`+
+		`"category":"configuration","outcome":{"result":"success"},"target":{"type":"tenant","id":"t-1"}}`, http.StatusOK, nil)
 	ts.do("POST", "/api/v1/tenants", ts.operator, nil, `{"name":"other"}`, http.StatusCreated, nil)
 	ts.do("POST", "/api/v1/users", ts.operator, map[string]string{"Attest-Tenant": "other"},
 		`{"email":"x@example.com","name":"X"}`, http.StatusCreated, nil)
@@ -89,6 +100,31 @@ func TestChangeStream(t *testing.T) {
 		http.StatusCreated, nil)
 	if name, data := nextEvent(lines, 5*time.Second); name != "change" || !strings.Contains(data, `"changes":`) {
 		t.Fatalf("after a change the stream sent %q %q, want a change notice", name, data)
+	}
+
+	// A session holds a few streams at most; an auditor's grant none.
+	for range 3 {
+		ts.openStream(p.session)
+	}
+	ts.do("GET", "/api/v1/stream", p.session, nil, "", http.StatusTooManyRequests, nil)
+	aud := ts.enrol(c, tenant.Default, "aud@example.com", "")
+	ts.do("PUT", "/api/v1/users/"+aud.id+"/roles/auditor", ts.operator, hdr,
+		`{"period_start":"2026-01-01T00:00:00Z","period_end":"2026-02-01T00:00:00Z"}`, http.StatusOK, nil)
+	ts.do("GET", "/api/v1/stream", aud.session, nil, "", http.StatusForbidden, nil)
+
+	// The role that gave the permission goes: so does the stream.
+	ana := ts.enrol(c, tenant.Default, "analyst@example.com", "security_analyst")
+	alines, _ := ts.openStream(ana.session)
+	ts.do("DELETE", "/api/v1/users/"+ana.id+"/roles/security_analyst", ts.operator, hdr, "", http.StatusOK, nil)
+	for {
+		name, data := nextEvent(alines, 5*time.Second)
+		if name == "change" {
+			continue
+		}
+		if name != "end" || !strings.Contains(data, "permission withdrawn") {
+			t.Fatalf("after the role went the stream sent %q %q, want end", name, data)
+		}
+		break
 	}
 
 	// The session ends: so does the stream, saying why.
@@ -116,5 +152,37 @@ func TestChangeStream(t *testing.T) {
 	ts.stop()
 	if name, data := nextEvent(lines, 5*time.Second); name != "end" || !strings.Contains(data, "shutting down") {
 		t.Fatalf("at shutdown the stream sent %q %q", name, data)
+	}
+}
+
+// TestLoginRefusesOtherOrigins checks that a sign-in step a browser sends
+// from a page of another origin, even of the same site, is refused, so that
+// no page can sign a browser into its sender's account; clients that name
+// no origin, and attest's own page, sign in.
+func TestLoginRefusesOtherOrigins(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{})
+	p := ts.enrol(c, tenant.Default, "ana@example.com", "")
+	body := `{"tenant":"default","email":"ana@example.com","password":"` + p.password + `"}`
+	own := strings.TrimPrefix(ts.url, "https://")
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		want int
+	}{
+		{"no origin", nil, http.StatusOK},
+		{"attest's own page", map[string]string{"Origin": "https://" + own, "Sec-Fetch-Site": "same-origin"}, http.StatusOK},
+		{"a sibling host", map[string]string{"Origin": "https://evil.example.test"}, http.StatusForbidden},
+		{"same site, other origin", map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"another site", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, http.StatusForbidden},
+		{"an opaque origin", map[string]string{"Origin": "null"}, http.StatusForbidden},
+		{"plain http", map[string]string{"Origin": "http://" + own}, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts.do("POST", "/api/v1/auth/login", "", tc.hdr, body, tc.want, nil)
+			ts.do("POST", "/api/v1/auth/login/totp", "", tc.hdr, `{"login_token":"atl_x","code":"123456"}`,
+				map[bool]int{true: http.StatusUnauthorized, false: http.StatusForbidden}[tc.want == http.StatusOK], nil)
+		})
 	}
 }

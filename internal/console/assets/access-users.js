@@ -3,7 +3,7 @@
 // its enrolment link; and one account's detail with its roles and
 // sessions and what may be done to it.
 
-import { api, el, fill, table, can, readOnly, when, message } from "./lib.js";
+import { api, el, fill, table, can, readOnly, when, message, session } from "./lib.js";
 import {
   facts, field, select, checks, checked, form, button, status, value, me, eligible, roles, grantText, factorCell, enrolLink,
   sessionCells, sessionColumns,
@@ -50,7 +50,9 @@ function createForm(rs, shown, reload) {
 function elevateHint(p, what) {
   if (can(p) || !eligible(p) || readOnly()) return null;
   return el("p", { class: "note" }, what + " needs " + p + ", held only while elevated: ",
-    el("a", { href: "#access/elevations", text: "request an elevation" }), ".");
+    el("a", { href: "#access/elevations", text: "request an elevation" }),
+    ", which another admin approves. Alone in the organisation? Make a second owner on the host with " +
+    "attest user enrol-link --tenant " + (session.me && session.me.tenant) + " --owner, or work with an admin API key.");
 }
 
 export async function usersView(box) {

@@ -60,19 +60,32 @@ function buildNav() {
   banner.hidden = !period;
 }
 
+// notice passes a change notice to the pages, at most once a second: a
+// notice that comes sooner waits, and those that pile up meanwhile make
+// one.
+let lastNotice = 0;
+let noticeWaiting = false;
+function notice() {
+  if (noticeWaiting) return;
+  const wait = lastNotice + 1000 - Date.now();
+  if (wait > 0) {
+    noticeWaiting = true;
+    setTimeout(() => { noticeWaiting = false; notice(); }, wait);
+    return;
+  }
+  lastNotice = Date.now();
+  live.dispatchEvent(new CustomEvent("change"));
+}
+
 // stream listens to the server's change notices and passes them to the
-// pages; EventSource reconnects by itself when the connection drops.
+// pages; EventSource reconnects by itself when the connection drops. An
+// auditor's grant is bounded to its period, and gets no stream of what
+// changes now.
 let source = null;
 function stream() {
-  if (source || typeof EventSource === "undefined" || !can("compliance.read")) return;
+  if (source || typeof EventSource === "undefined" || !can("compliance.read") || auditPeriod()) return;
   source = new EventSource("/api/v1/stream", { withCredentials: true });
-  source.addEventListener("change", (e) => {
-    let detail = {};
-    try {
-      detail = JSON.parse(e.data);
-    } catch (_) { /* a notice without detail still means "look again" */ }
-    live.dispatchEvent(new CustomEvent("change", { detail }));
-  });
+  source.addEventListener("change", () => notice());
   // The server ends the stream when the session ends: the page goes back
   // to the sign-in.
   source.addEventListener("end", (e) => {
@@ -82,15 +95,25 @@ function stream() {
     try {
       reason = JSON.parse(e.data).reason;
     } catch (_) { /* no reason given */ }
-    if (reason === "session ended") location.reload();
-    else setTimeout(stream, 3000);
+    // A session or permission gone reloads the page, which signs in again
+    // or shows what the person may still see.
+    if (reason === "shutting down") setTimeout(stream, 3000);
+    else location.reload();
   });
   source.addEventListener("open", () => { $("live").textContent = "live"; });
-  source.addEventListener("error", () => { $("live").textContent = "reconnecting"; });
+  source.addEventListener("error", () => {
+    $("live").textContent = source && source.readyState === EventSource.CLOSED ? "not live: reload to retry" : "reconnecting";
+  });
 }
 
 export async function signedIn() {
   session.me = await api("GET", "/api/v1/me");
+  if (location.hash.startsWith("#enrol/")) {
+    const n = $("notice");
+    n.textContent = "You are signed in as " + ((session.me.user && session.me.user.email) || "someone") +
+      ": an enrolment link sets up another account. Sign out, then open the link again.";
+    n.hidden = false;
+  }
   show("signin", false);
   show("nav", true);
   buildNav();
@@ -106,7 +129,16 @@ $("signout").addEventListener("click", async () => {
     location.reload();
   }
 });
-window.addEventListener("hashchange", () => open());
+// An enrolment link opened in a tab that runs the console already starts
+// the page afresh: signed out, it sets the account up; signed in, it says
+// to sign out first.
+window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#enrol/")) {
+    location.reload();
+    return;
+  }
+  open();
+});
 
 // A browser that already holds a session goes straight to its page; one
 // that does not signs in, or enrols when the location carries a link.

@@ -16,6 +16,21 @@ export class ApiError extends Error {
   }
 }
 
+// lastInput is when the person last pressed a key, clicked, touched or
+// scrolled a wheel here, or loaded the page.
+let lastInput = Date.now();
+for (const kind of ["keydown", "pointerdown", "wheel", "touchmove"]) {
+  window.addEventListener(kind, () => { lastInput = Date.now(); }, { capture: true, passive: true });
+}
+
+// personAsked reports whether a request now follows the person's own
+// doing: within a few seconds of their last input. Any other request,
+// such as a page's reload after a change notice, is sent as background,
+// so that an open page does not keep an idle session alive.
+function personAsked() {
+  return Date.now() - lastInput < 5000;
+}
+
 // api calls attest's API with the session cookie. Every request carries
 // the CSRF header, which the server demands of cookie sessions for any
 // request that changes something. A FormData body is sent as multipart.
@@ -24,7 +39,7 @@ export class ApiError extends Error {
 // session from timing out.
 export async function api(method, path, body, { background = false } = {}) {
   const opts = { method, credentials: "same-origin", headers: { "Attest-CSRF": "1" } };
-  if (background) opts.headers["Attest-Background"] = "1";
+  if (background || !personAsked()) opts.headers["Attest-Background"] = "1";
   if (body instanceof FormData) {
     opts.body = body;
   } else if (body !== undefined) {

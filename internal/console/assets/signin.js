@@ -140,8 +140,20 @@ function wire() {
       error(explain(err));
     }
   });
+  // The factor's key and the recovery codes leave the page once read.
+  $("enrol-copy").addEventListener("click", async () => {
+    const codes = [...$("enrol-codes").children].map((li) => li.textContent).join("\n");
+    try {
+      await navigator.clipboard.writeText(codes);
+      $("enrol-copied").textContent = "Copied.";
+    } catch (_) {
+      $("enrol-copied").textContent = "The browser did not allow copying: select the codes and copy them.";
+    }
+  });
   $("enrol-continue").addEventListener("click", () => {
     show("enrol-done", false);
+    for (const id of ["enrol-secret", "enrol-uri", "enrol-codes", "enrol-copied"]) $(id).replaceChildren();
+    $("enrol-code").value = "";
     onDone();
   });
 }
@@ -161,7 +173,7 @@ export default {
     if (enrolToken()) {
       $("signin-title").textContent = "Set up your account";
       step("enrol-step");
-      $("enrol-email").focus();
+      $("enrol-password").focus();
       return;
     }
     step("password-step");

@@ -6,13 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/attest/attest/internal/controls"
 	"github.com/attest/attest/internal/event"
-	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/eventgen/seedlog"
 	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/report"
 	"github.com/attest/attest/internal/tenant"
@@ -158,43 +157,9 @@ func benchDir(n int) (dir string, kept bool, err error) {
 	return dir, false, os.MkdirAll(dir, 0o700)
 }
 
-// seed appends n events to t's log in batches of 1,000 from four
-// goroutines, as the append benchmark does.
+// seed appends n events of the benchmark's mix to t's log.
 func seed(b *testing.B, in *instance.Instance, t *tenant.Tenant, n int) {
-	ctx := context.Background()
-	g := eventgen.New(11, time.Now().Add(-time.Hour).UTC())
-	var mu sync.Mutex
-	next := 0
-	batch := func() []*event.Event {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= n {
-			return nil
-		}
-		evs := make([]*event.Event, min(1000, n-next))
-		for i := range evs {
-			evs[i] = g.Next()
-			benchMix(next+i, evs[i])
-		}
-		next += len(evs)
-		return evs
+	if err := seedlog.Fill(context.Background(), in.Log, t, n, 11, benchMix); err != nil {
+		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for evs := batch(); evs != nil; evs = batch() {
-				ps, err := in.Log.PrepareAll(ctx, t, evs)
-				if err == nil {
-					_, err = in.Log.Append(ctx, t, ps)
-				}
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -6,12 +6,10 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	auditevent "github.com/attest/attest/internal/event"
-	"github.com/attest/attest/internal/eventgen"
+	"github.com/attest/attest/internal/eventgen/seedlog"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
@@ -90,47 +88,15 @@ func TestConsoleOverviewSpeed(t *testing.T) {
 	screenshot(t, ctx, "trail-million")
 }
 
-// seedEvents appends n events of eventgen's mix to a tenant's log in
-// batches of 1,000 from four goroutines, past the API, as a platform's
-// long history would stand.
+// seedEvents appends n events of eventgen's mix to a tenant's log, past
+// the API, as a platform's long history would stand.
 func seedEvents(t *testing.T, ts *testServer, tenantName string, n int) {
 	ctx := context.Background()
 	tn, err := ts.in.Tenants.ByName(ctx, tenantName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := eventgen.New(11, time.Now().Add(-time.Hour).UTC())
-	var mu sync.Mutex
-	next := 0
-	batch := func() []*auditevent.Event {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= n {
-			return nil
-		}
-		evs := make([]*auditevent.Event, min(1000, n-next))
-		for i := range evs {
-			evs[i] = g.Next()
-		}
-		next += len(evs)
-		return evs
+	if err := seedlog.Fill(ctx, ts.in.Log, tn, n, 11, nil); err != nil {
+		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for evs := batch(); evs != nil; evs = batch() {
-				ps, err := ts.in.Log.PrepareAll(ctx, tn, evs)
-				if err == nil {
-					_, err = ts.in.Log.Append(ctx, tn, ps)
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -68,6 +68,13 @@ func TestConsoleOverviewIsLive(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	t.Logf("the overview showed the failing control %v after the change", time.Since(start).Round(10*time.Millisecond))
+	// Its turn from pass to fail raised an alert, which the overview lists.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(pageText(t, ctx, chromedp.ID("alerts")), "IAM-01"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the open alerts read %q, want IAM-01's", pageText(t, ctx, chromedp.ID("alerts")))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	screenshot(t, ctx, "overview-live")
 }
 

@@ -59,6 +59,7 @@ function build(sec) {
     table("failing", "Failing controls", ["Control", "Owner", "What to do"]),
     el("h3", { text: "Open alerts" }),
     table("alerts", "Open alerts", ["Raised", "Control", "Change", "Webhook"]),
+    el("p", { id: "alerts-other", class: "note" }),
     el("p", { id: "overview-updated", class: "formula", role: "status" }),
     el("p", { id: "overview-error", class: "error", role: "alert" }),
   );
@@ -82,7 +83,15 @@ async function render(background) {
   fill($("failing"), (d.failing || []).map((c) => [
     el("a", { href: "#controls/" + encodeURIComponent(c.id), text: c.id + " " + c.name }),
     c.owner, c.remediation || ""]), "No control is failing.");
-  fill($("alerts"), (alerts.alerts || []).map((a) => [
+  // Alerts are raised for every control; the overview shows those of the
+  // controls in scope, and counts the others.
+  const inScope = new Set((d.criteria || []).flatMap((c) => c.controls || []));
+  const all = alerts.alerts || [];
+  const shown = all.filter((a) => inScope.has(a.control));
+  const others = all.length - shown.length;
+  $("alerts-other").textContent = others === 0 ? "" : others + (others === 1 ? " open alert is" : " open alerts are") +
+    " for controls outside the scope: see the Controls page.";
+  fill($("alerts"), shown.map((a) => [
     when(a.raised_at), a.control + " " + a.name, a.previous + " → " + a.status, a.webhook.state || "not sent"]), "No open alert.");
   $("overview-updated").textContent = "Updated " + new Date().toLocaleTimeString();
   message($("overview-error"), "", true);

@@ -1,6 +1,8 @@
 package console_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -127,4 +129,41 @@ func TestEveryReferencedFileIsServed(t *testing.T) {
 			t.Errorf("%s: %d", m[1], r.StatusCode)
 		}
 	}
+}
+
+// TestVerifierGzipped checks that the verifier goes compressed to a client
+// that takes gzip, whole once inflated, and plain to one that does not.
+func TestVerifierGzipped(t *testing.T) {
+	h := console.Handler()
+	get := func(enc string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/assets/verify.wasm", nil)
+		if enc != "" {
+			req.Header.Set("Accept-Encoding", enc)
+		}
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	plain := get("")
+	if plain.Code != http.StatusOK || plain.Header().Get("Content-Encoding") != "" ||
+		!bytes.HasPrefix(plain.Body.Bytes(), []byte("\x00asm")) {
+		t.Fatalf("without gzip: %d %q", plain.Code, plain.Header().Get("Content-Encoding"))
+	}
+	if refused := get("gzip;q=0, br"); refused.Header().Get("Content-Encoding") != "" {
+		t.Errorf("gzip;q=0 was answered %q", refused.Header().Get("Content-Encoding"))
+	}
+	z := get("gzip, deflate, br")
+	if z.Header().Get("Content-Encoding") != "gzip" || !strings.Contains(z.Header().Get("Vary"), "Accept-Encoding") {
+		t.Fatalf("with gzip: encoding %q, vary %q", z.Header().Get("Content-Encoding"), z.Header().Get("Vary"))
+	}
+	size := z.Body.Len()
+	zr, err := gzip.NewReader(z.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inflated, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(inflated, plain.Body.Bytes()) {
+		t.Fatalf("the gzip form inflates to %d bytes (%v), want the %d of the file", len(inflated), err, plain.Body.Len())
+	}
+	t.Logf("verify.wasm: %d bytes, %d gzipped", plain.Body.Len(), size)
 }

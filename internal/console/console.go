@@ -9,7 +9,9 @@ package console
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -64,7 +66,10 @@ func Handler() http.Handler {
 		}
 		h := w.Header()
 		h.Set("Content-Security-Policy", Policy)
-		h.Set("Cache-Control", "no-store")
+		// The files hold nothing secret: a browser keeps them, and asks
+		// each time whether they changed, which a new binary's do.
+		h.Set("Cache-Control", "no-cache")
+		tag := etag(name, b)
 		ct := types[path.Ext(name)]
 		if ct == "" {
 			ct = mime.TypeByExtension(path.Ext(name))
@@ -79,10 +84,15 @@ func Handler() http.Handler {
 			h.Add("Vary", "Accept-Encoding")
 			if acceptsGzip(r) {
 				if z, err := gzipped(name, b); err == nil {
-					b = z
+					b, tag = z, strings.TrimSuffix(tag, `"`)+`-gzip"`
 					h.Set("Content-Encoding", "gzip")
 				}
 			}
+		}
+		h.Set("ETag", tag)
+		if r.Header.Get("If-None-Match") == tag {
+			w.WriteHeader(http.StatusNotModified)
+			return
 		}
 		h.Set("Content-Length", strconv.Itoa(len(b)))
 		w.WriteHeader(http.StatusOK)
@@ -90,6 +100,19 @@ func Handler() http.Handler {
 			w.Write(b)
 		}
 	})
+}
+
+// tags keeps each file's entity tag, its SHA-256, worked out once.
+var tags sync.Map
+
+func etag(name string, b []byte) string {
+	if t, ok := tags.Load(name); ok {
+		return t.(string)
+	}
+	sum := sha256.Sum256(b)
+	t := `"` + hex.EncodeToString(sum[:16]) + `"`
+	tags.Store(name, t)
+	return t
 }
 
 // acceptsGzip reports whether the request's Accept-Encoding names gzip

@@ -167,3 +167,39 @@ func TestVerifierGzipped(t *testing.T) {
 	}
 	t.Logf("verify.wasm: %d bytes, %d gzipped", plain.Body.Len(), size)
 }
+
+// TestFilesRevalidate checks that each file carries an entity tag, that a
+// browser asking with it gets 304 and no body, and that the gzip form of
+// the verifier has a tag of its own.
+func TestFilesRevalidate(t *testing.T) {
+	h := console.Handler()
+	get := func(path, enc, match string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", path, nil)
+		if enc != "" {
+			req.Header.Set("Accept-Encoding", enc)
+		}
+		if match != "" {
+			req.Header.Set("If-None-Match", match)
+		}
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, p := range []string{"/", "/assets/app.js", "/assets/verify.wasm"} {
+		first := get(p, "", "")
+		tag := first.Header().Get("ETag")
+		if tag == "" || first.Header().Get("Cache-Control") != "no-cache" {
+			t.Fatalf("%s: ETag %q, Cache-Control %q", p, tag, first.Header().Get("Cache-Control"))
+		}
+		if again := get(p, "", tag); again.Code != http.StatusNotModified || again.Body.Len() != 0 {
+			t.Errorf("%s with its tag: %d and %d bytes, want 304 and none", p, again.Code, again.Body.Len())
+		}
+		if other := get(p, "", `"other"`); other.Code != http.StatusOK {
+			t.Errorf("%s with another tag: %d", p, other.Code)
+		}
+	}
+	plain := get("/assets/verify.wasm", "", "").Header().Get("ETag")
+	if z := get("/assets/verify.wasm", "gzip", "").Header().Get("ETag"); z == plain {
+		t.Errorf("the gzip form shares the plain tag %s", z)
+	}
+}

@@ -462,7 +462,7 @@ func (s *Server) wrap(rt *route) http.Handler {
 			return
 		}
 		if rt.login {
-			if err := loginOrigin(r); err != nil {
+			if err := s.loginOrigin(r); err != nil {
 				s.fail(rq, err)
 				return
 			}
@@ -784,17 +784,29 @@ func resultOf(status int) string {
 // loginOrigin refuses a sign-in step a browser sent from a page of another
 // origin, even of the same site: it could sign the browser into the
 // sender's account (login CSRF), which the session cookie's SameSite does
-// not stop between sibling hosts. Browsers name the page's origin; other
-// clients send neither header.
-func loginOrigin(r *http.Request) error {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return forbidden("a sign-in step sent by another site's page is refused: sign in on attest's own page")
+// not stop between sibling hosts. A browser that sends Sec-Fetch-Site has
+// judged the origins itself, whatever a proxy did to the Host; for one that
+// sends only Origin, it is compared with the host asked for, or with the
+// X-Forwarded-Host of a trusted proxy. Clients that are not browsers send
+// neither header.
+func (s *Server) loginOrigin(r *http.Request) error {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		if site != "same-origin" && site != "none" {
+			return forbidden("a sign-in step sent by another site's page is refused: sign in on attest's own page")
+		}
+		return nil
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
-		return forbidden("a sign-in step sent by a page of another origin (" + sanitizeOrigin(o) + ") is refused: " +
-			"sign in on attest's own page")
+	o := r.Header.Get("Origin")
+	if o == "" || o == "https://"+r.Host {
+		return nil
 	}
-	return nil
+	if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" && o == "https://"+strings.TrimSpace(strings.Split(fwd, ",")[0]) {
+		if peer, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && s.trusted(peer.Addr().Unmap().WithZone("")) {
+			return nil
+		}
+	}
+	return forbidden("a sign-in step sent by a page of another origin (" + sanitizeOrigin(o) + ") is refused: " +
+		"sign in on attest's own page")
 }
 
 // sanitizeOrigin keeps an Origin header fit to quote: at most 100 bytes,

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,12 @@ func TestLoginRefusesOtherOrigins(t *testing.T) {
 		{"another site", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, http.StatusForbidden},
 		{"an opaque origin", map[string]string{"Origin": "null"}, http.StatusForbidden},
 		{"plain http", map[string]string{"Origin": "http://" + own}, http.StatusForbidden},
+		// A browser's own judgement stands when a proxy changed the Host.
+		{"attest's page behind a proxy", map[string]string{"Origin": "https://attest.example.com",
+			"Sec-Fetch-Site": "same-origin"}, http.StatusOK},
+		// An untrusted peer cannot vouch for an origin.
+		{"a forwarded host from an untrusted peer", map[string]string{"Origin": "https://evil.example.test",
+			"X-Forwarded-Host": "evil.example.test"}, http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts.do("POST", "/api/v1/auth/login", "", tc.hdr, body, tc.want, nil)
@@ -185,4 +192,14 @@ func TestLoginRefusesOtherOrigins(t *testing.T) {
 				map[bool]int{true: http.StatusUnauthorized, false: http.StatusForbidden}[tc.want == http.StatusOK], nil)
 		})
 	}
+
+	// Behind a trusted proxy, the host it forwards is attest's own.
+	_, opts2 := storetest.OpenSQLite(t)
+	proxied := startClocked(t, opts2, c, server.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	q := proxied.enrol(c, tenant.Default, "ana@example.com", "")
+	body = `{"tenant":"default","email":"ana@example.com","password":"` + q.password + `"}`
+	proxied.do("POST", "/api/v1/auth/login", "", map[string]string{"Origin": "https://attest.example.com",
+		"X-Forwarded-Host": "attest.example.com"}, body, http.StatusOK, nil)
+	proxied.do("POST", "/api/v1/auth/login", "", map[string]string{"Origin": "https://evil.example.test",
+		"X-Forwarded-Host": "attest.example.com"}, body, http.StatusForbidden, nil)
 }

@@ -149,11 +149,12 @@ export function readOnly() {
 // listen for "change", whose detail names what changed.
 export const live = new EventTarget();
 
-// when formats an RFC 3339 time for reading, in the browser's zone.
+// when formats an RFC 3339 time for reading, in the browser's zone, which
+// it names.
 export function when(s) {
   if (!s) return "";
   const d = new Date(s);
-  return isNaN(d) ? s : d.toLocaleString();
+  return isNaN(d) ? s : d.toLocaleString(undefined, { timeZoneName: "short" });
 }
 
 // download asks the browser to save what path answers, with the session

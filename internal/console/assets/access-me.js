@@ -60,6 +60,9 @@ function removeButton(p, line) {
     b.disabled = true;
     try {
       const r = await api("DELETE", "/api/v1/me/webauthn/" + enc(p.id));
+      // Signed out, the page cannot read the list again: the passkey
+      // leaves it here.
+      b.closest("tr").remove();
       signedOut(line, "Removed the passkey: " + r.detail + ".");
     } catch (err) {
       message(line, err.message, true);

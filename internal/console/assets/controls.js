@@ -305,6 +305,26 @@ function resetForms(c) {
   for (const id of ["evidence-message", "exception-message", "detail-message"]) message($(id), "");
 }
 
+// openRevokes notes the revoke boxes open in the detail, with the reason
+// typed in each, so that a read of the detail, such as one a change
+// notice asks for, does not close them under the person typing.
+function openRevokes() {
+  return [...document.querySelectorAll("#control-detail .revoke:not([hidden]) input")].map((i) =>
+    [i.id, i.value, i === document.activeElement]);
+}
+
+// reopen opens again the revoke boxes openRevokes noted, of the items
+// that may still be revoked.
+function reopen(boxes) {
+  for (const [id, text, focused] of boxes) {
+    const i = $(id);
+    if (!i) continue;
+    i.value = text;
+    i.closest(".revoke").hidden = false;
+    if (focused) i.focus();
+  }
+}
+
 // reads counts the detail's reads, so that an answer overtaken by a
 // later read is dropped.
 let reads = 0;
@@ -339,15 +359,19 @@ async function detail(id) {
   show("detail-no-findings", findings.length === 0);
   $("detail-criteria").replaceChildren(...(await criteriaItems(c.criteria || [])));
   show("detail-manual", !!c.manual);
+  const evRows = c.manual ? await evidenceRows(ev.evidence || []) : [];
+  const exRows = await exceptionRows(ex.exceptions || []);
+  const revoking = openRevokes();
   if (c.manual) {
     $("detail-requirement").textContent = c.manual.requirement;
     $("detail-max-age").textContent = "Each piece of evidence holds for at most " + c.manual.max_age_days +
       " days after its effective date, and counts once a second person approves it.";
-    fill($("evidence-list"), await evidenceRows(ev.evidence || []));
+    fill($("evidence-list"), evRows);
     show("evidence-none", !(ev.evidence || []).length);
   }
-  fill($("exception-list"), await exceptionRows(ex.exceptions || []));
+  fill($("exception-list"), exRows);
   show("exception-none", !(ex.exceptions || []).length);
+  reopen(revoking);
   show("evidence-form", manages() && !!c.manual);
   show("exception-form", manages());
   fill($("detail-history"), (c.history || []).map((h) => [when(h.checked_at), [h.status, h.status],

@@ -150,7 +150,29 @@ function params() {
   return q;
 }
 
-// search starts a new query from the form's filters.
+// localInput writes an RFC 3339 time as a datetime-local input's value, in
+// the browser's zone.
+function localInput(iso) {
+  const d = new Date(iso);
+  if (isNaN(d)) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" +
+    pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+}
+
+// fillForm sets the form's fields from a search's query parameters, as a
+// link to a search carries them; fields it does not name are emptied.
+function fillForm(q) {
+  $("trail-form").reset();
+  for (const f of FIELDS) {
+    const v = q.get(f.name);
+    if (v === null) continue;
+    $("trail-" + f.name.replace(/_/g, "-")).value = f.type === "datetime-local" ? localInput(v) : v;
+  }
+}
+
+// search starts a new query from the form's filters, and puts them in the
+// location, so that the search can be bookmarked, shared or gone back to.
 async function search() {
   message($("trail-error"), "", true);
   let q;
@@ -160,6 +182,7 @@ async function search() {
     message($("trail-error"), err.message, true);
     return;
   }
+  history.replaceState(null, "", "#trail/search?" + q.toString());
   state.gen++;
   Object.assign(state, { params: q, next: "", pages: 0, loaded: 0, dropped: 0, treeSize: 0, loading: false,
     failed: false });
@@ -332,7 +355,8 @@ async function detail(seq) {
   box.hidden = false;
   const title = el("h3", { id: "trail-event-title", tabindex: "-1", text: "Event " + seq });
   const status = el("p", { id: "trail-detail-error", class: "error", role: "alert" });
-  box.replaceChildren(el("p", {}, el("a", { href: "#trail", id: "trail-back", text: "Back to the results" })),
+  const back = state.params ? "#trail/search?" + state.params.toString() : "#trail";
+  box.replaceChildren(el("p", {}, el("a", { href: back, id: "trail-back", text: "Back to the results" })),
     title, status);
   title.focus();
   current = { seq };
@@ -493,7 +517,8 @@ export default {
   needs: ["audit.log.read"],
   async show(sec, rest) {
     if (!built) build(sec);
-    if (rest) {
+    const asked = rest.startsWith("search?") ? new URLSearchParams(rest.slice("search?".length)) : null;
+    if (rest && !asked) {
       await detail(decodeURIComponent(rest));
       return;
     }
@@ -502,6 +527,13 @@ export default {
     $("trail-detail").hidden = true;
     $("trail-detail").replaceChildren();
     $("trail-search").hidden = false;
+    // A link to a search runs it, unless it is the search on show, which a
+    // step back from an event returns to where it was.
+    if (asked && (!state.params || asked.toString() !== state.params.toString())) {
+      fillForm(asked);
+      await search();
+      return;
+    }
     if (!state.params) {
       await search();
       return;

@@ -274,8 +274,17 @@ func TestConsoleFlowAccessAdmin(t *testing.T) {
 		flowsFail(t, ctx, "flow-elevation-activate", "access", err)
 	}
 
-	// Unlock: lena's right password works again.
+	// Unlock: the page says lena is locked, and once unlocked her right
+	// password works again and the page offers no more unlocking.
+	var lenaView struct {
+		LockedUntil string `json:"locked_until"`
+	}
+	ts.do("GET", "/api/v1/users/"+lena.id, ts.operator, hdr, "", http.StatusOK, &lenaView)
+	if lenaView.LockedUntil == "" {
+		t.Errorf("the locked account's view names no lockout")
+	}
 	err = within(ctx, append(accessOpen("#access/user/"+lena.id, "#access-unlock"),
+		accessShows("#access-user-facts", "locked after failed attempts"),
 		chromedp.Click(chromedp.ID("access-unlock")),
 		accessShows("#access-user-status", "Unlocked."))...)
 	if err != nil {
@@ -283,6 +292,9 @@ func TestConsoleFlowAccessAdmin(t *testing.T) {
 	}
 	if got := ts.flowsLogin(lena.email, lena.password); got != http.StatusOK {
 		t.Errorf("after the unlock lena's right password gets %d", got)
+	}
+	if err := within(ctx, chromedp.Poll[chromedp.Void](`!document.getElementById("access-unlock")`)); err != nil {
+		t.Errorf("after the unlock the page still offers Unlock: %v", err)
 	}
 
 	// Enable: dan's account is active again.

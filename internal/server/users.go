@@ -188,11 +188,32 @@ func (s *Server) getUser(rq *request) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.viewUser(rq.r.Context(), u)
+	ctx := rq.r.Context()
+	v, err := s.viewUser(ctx, u)
 	if err != nil {
 		return err
 	}
-	return writeJSON(rq.w, http.StatusOK, v)
+	// Whether sign-in is locked after failed attempts, and until when: the
+	// later of the password's and the second factor's lockouts.
+	var lockedUntil time.Time
+	for _, c := range []struct {
+		counter identity.Counter
+		budget  identity.Budget
+	}{{identity.PasswordCounter(rq.tenant.Name, u.Email), identity.PasswordAccountBudget},
+		{identity.SecondFactorCounter(u.ID), identity.SecondFactorBudget}} {
+		until, locked, err := s.in.Identity.Counters.Locked(ctx, s.in.DB.Read, c.counter, c.budget)
+		if err != nil {
+			return err
+		}
+		if locked && until.After(lockedUntil) {
+			lockedUntil = until
+		}
+	}
+	out := struct {
+		userView
+		LockedUntil string `json:"locked_until,omitempty"`
+	}{v, fmtTime(lockedUntil)}
+	return writeJSON(rq.w, http.StatusOK, out)
 }
 
 // setUserStatus disables, enables or deletes an account. Leaving active

@@ -76,6 +76,7 @@ function accountFacts(u) {
     ["Last sign-in", u.last_login_at ? when(u.last_login_at) : "never"], ["Account id", u.id]];
   if (u.external_id) rows.push(["External id", u.external_id]);
   if (u.disabled_at) rows.push(["Disabled", when(u.disabled_at)]);
+  if (u.locked_until) rows.push(["Sign-in", "locked after failed attempts until " + when(u.locked_until)]);
   return facts("access-user-facts", rows);
 }
 
@@ -146,8 +147,10 @@ function accountActions(u, rs, line, again) {
       { id: "access-disable", class: "danger" }));
   }
   if (u.status === "disabled") acts.push(button("Enable", line, post("enable", () => "Enabled."), { id: "access-enable" }));
-  acts.push(button("Unlock", line, post("unlock", (r) => r.unlocked ? "Unlocked." : "The account was not locked."),
-    { id: "access-unlock", class: "secondary" }));
+  if (u.locked_until) {
+    acts.push(button("Unlock", line, post("unlock", (r) => r.unlocked ? "Unlocked." : "The account was not locked."),
+      { id: "access-unlock", class: "secondary" }));
+  }
   if (u.status === "active" && (!privileged(u, rs) || can("tenant.ownership"))) {
     acts.push(button("Issue an enrolment link", line, async () => {
       const r = await api("POST", "/api/v1/users/" + enc(u.id) + "/enrolment");

@@ -273,6 +273,9 @@ func TestConsoleFlowAccessAdmin(t *testing.T) {
 	if err != nil {
 		flowsFail(t, ctx, "flow-elevation-activate", "access", err)
 	}
+	if err := within(ctx, accessShows("#who", "elevated until")); err != nil {
+		t.Errorf("the header does not say the admin is elevated: %v", err)
+	}
 
 	// Unlock: the page says lena is locked, and once unlocked her right
 	// password works again and the page offers no more unlocking.

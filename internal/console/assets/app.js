@@ -50,7 +50,8 @@ function buildNav() {
   links.replaceChildren(...pages.filter(visible).map((p) =>
     el("a", { href: "#" + p.id, id: "go-" + p.id, text: p.title })));
   const me = session.me;
-  $("who").textContent = (me.user && (me.user.email || me.user.name)) || "";
+  $("who").textContent = ((me.user && (me.user.email || me.user.name)) || "") +
+    (me.elevated_until ? " (elevated until " + new Date(me.elevated_until).toLocaleTimeString() + ")" : "");
   const period = auditPeriod();
   const banner = $("period");
   if (period) {

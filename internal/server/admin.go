@@ -266,7 +266,7 @@ func (s *Server) listKeys(rq *request) error {
 	// the server would refuse.
 	creatable := []access.Role{}
 	for _, r := range access.Roles {
-		if rq.canHandOutKey(r) == nil && r.CheckTenant(rq.tenant.Name == tenant.Operator) == nil {
+		if rq.holds(access.PermKeysManage) && rq.canHandOutKey(r) == nil && r.CheckTenant(rq.tenant.Name == tenant.Operator) == nil {
 			creatable = append(creatable, r)
 		}
 	}

@@ -358,6 +358,10 @@ type route struct {
 	// unbounded routes hand out entries of the log by position, which no
 	// audit period limits: a grant bounded to a period may not use them.
 	unbounded bool
+	// background routes are no person's doing whatever the request says,
+	// such as a page's change stream reconnecting: they do not keep the
+	// session alive.
+	background bool
 }
 
 // request carries one API request through its handler.

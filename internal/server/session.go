@@ -58,7 +58,7 @@ func credential(r *http.Request) (tok string, fromCookie bool, err error) {
 // and active elevation.
 func (s *Server) authorizeSession(rq *request, tok string, fromCookie bool) error {
 	ctx := rq.r.Context()
-	background := rq.r.Header.Get(BackgroundHeader) != ""
+	background := rq.r.Header.Get(BackgroundHeader) != "" || rq.route.background
 	pr, err := s.in.Identity.Sessions.Validate(ctx, tok, !background)
 	switch {
 	case errors.Is(err, identity.ErrNoSession):

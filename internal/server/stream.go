@@ -31,7 +31,7 @@ func (s *Server) streamRoutes() []*route {
 		// An auditor's grant is bounded to its period, and the stream tells
 		// of changes now: it is not theirs.
 		{method: "GET", pattern: "/api/v1/stream", name: "console.stream", category: "data_access",
-			perm: access.PermComplianceRead, unbounded: true, handle: s.stream},
+			perm: access.PermComplianceRead, unbounded: true, background: true, handle: s.stream},
 	}
 }
 
@@ -144,14 +144,13 @@ func (h *streamHub) unsubscribe(id int64, session string) {
 }
 
 // observe counts a change for the streams of its tenant. A change is
-// attest's own record of something done: reads are not (every page's own
-// requests are recorded as data_access, and counting them would make each
-// reload announce the next), nor are failures, which anyone can cause
-// without a credential, nor are the events producers send or attest's
-// record of their sending, which come as fast as the platform works.
+// attest's own record of something done: reads are not (counting a page's
+// own requests would make each reload announce the next), nor are
+// failures, which anyone can cause without a credential, nor are the
+// events producers send or attest's record of their sending, which come as
+// fast as the platform works.
 func (h *streamHub) observe(t *tenant.Tenant, ev *event.Event) {
-	if h.open.Load() == 0 || ev.Category == "data_access" || ev.Source.Name != event.SelfSource ||
-		ev.Outcome.Result != "success" || ev.Action == "audit.events.ingest" {
+	if h.open.Load() == 0 || ev.Source.Name != event.SelfSource || ev.Outcome.Result != "success" || readOnly(ev) {
 		return
 	}
 	h.mu.RLock()
@@ -167,6 +166,24 @@ func (h *streamHub) observe(t *tenant.Tenant, ev *event.Event) {
 		f.next = nil
 	}
 	f.mu.Unlock()
+}
+
+// readOnly reports attest's records that change nothing a page shows:
+// reads, whatever their category (a GET of the users is an admin event),
+// authorization questions, the ingest of producers' events, and security
+// events, which failed attempts anyone can make give rise to.
+func readOnly(ev *event.Event) bool {
+	switch {
+	case ev.Category == "data_access" || ev.Category == "security":
+		return true
+	case ev.Request.Method == http.MethodGet || ev.Request.Method == http.MethodHead:
+		return true
+	}
+	switch ev.Action {
+	case "audit.events.ingest", "authz.check", "authz.check.batch":
+		return true
+	}
+	return false
 }
 
 // close ends every stream, so that a graceful shutdown need not wait for

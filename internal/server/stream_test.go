@@ -78,14 +78,35 @@ func TestChangeStream(t *testing.T) {
 	member := ts.enrol(c, tenant.Default, "mo@example.com", "member")
 	ts.do("GET", "/api/v1/stream", member.session, nil, "", http.StatusForbidden, nil)
 
-	ingest := ts.key(tenant.Default, "ingest")
+	ingest, authz := ts.key(tenant.Default, "ingest"), ts.key(tenant.Default, "authz")
+	// Opening the stream, as a page does at each reconnection, is no sign
+	// of the person: it leaves the session's last activity as it was.
+	lastActive := func() string {
+		var list struct {
+			Sessions []struct {
+				LastActive string `json:"last_active_at"`
+			}
+		}
+		ts.do("GET", "/api/v1/users/"+p.id+"/sessions", ts.operator, hdr, "", http.StatusOK, &list)
+		return list.Sessions[0].LastActive
+	}
+	before := lastActive()
+	c.Add(time.Minute)
 	lines, resp := ts.openStream(p.session)
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
 		t.Fatalf("stream answered %d %q", resp.StatusCode, ct)
 	}
-	// Reads are no change, nor is a failure anyone can cause, nor an
-	// ingested event, nor another tenant's change.
+	if after := lastActive(); after != before {
+		t.Errorf("opening the stream moved the session's last activity from %s to %s", before, after)
+	}
+	// Reads are no change, whatever their category, nor is an
+	// authorization question, a failure anyone can cause, an ingested
+	// event, or another tenant's change.
 	ts.do("GET", "/api/v1/compliance/dashboard", p.session, nil, "", http.StatusOK, nil)
+	ts.do("GET", "/api/v1/users", p.session, nil, "", http.StatusOK, nil)
+	ts.do("GET", "/api/v1/settings/sessions", p.session, nil, "", http.StatusOK, nil)
+	ts.do("POST", "/api/v1/authz/check", authz, nil,
+		`{"subject":"`+p.id+`","action":"recording.read","resource":{"type":"recording","id":"r-1"}}`, http.StatusOK, nil)
 	ts.do("POST", "/api/v1/auth/login", "", nil, `{"tenant":"default","email":"nobody@example.com","password":"wrong wrong wrong"}`,
 		http.StatusUnauthorized, nil)
 	ts.do("POST", "/api/v1/audit/events", ingest, nil, `{"occurred_at":"`+

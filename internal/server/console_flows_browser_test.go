@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +15,6 @@ import (
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
@@ -542,50 +539,14 @@ func TestConsoleFlowSettingsRetention(t *testing.T) {
 	}
 }
 
-// flowsDownload clicks the button sel names and waits for the browser,
-// told to save into dir, to finish what it downloads: the name the page
-// gave the file and its bytes. status names the element that says why
-// when nothing comes.
+// flowsDownload has the browser save downloads into dir, then clicks the
+// button sel names and waits for its download, as reportsDownload does.
 func flowsDownload(t *testing.T, ctx context.Context, dir, sel, status string) (string, []byte) {
 	t.Helper()
-	on := true
-	if _, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &on}); err != nil {
+	if err := within(ctx, reportsSaveTo(dir)); err != nil {
 		t.Fatal(err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	// Subscribed before the click, so that no event is missed.
-	begins := chromedp.Events(dctx, cdpbrowser.DownloadWillBegin)
-	progress := chromedp.Events(dctx, cdpbrowser.DownloadProgress)
-	if err := chromedp.Do(dctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
-		t.Fatal(err)
-	}
-	var begun cdpbrowser.EventDownloadWillBegin
-	for ev, err := range begins {
-		if err != nil {
-			flowsFail(t, ctx, "flow-download", status, fmt.Errorf("no download began after %s: %w", sel, err))
-		}
-		begun = ev
-		break
-	}
-	for ev, err := range progress {
-		if err != nil {
-			t.Fatalf("the download of %s did not finish: %v", begun.SuggestedFilename, err)
-		}
-		if ev.GUID != begun.GUID || ev.State == cdpbrowser.DownloadProgressStateInProgress {
-			continue
-		}
-		if ev.State != cdpbrowser.DownloadProgressStateCompleted {
-			t.Fatalf("the download of %s ended %s", begun.SuggestedFilename, ev.State)
-		}
-		break
-	}
-	b, err := os.ReadFile(filepath.Join(dir, begun.GUID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return begun.SuggestedFilename, b
+	return reportsDownload(t, ctx, dir, sel, status)
 }
 
 // TestConsoleFlowReviewExport downloads an access review's CSV export

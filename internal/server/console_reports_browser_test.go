@@ -37,8 +37,9 @@ func reportsSaveTo(dir string) chromedp.Action[chromedp.Void] {
 
 // reportsDownload clicks the button sel names and waits for the browser
 // to save what it downloads into dir, answering the name the page gave the
-// file and its bytes.
-func reportsDownload(t *testing.T, ctx context.Context, dir, sel string) (string, []byte) {
+// file and its bytes. status names the element that says why when nothing
+// comes.
+func reportsDownload(t *testing.T, ctx context.Context, dir, sel, status string) (string, []byte) {
 	t.Helper()
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -53,7 +54,7 @@ func reportsDownload(t *testing.T, ctx context.Context, dir, sel string) (string
 		if err != nil {
 			screenshot(t, ctx, "reports-failed")
 			t.Fatalf("no download began after %s: %v; the page says %q", sel, err,
-				pageText(t, ctx, chromedp.ID("report-status")))
+				pageText(t, ctx, chromedp.ID(status)))
 		}
 		begun = ev
 		break
@@ -111,7 +112,7 @@ func TestConsoleReportsDownload(t *testing.T) {
 		t.Errorf("a compliance officer who is not elevated is offered the trail export")
 	}
 
-	name, pdf := reportsDownload(t, ctx, dir, "#report-pdf")
+	name, pdf := reportsDownload(t, ctx, dir, "#report-pdf", "report-status")
 	if !bytes.HasPrefix(pdf, []byte("%PDF")) {
 		t.Errorf("%s starts %q, want %%PDF", name, pdf[:min(len(pdf), 8)])
 	}
@@ -119,7 +120,7 @@ func TestConsoleReportsDownload(t *testing.T) {
 		t.Errorf("the PDF is saved as %q", name)
 	}
 
-	name, bundle := reportsDownload(t, ctx, dir, "#report-zip")
+	name, bundle := reportsDownload(t, ctx, dir, "#report-zip", "report-status")
 	if !strings.HasSuffix(name, ".zip") {
 		t.Errorf("the bundle is saved as %q", name)
 	}
@@ -160,7 +161,7 @@ func TestConsoleReportsDownload(t *testing.T) {
 	if err := within(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("export-trail"))); err != nil {
 		t.Fatal(err)
 	}
-	name, trail := reportsDownload(t, ctx, dir, "#export-trail")
+	name, trail := reportsDownload(t, ctx, dir, "#export-trail", "export-status")
 	if !strings.HasPrefix(name, "attest-trail-"+tenant.Default+"-") || !strings.HasSuffix(name, ".zip") {
 		t.Errorf("the trail export is saved as %q", name)
 	}

@@ -7,9 +7,11 @@ package browsertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -65,6 +67,34 @@ func Text[S chromedp.Selectable](t testing.TB, ctx context.Context, sel S) strin
 		}
 		if tctx.Err() != nil {
 			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TextIs waits up to ten seconds for the text of the first element the
+// CSS selector css names to read want, and answers the text it read last:
+// want when it came, else what the page showed instead ("" for no such
+// element). A page that redraws between two reads is read again.
+func TextIs(t testing.TB, ctx context.Context, css, want string) string {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	js := fmt.Sprintf(`document.querySelector(%s)?.textContent ?? ""`, strconv.Quote(css))
+	var last string
+	for {
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](js))
+		if err == nil {
+			last = v
+			if v == want {
+				return v
+			}
+		}
+		if tctx.Err() != nil {
+			if err != nil && last == "" {
+				t.Fatal(err)
+			}
+			return last
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

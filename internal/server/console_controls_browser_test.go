@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/browsertest"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store/storetest"
 	"github.com/attest/attest/internal/tenant"
@@ -290,7 +291,7 @@ func TestConsoleCriteria(t *testing.T) {
 	}
 	screenshot(t, ctx, "criteria")
 	status := `#criteria-security tr:has(a[data-criterion="CC6.1"]) td:last-child`
-	if got := pageText(t, ctx, chromedp.CSS(status)); got != want {
+	if got := browsertest.TextIs(t, ctx, status, want); got != want {
 		t.Errorf("CC6.1 is listed as %q, want the dashboard's %q", got, want)
 	}
 
@@ -300,7 +301,7 @@ func TestConsoleCriteria(t *testing.T) {
 		t.Fatal("the dashboard names no inherited criterion")
 	}
 	inherited := `#criteria-security tr:has(a[data-criterion="` + dash.Inherited[0] + `"]) td:last-child`
-	if got := pageText(t, ctx, chromedp.CSS(inherited)); got != "inherited from the operator" {
+	if got := browsertest.TextIs(t, ctx, inherited, "inherited from the operator"); got != "inherited from the operator" {
 		t.Errorf("%s, inherited, is listed as %q", dash.Inherited[0], got)
 	}
 

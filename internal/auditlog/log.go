@@ -101,6 +101,10 @@ type Log struct {
 
 	mu     sync.Mutex
 	states map[int64]*tenantState
+
+	// verifySnapshotHook, when set, runs each time Verify has read the log
+	// state of its snapshot: tests change the log there, under the walk.
+	verifySnapshotHook func()
 }
 
 // ErrClosed is returned by appends after Close.

@@ -372,6 +372,46 @@ func TestRetentionArchivesAndExpires(t *testing.T) {
 	})
 }
 
+// TestVerifyWhileRetentionExpires runs a retention run that expires
+// segments and deletes their objects after a verify has taken its
+// snapshot: the objects its snapshot still names are gone, and the verify
+// walks again over the new state instead of reporting them tampered with.
+func TestVerifyWhileRetentionExpires(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB, opts storetest.Options) {
+		dir := opts.DataDir
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		rl := newRetentionLog(t, db, dir)
+		g := eventgen.New(9, rl.clock.now())
+		start := rl.clock.now()
+		rl.add(t, g, 3000) // day 0
+		rl.clock.set(start.Add(900 * 24 * time.Hour))
+		rl.add(t, g, 100) // day 900
+		if rep := rl.run(t); len(rep.Archived) == 0 {
+			t.Fatal("nothing archived")
+		}
+		rl.clock.set(start.Add((DefaultRetentionDays + 10) * 24 * time.Hour))
+		var expired *RetentionReport
+		rl.l.verifySnapshotHook = func() {
+			if expired == nil {
+				expired = rl.run(t)
+			}
+		}
+		vr := rl.verify(t, VerifyOptions{Deep: true})
+		rl.l.verifySnapshotHook = nil
+		if expired == nil || expired.ObjectsDeleted == 0 {
+			t.Fatalf("the run under the verify deleted no object: %+v", expired)
+		}
+		if vr.Problem != nil {
+			t.Fatalf("verify under a retention run: %v", vr.Problem)
+		}
+		if vr.Expired != expired.ExpiredEntries {
+			t.Fatalf("verify reports %d entries expired, want the %d the run expired", vr.Expired, expired.ExpiredEntries)
+		}
+	})
+}
+
 func TestVerifyCatchesArchiveTampering(t *testing.T) {
 	for _, tc := range []struct {
 		name string

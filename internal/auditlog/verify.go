@@ -110,18 +110,44 @@ func (l *Log) Verify(ctx context.Context, t *tenant.Tenant, opts VerifyOptions) 
 	if err := l.keyring.Sync(ctx); err != nil {
 		return nil, err
 	}
-	err := l.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		return l.verifyTx(ctx, tx, t, opts, witness, rep)
-	})
+	// The walk reads one database snapshot, but archive objects live
+	// outside it: a retention run that archives or expires segments while
+	// the walk goes on can delete what the snapshot still names. A problem
+	// found while the archived or expired bounds moved is checked again
+	// over a fresh snapshot; one that holds then, or once the bounds stay
+	// put, is reported.
+	var err error
+	for attempt := 1; ; attempt++ {
+		var seen State
+		err = l.db.ReadTx(ctx, func(tx *sql.Tx) error {
+			return l.verifyTx(ctx, tx, t, opts, witness, rep, &seen)
+		})
+		if (err == nil && rep.Problem == nil) || attempt == verifyAttempts || ctx.Err() != nil {
+			break
+		}
+		now, herr := l.Head(ctx, l.db.Read, t.ID)
+		if herr != nil || (now.Archived == seen.Archived && now.Expired == seen.Expired) {
+			break
+		}
+		rep = &VerifyReport{Tenant: t.Name}
+	}
 	rep.Elapsed = time.Since(start)
 	return rep, err
 }
 
+// verifyAttempts bounds how often Verify walks again a log whose retention
+// moved under it.
+const verifyAttempts = 3
+
 func (l *Log) verifyTx(ctx context.Context, tx *sql.Tx, t *tenant.Tenant, opts VerifyOptions, witness *checkpoint.Checkpoint,
-	rep *VerifyReport) error {
+	rep *VerifyReport, seen *State) error {
 	head, err := l.Head(ctx, tx, t.ID)
 	if err != nil {
 		return err
+	}
+	*seen = head
+	if l.verifySnapshotHook != nil {
+		l.verifySnapshotHook()
 	}
 	rep.Size, rep.Root = head.Size, head.Root
 	// Without keys given, only the log's own signing key is trusted: the

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -53,23 +56,46 @@ func Within(ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error 
 	return chromedp.Do(ctx, steps...)
 }
 
-// Text reads the text of the element sel names, waiting up to ten seconds
-// for it. A page that redraws the element between its finding and its
-// reading is read again.
+// Text reads the visible text of the element sel names, waiting up to ten
+// seconds for it: "" when the element is on the page but hidden. A page
+// that redraws the element between its finding and its reading is read
+// again, rather than read as the empty text of a detached element.
 func Text[S chromedp.Selectable](t testing.TB, ctx context.Context, sel S) string {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
-		v, err := chromedp.Run(tctx, chromedp.Text(sel))
-		if err == nil {
-			return v
+		v, err := chromedp.Run(tctx, liveText(sel))
+		if err == nil && v != nil {
+			return *v
 		}
 		if tctx.Err() != nil {
+			if err == nil {
+				err = errors.New("the element left the page each time it was read")
+			}
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// liveText answers the innerText of the first element sel names while it
+// is on show, "" while it is hidden, and nil once it has left the page.
+func liveText[S chromedp.Selectable](sel S) chromedp.Action[*string] {
+	return chromedp.QueryAfter(sel, func(ctx context.Context, tg *chromedp.Target, nodes []*chromedp.Node) (*string, error) {
+		if len(nodes) == 0 {
+			return nil, errors.New("no element matches")
+		}
+		r, err := cdp.Call(ctx, tg, dom.ResolveNode, dom.ResolveNodeParams{NodeID: nodes[0].NodeID})
+		if err != nil {
+			return nil, err
+		}
+		defer cdp.Call(ctx, tg, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: r.Object.ObjectID})
+		return chromedp.CallFunctionOn[*string](`function() {
+			if (!this.isConnected) return null;
+			return this.checkVisibility() ? this.innerText : "";
+		}`, func(p *runtime.CallFunctionOnParams) { p.ObjectID = r.Object.ObjectID })(ctx, tg)
+	})
 }
 
 // TextIs waits up to ten seconds for the text of the first element the

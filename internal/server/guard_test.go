@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -82,9 +83,15 @@ func TestAuditorSeesThePeriod(t *testing.T) {
 	c := newClock(time.Now())
 	ts := startClocked(t, opts, c, server.Config{})
 	ing := ts.key(tenant.Default, "ingest")
+	var ingested []ingestResp
 	for _, at := range []string{"2026-10-15T10:00:00Z", "2026-11-20T10:00:00Z"} {
+		var r ingestResp
 		ts.do("POST", "/api/v1/audit/events", ing, nil, `{"occurred_at":"`+at+`","source":"svc","actor":{"type":"user","id":"u"},`+
-			`"action":"transcript.read","category":"data_access","outcome":{"result":"success"}}`, http.StatusOK, nil)
+			`"action":"transcript.read","category":"data_access","outcome":{"result":"success"}}`, http.StatusOK, &r)
+		if len(r.Results) != 1 || r.Results[0].Sequence == nil {
+			t.Fatalf("ingest: %+v", r)
+		}
+		ingested = append(ingested, r)
 	}
 	aud := ts.enrol(c, tenant.Default, "aud@example.com", "")
 	ts.do("PUT", "/api/v1/users/"+aud.id+"/roles/auditor", ts.operator, map[string]string{"Attest-Tenant": tenant.Default},
@@ -107,6 +114,22 @@ func TestAuditorSeesThePeriod(t *testing.T) {
 	}
 	ts.do("GET", "/api/v1/audit/events/1", aud.session, nil, "", http.StatusForbidden, nil)
 	ts.do("GET", "/api/v1/audit/checkpoint", aud.session, nil, "", 0, nil)
+
+	// Inclusion proofs keep to the period too, by sequence or leaf hash:
+	// the October event proves, the November one does not.
+	oct, nov := ingested[0].Results[0], ingested[1].Results[0]
+	size := *nov.Sequence + 1
+	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d&tree_size=%d", *oct.Sequence, size),
+		aud.session, nil, "", http.StatusOK, nil)
+	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?leaf_hash=%s&tree_size=%d", url.QueryEscape(oct.LeafHash), size),
+		aud.session, nil, "", http.StatusOK, nil)
+	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d&tree_size=%d", *nov.Sequence, size),
+		aud.session, nil, "", http.StatusForbidden, nil)
+	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?leaf_hash=%s&tree_size=%d", url.QueryEscape(nov.LeafHash), size),
+		aud.session, nil, "", http.StatusForbidden, nil)
+	// A reader's key, bounded to no period, proves it.
+	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d&tree_size=%d", *nov.Sequence, size),
+		ts.key(tenant.Default, "reader"), nil, "", http.StatusOK, nil)
 }
 
 // TestEnrolmentResetEndsSessions checks that the first step of a link for

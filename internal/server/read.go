@@ -214,6 +214,17 @@ func (s *Server) inclusionProof(rq *request) error {
 		if seq >= size {
 			return notInTree(field, seq, size)
 		}
+		if g := rq.decision.Period; g != nil {
+			// An auditor proves the events of the audit period alone, as
+			// the audit-trail query shows them no others.
+			rec, err := s.in.Log.Read(ctx, tx, rq.tenant, seq)
+			if err != nil && !errors.Is(err, auditlog.ErrExpired) {
+				return err
+			}
+			if err != nil || rec.Event.OccurredAt.Before(g.PeriodStart) || rec.Event.OccurredAt.After(g.PeriodEnd) {
+				return forbidden("an auditor's grant is bounded to its audit period, and this event did not occur in it")
+			}
+		}
 		var err error
 		p, err = s.in.Log.ProveInclusion(ctx, tx, rq.tenant, seq, size)
 		return err

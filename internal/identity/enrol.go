@@ -142,7 +142,7 @@ func (s *Service) PrepareEnrolment(ctx context.Context, tok, email, name, passwo
 		return es, nil
 	}
 	if err := CheckPassword(password, es.email, es.name, tenantName); err != nil {
-		return nil, &FieldError{"password", err.Error()}
+		return nil, err // a *PasswordError, which names its field
 	}
 	if es.hash, err = s.Hasher.Hash(ctx, NormalizePassword(password)); err != nil {
 		return nil, err

@@ -143,6 +143,12 @@ func TestEnrolmentResetEndsSessions(t *testing.T) {
 	var link struct{ Token string }
 	ts.do("POST", "/api/v1/users/"+p.id+"/enrolment", ts.operator, map[string]string{"Attest-Tenant": tenant.Default}, "",
 		http.StatusCreated, &link)
+	// A weak password is refused with its field named once.
+	var prob struct{ Field, Detail string }
+	ts.do("POST", "/api/v1/auth/enrol", "", nil, `{"token":"`+link.Token+`","password":"short"}`, http.StatusBadRequest, &prob)
+	if prob.Field != "password" || !strings.HasPrefix(prob.Detail, "password must have at least") {
+		t.Errorf("a short password is refused with %+v", prob)
+	}
 	ts.do("POST", "/api/v1/auth/enrol", "", nil, `{"token":"`+link.Token+`","password":"a brand new passphrase"}`, http.StatusOK, nil)
 	ts.do("GET", "/api/v1/me", p.session, nil, "", http.StatusUnauthorized, nil)
 }

@@ -32,7 +32,10 @@ func TestFirstOwnerAndHostCommands(t *testing.T) {
 	start := s.call(t, "POST", "/api/v1/auth/enrol", "", nil, []byte(fmt.Sprintf(
 		`{"token":%q,"email":"owner@example.com","name":"First Owner","password":"a long owner passphrase"}`, links[0])),
 		http.StatusOK)
-	var st struct{ TOTP struct{ Secret string } }
+	var st struct {
+		UserID string `json:"user_id"`
+		TOTP   struct{ Secret string }
+	}
 	json.Unmarshal(start, &st)
 	code, _ := totp.GenerateCode(st.TOTP.Secret, time.Now())
 	done := s.call(t, "POST", "/api/v1/auth/enrol/totp", "", nil, []byte(fmt.Sprintf(`{"token":%q,"code":%q}`, links[0], code)),
@@ -42,6 +45,17 @@ func TestFirstOwnerAndHostCommands(t *testing.T) {
 	me := s.call(t, "GET", "/api/v1/me", sess.Session.Token, nil, nil, http.StatusOK)
 	if !strings.Contains(string(me), `"role":"owner"`) {
 		t.Errorf("the first account is not an owner: %s", me)
+	}
+	// The trail names the account the link made.
+	var enrolled struct {
+		Items []struct {
+			Event struct{ Target struct{ Type, ID string } }
+		}
+	}
+	json.Unmarshal(s.call(t, "GET", "/api/v1/compliance/audit-trail?action=user.enrol.start", sess.Session.Token, nil, nil,
+		http.StatusOK), &enrolled)
+	if st.UserID == "" || len(enrolled.Items) != 1 || enrolled.Items[0].Event.Target != (struct{ Type, ID string }{"user", st.UserID}) {
+		t.Errorf("the enrolment of %q is in the trail as %+v", st.UserID, enrolled.Items)
 	}
 	// The link is spent.
 	s.call(t, "POST", "/api/v1/auth/enrol", "", nil, []byte(fmt.Sprintf(`{"token":%q,"email":"x@example.com",`+

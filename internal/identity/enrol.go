@@ -102,6 +102,10 @@ type EnrolStart struct {
 	hash     string // "" keeps the account's password
 	NewUser  bool
 	Existing *User
+	// UserID is the account's ID: the existing account's, or the one
+	// Apply gives the account it creates, so that the step's audit event
+	// names it.
+	UserID string
 }
 
 // PrepareEnrolment checks the first step of an enrolment: the link, and for
@@ -123,6 +127,7 @@ func (s *Service) PrepareEnrolment(ctx context.Context, tok, email, name, passwo
 			return nil, err
 		}
 		es.display, es.name = email, name
+		es.UserID = NewUserID()
 	} else {
 		if email != "" || name != "" {
 			return nil, &FieldError{"email", "this link enrols an existing account: leave email and name out"}
@@ -133,7 +138,7 @@ func (s *Service) PrepareEnrolment(ctx context.Context, tok, email, name, passwo
 		if es.Existing.Status != StatusActive {
 			return nil, ErrEnrolmentInvalid
 		}
-		es.email, es.name = es.Existing.Email, es.Existing.Name
+		es.email, es.name, es.UserID = es.Existing.Email, es.Existing.Name, es.Existing.ID
 	}
 	if password == "" {
 		if es.NewUser || !es.Existing.HasPassword {
@@ -174,7 +179,7 @@ func (es *EnrolStart) Apply(ctx context.Context, tx *sql.Tx, created func(*User)
 	}
 	u := es.Existing
 	if es.NewUser {
-		u = &User{ID: NewUserID(), TenantID: link.TenantID, Email: es.email, Display: es.display, Name: es.name}
+		u = &User{ID: es.UserID, TenantID: link.TenantID, Email: es.email, Display: es.display, Name: es.name}
 		if err := s.Users.Create(ctx, tx, u); err != nil {
 			return nil, nil, err
 		}

@@ -355,11 +355,7 @@ func (s *Server) enrolStart(rq *request) error {
 	}
 	var u *identity.User
 	var te *identity.TOTPEnrolment
-	uid := link.UserID
-	if es.NewUser {
-		uid = "(new)"
-	}
-	rq.target = event.Target{Type: "user", ID: uid}
+	rq.target = event.Target{Type: "user", ID: es.UserID}
 	rq.details = map[string]any{"step": "enrol_start", "new_account": es.NewUser, "password_set": body.Password != ""}
 	err = s.commit(rq, t, http.StatusOK, func(ctx context.Context, tx *sql.Tx) error {
 		var err error

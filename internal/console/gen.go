@@ -7,5 +7,9 @@ package console
 // make the build reproducible: no file paths, no symbol table, no
 // version-control stamp that would change with every commit.
 //
+// verifier.goversion names the Go release that built them: another
+// release builds other bytes.
+//
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath -buildvcs=false -ldflags=-s -o assets/verify.wasm ./verifier
 //go:generate cp $GOROOT/lib/wasm/wasm_exec.js assets/wasm_exec.js
+//go:generate sh -c "go env GOVERSION > verifier.goversion"

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,21 @@ func TestVerifierIsCurrent(t *testing.T) {
 		t.Fatalf("go env: %v", err)
 	}
 	goroot, version, _ := strings.Cut(strings.TrimSpace(string(env)), "\n")
+	// Another Go release builds other bytes from the same sources: the
+	// comparison holds only under the release that built the committed
+	// verifier, which CI runs and which requires it.
+	recorded, err := os.ReadFile("verifier.goversion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if built := strings.TrimSpace(string(recorded)); built != version {
+		msg := fmt.Sprintf("the committed verifier was built by %s, and this is %s: run go generate ./internal/console "+
+			"to rebuild it with this release", built, version)
+		if os.Getenv("ATTEST_REQUIRE_VERIFIER_CHECK") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 	for _, f := range []struct{ committed, built string }{
 		{"assets/verify.wasm", out},
 		{"assets/wasm_exec.js", filepath.Join(goroot, "lib", "wasm", "wasm_exec.js")},

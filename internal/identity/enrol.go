@@ -177,6 +177,11 @@ func (es *EnrolStart) Apply(ctx context.Context, tx *sql.Tx, created func(*User)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The link must still be as it was checked: a first step that bound a
+	// new-account link to its account meanwhile has spent that part of it.
+	if es.NewUser != (link.UserID == "") || (!es.NewUser && link.UserID != es.UserID) {
+		return nil, nil, ErrEnrolmentInvalid
+	}
 	u := es.Existing
 	if es.NewUser {
 		u = &User{ID: es.UserID, TenantID: link.TenantID, Email: es.email, Display: es.display, Name: es.name}
@@ -188,9 +193,17 @@ func (es *EnrolStart) Apply(ctx context.Context, tx *sql.Tx, created func(*User)
 				return nil, nil, err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, s.DB.Rebind(`UPDATE enrolments SET user_id = ? WHERE token_hash = ?`), u.ID,
-			secretHash(es.token)); err != nil {
+		// Bound only while unbound: of two first steps at once, on a
+		// database that lets both read the link unbound, one binds it.
+		res, err := tx.ExecContext(ctx, s.DB.Rebind(`UPDATE enrolments SET user_id = ? WHERE token_hash = ?
+			AND user_id IS NULL`), u.ID, secretHash(es.token))
+		if err != nil {
 			return nil, nil, fmt.Errorf("identity: bind enrolment link: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, nil, fmt.Errorf("identity: bind enrolment link: %w", err)
+		} else if n != 1 {
+			return nil, nil, ErrEnrolmentInvalid
 		}
 	}
 	if es.hash != "" {

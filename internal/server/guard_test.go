@@ -1,14 +1,20 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/attest/attest/internal/access"
 	attestevent "github.com/attest/attest/internal/event"
+	"github.com/attest/attest/internal/identity"
+	"github.com/attest/attest/internal/instance"
 	"github.com/attest/attest/internal/server"
 	"github.com/attest/attest/internal/store"
 	"github.com/attest/attest/internal/store/storetest"
@@ -283,4 +289,90 @@ func TestOwnersOutOfAdminsReach(t *testing.T) {
 	if u.Status != "active" {
 		t.Errorf("the idle owner is %s", u.Status)
 	}
+}
+
+// TestOneLinkOneAccount sends the first step of one new-account link
+// twice at once, with two emails: one makes the account, the other is
+// refused, and the link's role is granted once.
+func TestOneLinkOneAccount(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, _ *store.DB, opts storetest.Options) {
+		c := newClock(time.Now())
+		ts := startClocked(t, opts, c, server.Config{})
+		ten, err := ts.in.Tenants.ByName(t.Context(), tenant.Default)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := ts.in.IssueEnrolment(t.Context(), ten, "", access.RoleOwner, identity.DefaultEnrolmentTTL,
+			instance.SystemActor(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status := make([]int, 2)
+		var wg sync.WaitGroup
+		for i := range status {
+			wg.Go(func() {
+				body := fmt.Sprintf(`{"token":%q,"email":"own%d@example.com","name":"Owner %d","password":"a brand new passphrase"}`,
+					tok, i, i)
+				resp, err := ts.client.Post(ts.url+"/api/v1/auth/enrol", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				status[i] = resp.StatusCode
+			})
+		}
+		wg.Wait()
+		if ok := slices.Index(status, http.StatusOK); ok < 0 || slices.Index(status[ok+1:], http.StatusOK) >= 0 ||
+			slices.Contains(status, 0) {
+			t.Errorf("the two first steps answered %v, want one 200", status)
+		}
+		var list struct {
+			Users []struct {
+				Email string
+				Roles []struct{ Role string }
+			}
+		}
+		ts.do("GET", "/api/v1/users", ts.operator, map[string]string{"Attest-Tenant": tenant.Default}, "", http.StatusOK, &list)
+		var owners []string
+		for _, u := range list.Users {
+			if slices.ContainsFunc(u.Roles, func(r struct{ Role string }) bool { return r.Role == access.RoleOwner }) {
+				owners = append(owners, u.Email)
+			}
+		}
+		if len(owners) != 1 {
+			t.Fatalf("one owner link made the owners %v", owners)
+		}
+
+		// A first step refused for an email in use names no account in
+		// its event: none was made.
+		tok, _, err = ts.in.IssueEnrolment(t.Context(), ten, "", access.RoleMember, identity.DefaultEnrolmentTTL,
+			instance.SystemActor(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.do("POST", "/api/v1/auth/enrol", "", nil, fmt.Sprintf(`{"token":%q,"email":%q,"name":"Again",`+
+			`"password":"a brand new passphrase"}`, tok, owners[0]), http.StatusConflict, nil)
+		type item struct {
+			Event struct {
+				Target  struct{ Type, ID string }
+				Outcome struct{ Result string }
+			}
+		}
+		var page struct{ Items []item }
+		// Of the two at once, one was refused too.
+		b := ts.waitTrail(tenant.Default, "&action=user.enrol.start", 3)
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		refused := slices.DeleteFunc(page.Items, func(it item) bool { return it.Event.Outcome.Result == "success" })
+		if len(refused) != 2 {
+			t.Fatalf("%d refused first steps in the trail, want 2: %s", len(refused), b)
+		}
+		for _, it := range refused {
+			if it.Event.Target.ID != "" {
+				t.Errorf("a refused first step names the account %+v", it.Event.Target)
+			}
+		}
+	})
 }

@@ -368,6 +368,10 @@ func (s *Server) enrolStart(rq *request) error {
 		})
 		return err
 	})
+	if err != nil && es.NewUser {
+		// The account was not made: the refusal names none.
+		rq.target = event.Target{}
+	}
 	if errors.Is(err, identity.ErrEmailTaken) {
 		return &apiError{status: http.StatusConflict, title: "Conflict", detail: "an account with this email exists", field: "email"}
 	}

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -131,8 +132,24 @@ func TestAuditorSeesThePeriod(t *testing.T) {
 		aud.session, nil, "", http.StatusOK, nil)
 	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d&tree_size=%d", *nov.Sequence, size),
 		aud.session, nil, "", http.StatusForbidden, nil)
-	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?leaf_hash=%s&tree_size=%d", url.QueryEscape(nov.LeafHash), size),
+	// By leaf hash, an event of another period is answered as a hash that
+	// names none, whatever the tree size asked, so that it is not
+	// confirmed to exist.
+	var unknown, other struct{ Detail string }
+	ts.do("GET", "/api/v1/audit/proofs/inclusion?leaf_hash="+url.QueryEscape(base64.StdEncoding.EncodeToString(make([]byte, 32))),
+		aud.session, nil, "", http.StatusNotFound, &unknown)
+	for _, n := range []int64{size, 1} {
+		ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?leaf_hash=%s&tree_size=%d", url.QueryEscape(nov.LeafHash), n),
+			aud.session, nil, "", http.StatusNotFound, &other)
+		if other != unknown {
+			t.Errorf("at tree size %d an out-of-period hash is answered %q, an unknown one %q", n, other.Detail, unknown.Detail)
+		}
+	}
+	// By sequence, out of the period is refused before the tree size is
+	// looked at.
+	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d&tree_size=1", *nov.Sequence),
 		aud.session, nil, "", http.StatusForbidden, nil)
+	ts.do("GET", "/api/v1/audit/proofs/inclusion?sequence=99999", aud.session, nil, "", http.StatusBadRequest, nil)
 	// A reader's key, bounded to no period, proves it.
 	ts.do("GET", fmt.Sprintf("/api/v1/audit/proofs/inclusion?sequence=%d&tree_size=%d", *nov.Sequence, size),
 		ts.key(tenant.Default, "reader"), nil, "", http.StatusOK, nil)

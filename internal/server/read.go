@@ -190,20 +190,28 @@ func (s *Server) inclusionProof(rq *request) error {
 		}
 		if seq, err = s.in.Log.FindLeaf(ctx, rq.tenant, tree.Hash(b)); err != nil {
 			if isNotFound(err) {
-				return notFound("no entry has that leaf hash")
+				return notFound(noLeaf(rq))
 			}
 			return err
 		}
 	} else if !haveSeq {
 		return badRequest("sequence", "give sequence or leaf_hash")
 	}
-	rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
+	bounded := rq.decision.Period != nil
+	if !bounded {
+		rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
+	}
 	field := "sequence"
 	if !haveSeq {
 		field = "leaf_hash"
 	}
 	var p *auditlog.Inclusion
 	err = s.in.DB.ReadTx(ctx, func(tx *sql.Tx) error {
+		if bounded {
+			if err := s.inPeriod(rq, tx, seq, haveSeq); err != nil {
+				return err
+			}
+		}
 		if size == 0 {
 			cp, err := s.in.Log.LatestCheckpoint(ctx, tx, rq.tenant.ID)
 			if err != nil {
@@ -214,17 +222,6 @@ func (s *Server) inclusionProof(rq *request) error {
 		if seq >= size {
 			return notInTree(field, seq, size)
 		}
-		if g := rq.decision.Period; g != nil {
-			// An auditor proves the events of the audit period alone, as
-			// the audit-trail query shows them no others.
-			rec, err := s.in.Log.Read(ctx, tx, rq.tenant, seq)
-			if err != nil && !errors.Is(err, auditlog.ErrExpired) {
-				return err
-			}
-			if err != nil || rec.Event.OccurredAt.Before(g.PeriodStart) || rec.Event.OccurredAt.After(g.PeriodEnd) {
-				return forbidden("an auditor's grant is bounded to its audit period, and this event did not occur in it")
-			}
-		}
 		var err error
 		p, err = s.in.Log.ProveInclusion(ctx, tx, rq.tenant, seq, size)
 		return err
@@ -232,6 +229,7 @@ func (s *Server) inclusionProof(rq *request) error {
 	if err != nil {
 		return err
 	}
+	rq.target = event.Target{Type: "audit_event", ID: strconv.FormatInt(seq, 10)}
 	if format == "tlog-proof" {
 		if len(p.Checkpoint) == 0 {
 			return badRequest("tree_size", "no signed checkpoint exists at that tree size; the tlog-proof form needs one")
@@ -249,6 +247,47 @@ func (s *Server) inclusionProof(rq *request) error {
 }
 
 // notInTree refuses a proof for an entry beyond the tree.
+// inPeriod refuses a period-bounded grant the proof of an entry that did
+// not occur in its audit period, as the audit-trail query shows it no
+// others. It is asked before anything is said of the entry's place in the
+// tree; an entry found by its leaf hash is answered as one not found, so
+// that a hash of another period is not confirmed to exist.
+func (s *Server) inPeriod(rq *request, tx *sql.Tx, seq int64, bySequence bool) error {
+	g := rq.decision.Period
+	head, err := s.in.Log.Head(rq.r.Context(), tx, rq.tenant.ID)
+	if err != nil {
+		return err
+	}
+	if seq >= head.Size {
+		return nil // past the log: the size check answers it
+	}
+	rec, err := s.in.Log.Read(rq.r.Context(), tx, rq.tenant, seq)
+	switch {
+	case errors.Is(err, auditlog.ErrExpired) && bySequence:
+		return forbidden("the event's payload has expired under retention, so whether it occurred in your audit " +
+			"period cannot be read")
+	case errors.Is(err, auditlog.ErrExpired):
+		return notFound(noLeaf(rq))
+	case err != nil:
+		return err
+	case !rec.Event.OccurredAt.Before(g.PeriodStart) && !rec.Event.OccurredAt.After(g.PeriodEnd):
+		return nil
+	case bySequence:
+		return forbidden("an auditor's grant is bounded to its audit period, and this event did not occur in it")
+	default:
+		return notFound(noLeaf(rq))
+	}
+}
+
+// noLeaf is the answer to a leaf hash that names no entry the caller may
+// prove.
+func noLeaf(rq *request) string {
+	if rq.decision.Period != nil {
+		return "no entry of your audit period has that leaf hash"
+	}
+	return "no entry has that leaf hash"
+}
+
 func notInTree(field string, seq, size int64) error {
 	return badRequest(field, fmt.Sprintf("entry %d is not in the tree of size %d", seq, size))
 }

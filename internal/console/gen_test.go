@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,6 +22,27 @@ func TestVerifierIsCurrent(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command on the PATH: cannot rebuild the verifier to compare it with assets/verify.wasm")
+	}
+	// The build runs in a child process, which go test's cache does not
+	// watch: reading the sources of attest's packages it compiles, and
+	// go.sum for the others, makes a change to them run the test again
+	// rather than answer a cached pass.
+	list := exec.Command(goBin, "list", "-deps", "-f",
+		`{{if not .Standard}}{{if not .Module}}{{else if .Module.Main}}{{range .GoFiles}}{{$.Dir}}/{{.}}
+{{end}}{{end}}{{end}}`, "./verifier")
+	list.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm", "GOFLAGS=")
+	srcs, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list ./verifier: %v", err)
+	}
+	files := strings.Fields(string(srcs))
+	if !slices.ContainsFunc(files, func(f string) bool { return strings.HasSuffix(f, "/verifier/main.go") }) {
+		t.Fatalf("go list names the verifier's sources as %q", files)
+	}
+	for _, f := range append(files, "../../go.sum") {
+		if _, err := os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out := filepath.Join(t.TempDir(), "verify.wasm")
 	build := exec.Command(goBin, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s", "-o", out, "./verifier")

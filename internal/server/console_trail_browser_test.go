@@ -183,6 +183,12 @@ func TestConsoleTrailSearchAndVerify(t *testing.T) {
 			t.Errorf("the detail lacks %q: %s", want, fields)
 		}
 	}
+	// Times read as recorded, in UTC, and in the reader's zone.
+	occurred := trailEval[string](t, ctx, `[...document.querySelectorAll("#trail-fields dt")]
+		.find((d) => d.textContent === "occurred_at").nextSibling.textContent`)
+	if !strings.HasPrefix(occurred, "2026-11-30T10:00:00Z (") || !strings.HasSuffix(occurred, ")") {
+		t.Errorf("occurred_at reads %q, want the recorded time and the local one", occurred)
+	}
 	screenshot(t, ctx, "trail-event")
 	verdict := `document.querySelector("#trail-verdict")`
 	err = within(ctx, chromedp.Click(chromedp.ID("trail-verify")), trailWait(verdict))

@@ -308,7 +308,11 @@ let current = null; // { seq, rec, proof } of the detail on show
 
 function field(dl, name, value) {
   if (value === undefined || value === null || value === "") return;
-  dl.append(el("dt", { text: name }), el("dd", { text: Array.isArray(value) ? value.join(", ") : String(value) }));
+  let text = Array.isArray(value) ? value.join(", ") : String(value);
+  // A time is shown as recorded, in UTC, and as the tables show it, in the
+  // reader's own zone.
+  if (/_at$/.test(name) && typeof value === "string" && !isNaN(Date.parse(value))) text += " (" + when(value) + ")";
+  dl.append(el("dt", { text: name }), el("dd", { text }));
 }
 
 // fields lists an object's members as name and text, nested objects under

@@ -178,12 +178,17 @@ func TestConsoleAccessRolesShapeTheView(t *testing.T) {
 	c.Add(30 * time.Second)
 
 	// The member: elevations and their own account, nothing to approve.
-	steps := append(signIn(t, ts.url+"/#access/users", c, bob), chromedp.WaitVisible(chromedp.ID("access-elevations-view")))
+	// With nothing to elevate to, a part they may not read opens their
+	// own account instead.
+	steps := append(signIn(t, ts.url+"/#access/users", c, bob), chromedp.WaitVisible(chromedp.ID("access-me-view")))
 	if err := within(ctx, steps...); err != nil {
 		t.Fatalf("%v; the page says %q", err, pageText(t, ctx, chromedp.ID("main")))
 	}
 	if got := accessWords(t, ctx, "access-tabs"); got != "Elevations My account" {
 		t.Errorf("the member's tabs read %q", got)
+	}
+	if err := within(ctx, accessOpen("#access/elevations", "#access-elevations tbody tr")...); err != nil {
+		t.Fatalf("%v; the page says %q", err, pageText(t, ctx, chromedp.ID("access")))
 	}
 	if got := accessButtons(t, ctx); !slices.Equal(got, []string{"Refresh"}) {
 		t.Errorf("the member's elevations offer %q", got)
@@ -336,8 +341,9 @@ func TestConsoleAccessCreateUserEnrol(t *testing.T) {
 	if n := accessCount(t, nctx, "#enrol-codes li"); n < 8 {
 		t.Errorf("%d recovery codes shown", n)
 	}
+	// A member, with nothing to elevate to, lands on their own account.
 	if err := within(nctx, chromedp.Click(chromedp.ID("enrol-continue")),
-		chromedp.WaitVisible(chromedp.ID("access-elevations-view"))); err != nil {
+		chromedp.WaitVisible(chromedp.ID("access-me-view"))); err != nil {
 		t.Fatal(err)
 	}
 	if got := pageText(t, nctx, chromedp.ID("who")); got != "nina@example.com" {

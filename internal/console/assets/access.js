@@ -7,19 +7,21 @@
 // shows only to those who may read it, and each button only to those the
 // server would let act.
 
-import { $, el, can, live } from "./lib.js";
+import { $, el, can, live, session } from "./lib.js";
 import { usersView, userView, rolesView } from "./access-users.js";
 import elevationsView from "./access-elevations.js";
 import { reviewsView, reviewView } from "./access-reviews.js";
 import meView from "./access-me.js";
 
 // views are the page's parts; those with a title are tabs, the others
-// are a tab's detail and mark it as current.
+// are a tab's detail and mark it as current. The page opens on the first
+// tab that may be shown and has something for the person to do there.
 const views = [
   { id: "users", title: "Users", may: () => can("users.read"), show: usersView },
   { id: "user", tab: "users", may: () => can("users.read"), show: userView },
   { id: "roles", title: "Roles", may: () => can("roles.read"), show: rolesView },
-  { id: "elevations", title: "Elevations", may: () => true, show: elevationsView },
+  { id: "elevations", title: "Elevations", may: () => true, show: elevationsView,
+    lands: () => can("elevation.approve") || (session.me.elevatable || []).length > 0 },
   { id: "reviews", title: "Access reviews", may: () => can("reviews.read"), show: reviewsView },
   { id: "review", tab: "reviews", may: () => can("reviews.read"), show: reviewView },
   { id: "me", title: "My account", may: () => true, show: meView },
@@ -54,7 +56,8 @@ export default {
     if (!$("access-view")) build(sec);
     const [name, ...arg] = (rest || "").split("/");
     const open = views.filter((v) => v.may());
-    const v = open.find((x) => x.id === name && (x.title || arg.length)) || open.find((x) => x.title);
+    const v = open.find((x) => x.id === name && (x.title || arg.length)) ||
+      open.find((x) => x.title && (!x.lands || x.lands()));
     tabs(v);
     // Each showing renders into a box of its own, so that one still
     // loading when the person moves on writes into nothing on show.

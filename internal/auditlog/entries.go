@@ -52,7 +52,8 @@ var zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecod
 const (
 	sqlInsertEntries   = `INSERT INTO entries (tenant_id, first_seq, count, codec, leaves, personal) VALUES (?, ?, ?, ?, ?, ?)`
 	sqlDeleteFragments = `DELETE FROM entries WHERE tenant_id = ? AND first_seq >= ? AND first_seq < ?`
-	sqlUpdateState     = `UPDATE log_state SET size = ?, root = ?, last_received = ?, updated_at = ? WHERE tenant_id = ?`
+	sqlUpdateState     = `UPDATE log_state SET size = ?, root = ?, last_received = ?, updated_at = ?, changes = changes + ?
+		WHERE tenant_id = ?`
 )
 
 // bundle is the decoded content of one or more consecutive entry rows.

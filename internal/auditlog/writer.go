@@ -290,6 +290,7 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 	}
 	batchIDs := make(map[string]batched, n)
 	seq := st.size
+	var changes int64
 	for _, o := range ops {
 		if o.change != nil {
 			if err := runChange(ctx, tx, o.change); err != nil {
@@ -334,6 +335,9 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 			docs = append(docs, index.Doc{Seq: seq, ID: ev.ID, IDTerm: p.idTerm.Hash, LeafTerm: index.LeafTerm(h[:]).Hash,
 				Terms: p.terms, Text: p.text, Action: ev.Action, Occurred: ev.OccurredAt.UnixMicro(), Received: recv})
 			o.results[i] = Result{Sequence: seq, LeafHash: h}
+			if IsChange(ev) {
+				changes++
+			}
 			seq++
 			st.lastReceived = recv
 		}
@@ -355,7 +359,7 @@ func (l *Log) appendTenant(ctx context.Context, tx *sql.Tx, st *tenantState, ops
 	if err != nil {
 		return 0, err
 	}
-	if _, err := upd.ExecContext(ctx, st.size, st.root[:], st.lastReceived, l.now().UnixMicro(), st.t.ID); err != nil {
+	if _, err := upd.ExecContext(ctx, st.size, st.root[:], st.lastReceived, l.now().UnixMicro(), changes, st.t.ID); err != nil {
 		return 0, fmt.Errorf("auditlog: update log state: %w", err)
 	}
 	st.mu.Lock()

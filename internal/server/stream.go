@@ -1,11 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/attest/attest/internal/access"
@@ -39,28 +39,40 @@ func (s *Server) streamRoutes() []*route {
 // console tab holds one.
 const maxStreamsPerSession = 4
 
-// streamHub hands each tenant's changes to its open streams. It observes
-// the audit log only while a stream is open, and sees the events of this
-// process alone: a change committed by another replica reaches the page
-// at its next reload. What an event costs the log's writer does not grow
-// with the streams: one map read and, for a tenant with streams, one
-// counter and at most one channel close.
-type streamHub struct {
-	log *auditlog.Log
+// streamPoll is how often, while streams are open, the hub reads each of
+// their tenants' count of changes.
+const streamPoll = 250 * time.Millisecond
 
-	mu       sync.RWMutex // guards feeds, sessions, stop and closed
+// streamPollGap is the least time between two rounds of reading.
+const streamPollGap = 50 * time.Millisecond
+
+// streamHub hands each tenant's changes to its open streams. The writer
+// of every process counts a tenant's changes in its log state, in the
+// transaction that appends them (auditlog.IsChange says what counts), so
+// a change committed by a host command or another replica reaches the
+// page as one committed here does. While streams are open the hub reads
+// the count of each of their tenants every streamPoll, and at once when
+// this process commits a change: one row's read, however many streams a
+// tenant has. What an event costs the log's writer does not grow with the
+// streams: while any is open, a test of the event and at most one
+// channel send.
+type streamHub struct {
+	log  *auditlog.Log
+	kick chan struct{} // a change committed here: read the counts now
+
+	mu       sync.RWMutex // guards feeds, sessions, open, stopPoll, stopObs and closed
 	feeds    map[int64]*streamFeed
 	sessions map[string]int
-	stop     func()
+	open     int
+	stopPoll chan struct{} // closed to end the poller, which runs while open > 0
+	stopObs  func()        // ends the observing of this process's changes
 	closed   bool
-	// open counts the streams, so that the observer costs one atomic load
-	// per event while there are none.
-	open atomic.Int64
-	done chan struct{}
+	done     chan struct{}
 }
 
-// streamFeed is one tenant's changes: a count that only grows, and a
-// channel closed at the next change for those waiting on it.
+// streamFeed is one tenant's changes: the count of its log's changes last
+// read, which only grows, and a channel closed when it grows for those
+// waiting on it.
 type streamFeed struct {
 	mu      sync.Mutex // guards changes and next
 	changes int64
@@ -85,6 +97,21 @@ func (f *streamFeed) count() int64 {
 	return f.changes
 }
 
+// advance takes the count of changes read from the log, waking those
+// waiting when it grew.
+func (f *streamFeed) advance(n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n <= f.changes {
+		return
+	}
+	f.changes = n
+	if f.next != nil {
+		close(f.next)
+		f.next = nil
+	}
+}
+
 // closedChan is a channel closed already: waiting on it ends at once.
 var closedChan = func() chan struct{} {
 	c := make(chan struct{})
@@ -93,7 +120,20 @@ var closedChan = func() chan struct{} {
 }()
 
 func newStreamHub(l *auditlog.Log) *streamHub {
-	return &streamHub{log: l, feeds: map[int64]*streamFeed{}, sessions: map[string]int{}, done: make(chan struct{})}
+	return &streamHub{log: l, kick: make(chan struct{}, 1), feeds: map[int64]*streamFeed{}, sessions: map[string]int{},
+		done: make(chan struct{})}
+}
+
+// observe wakes the poller at a change committed by this process, so that
+// its streams need not wait for the next round.
+func (h *streamHub) observe(_ *tenant.Tenant, ev *event.Event) {
+	if !auditlog.IsChange(ev) {
+		return
+	}
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
 }
 
 var (
@@ -103,8 +143,13 @@ var (
 		detail: fmt.Sprintf("this session holds %d change streams open already: close a console tab", maxStreamsPerSession)}
 )
 
-// subscribe opens a stream of tenant id's changes for a session.
-func (h *streamHub) subscribe(id int64, session string) (*streamFeed, error) {
+// subscribe opens a stream of tenant id's changes for a session. The
+// stream counts changes from the log's count now.
+func (h *streamHub) subscribe(ctx context.Context, id int64, session string) (*streamFeed, error) {
+	base, err := h.log.Changes(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
@@ -120,8 +165,11 @@ func (h *streamHub) subscribe(id int64, session string) (*streamFeed, error) {
 		h.feeds[id] = f
 	}
 	f.subs++
-	if h.open.Add(1) == 1 {
-		h.stop = h.log.Observe(h.observe)
+	f.advance(base)
+	if h.open++; h.open == 1 {
+		h.stopPoll = make(chan struct{})
+		go h.poll(h.stopPoll)
+		h.stopObs = h.log.Observe(h.observe)
 	}
 	return f, nil
 }
@@ -137,53 +185,52 @@ func (h *streamHub) unsubscribe(id int64, session string) {
 			delete(h.feeds, id)
 		}
 	}
-	if h.open.Add(-1) == 0 && h.stop != nil {
-		h.stop()
-		h.stop = nil
+	if h.open--; h.open == 0 {
+		h.stopObs()
+		close(h.stopPoll)
 	}
 }
 
-// observe counts a change for the streams of its tenant. A change is
-// attest's own record of something done: reads are not (counting a page's
-// own requests would make each reload announce the next), nor are
-// failures, which anyone can cause without a credential, nor are the
-// events producers send or attest's record of their sending, which come as
-// fast as the platform works.
-func (h *streamHub) observe(t *tenant.Tenant, ev *event.Event) {
-	if h.open.Load() == 0 || ev.Source.Name != event.SelfSource || ev.Outcome.Result != "success" || readOnly(ev) {
-		return
+// poll reads the count of changes of each tenant with open streams every
+// streamPoll and when kicked, until stop is closed. A count that cannot be
+// read now is read at the next round.
+func (h *streamHub) poll(stop <-chan struct{}) {
+	tick := time.NewTicker(streamPoll)
+	defer tick.Stop()
+	type due struct {
+		id int64
+		f  *streamFeed
 	}
-	h.mu.RLock()
-	f := h.feeds[t.ID]
-	h.mu.RUnlock()
-	if f == nil {
-		return
+	var dues []due
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		case <-h.kick:
+		}
+		dues = dues[:0]
+		h.mu.RLock()
+		for id, f := range h.feeds {
+			dues = append(dues, due{id, f})
+		}
+		h.mu.RUnlock()
+		for _, d := range dues {
+			ctx, cancel := context.WithTimeout(context.Background(), streamPoll)
+			n, err := h.log.Changes(ctx, d.id)
+			cancel()
+			if err == nil {
+				d.f.advance(n)
+			}
+		}
+		// However fast changes come, rounds keep this far apart: a
+		// stream gathers a burst for streamGather anyway.
+		select {
+		case <-stop:
+			return
+		case <-time.After(streamPollGap):
+		}
 	}
-	f.mu.Lock()
-	f.changes++
-	if f.next != nil {
-		close(f.next)
-		f.next = nil
-	}
-	f.mu.Unlock()
-}
-
-// readOnly reports attest's records that change nothing a page shows:
-// reads, whatever their category (a GET of the users is an admin event),
-// authorization questions, the ingest of producers' events, and security
-// events, which failed attempts anyone can make give rise to.
-func readOnly(ev *event.Event) bool {
-	switch {
-	case ev.Category == "data_access" || ev.Category == "security":
-		return true
-	case ev.Request.Method == http.MethodGet || ev.Request.Method == http.MethodHead:
-		return true
-	}
-	switch ev.Action {
-	case "audit.events.ingest", "authz.check", "authz.check.batch":
-		return true
-	}
-	return false
 }
 
 // close ends every stream, so that a graceful shutdown need not wait for
@@ -214,7 +261,7 @@ func (s *Server) stream(rq *request) error {
 	}
 	rc := http.NewResponseController(rq.w)
 	sid := rq.pr.Session.ID
-	feed, err := s.streams.subscribe(rq.tenant.ID, sid)
+	feed, err := s.streams.subscribe(rq.r.Context(), rq.tenant.ID, sid)
 	if err != nil {
 		return err
 	}

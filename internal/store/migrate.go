@@ -444,6 +444,11 @@ var migrations = []migration{
 			`DROP INDEX control_results_control`,
 		}
 	}},
+	{"change notices: a count of attest's own changes in each tenant's log, which every process's console streams read", func(t Types) []string {
+		return []string{
+			`ALTER TABLE log_state ADD COLUMN changes ` + t.BigInt + ` NOT NULL DEFAULT 0`,
+		}
+	}},
 }
 
 // SchemaVersion is the schema version this binary expects.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/attest/attest/internal/event"
 )
@@ -27,20 +28,46 @@ func IsChange(ev *event.Event) bool {
 		return false
 	}
 	switch ev.Action {
-	case "audit.events.ingest", "authz.check", "authz.check.batch":
+	case "audit.events.ingest", "authz.check", "authz.check.batch",
+		// A password's first step opens no session, only a pending login:
+		// it changes nothing a page shows, and anyone holding a password
+		// could repeat it.
+		"user.login.password", "user.login.webauthn.begin":
 		return false
 	}
 	return true
 }
 
-// Changes answers how many changes, as IsChange counts them, tenant
-// tenantID's log holds: a count that only grows, kept by the writer of
-// every process in the transaction that appends them.
-func (l *Log) Changes(ctx context.Context, tenantID int64) (int64, error) {
-	var n int64
-	err := l.db.Read.QueryRowContext(ctx, l.db.Rebind(`SELECT changes FROM log_state WHERE tenant_id = ?`), tenantID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("auditlog: read the count of changes: %w", err)
+// Changes answers how many changes, as IsChange counts them, the logs of
+// the tenants ids hold: counts that only grow, kept by the writer of every
+// process in the transactions that append them. A tenant with no log yet
+// is left out.
+func (l *Log) Changes(ctx context.Context, ids ...int64) (map[int64]int64, error) {
+	out := make(map[int64]int64, len(ids))
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(`SELECT tenant_id, changes FROM log_state
+			WHERE tenant_id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("auditlog: read the count of changes: %w", err)
+		}
+		for rows.Next() {
+			var id, n int64
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("auditlog: read the count of changes: %w", err)
+			}
+			out[id] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("auditlog: read the count of changes: %w", err)
+		}
 	}
-	return n, nil
+	return out, nil
 }

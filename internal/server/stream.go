@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -146,17 +147,17 @@ var (
 // subscribe opens a stream of tenant id's changes for a session. The
 // stream counts changes from the log's count now.
 func (h *streamHub) subscribe(ctx context.Context, id int64, session string) (*streamFeed, error) {
-	base, err := h.log.Changes(ctx, id)
+	if err := h.admits(session); err != nil {
+		return nil, err
+	}
+	counts, err := h.log.Changes(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case h.closed:
-		return nil, errStreamsClosed
-	case h.sessions[session] >= maxStreamsPerSession:
-		return nil, errTooManyStreams
+	if err := h.admitsLocked(session); err != nil {
+		return nil, err
 	}
 	h.sessions[session]++
 	f := h.feeds[id]
@@ -165,13 +166,31 @@ func (h *streamHub) subscribe(ctx context.Context, id int64, session string) (*s
 		h.feeds[id] = f
 	}
 	f.subs++
-	f.advance(base)
+	f.advance(counts[id])
 	if h.open++; h.open == 1 {
 		h.stopPoll = make(chan struct{})
 		go h.poll(h.stopPoll)
 		h.stopObs = h.log.Observe(h.observe)
 	}
 	return f, nil
+}
+
+// admits refuses a stream while attest shuts down or when the session
+// holds its most already, before anything is read for it.
+func (h *streamHub) admits(session string) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.admitsLocked(session)
+}
+
+func (h *streamHub) admitsLocked(session string) error {
+	switch {
+	case h.closed:
+		return errStreamsClosed
+	case h.sessions[session] >= maxStreamsPerSession:
+		return errTooManyStreams
+	}
+	return nil
 }
 
 func (h *streamHub) unsubscribe(id int64, session string) {
@@ -191,17 +210,14 @@ func (h *streamHub) unsubscribe(id int64, session string) {
 	}
 }
 
-// poll reads the count of changes of each tenant with open streams every
-// streamPoll and when kicked, until stop is closed. A count that cannot be
-// read now is read at the next round.
+// poll reads the counts of changes of the tenants with open streams, in
+// one query, every streamPoll and when kicked, until stop is closed.
+// Counts that cannot be read now are read at the next round.
 func (h *streamHub) poll(stop <-chan struct{}) {
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
-	type due struct {
-		id int64
-		f  *streamFeed
-	}
-	var dues []due
+	var ids []int64
+	feeds := map[int64]*streamFeed{}
 	for {
 		select {
 		case <-stop:
@@ -209,18 +225,20 @@ func (h *streamHub) poll(stop <-chan struct{}) {
 		case <-tick.C:
 		case <-h.kick:
 		}
-		dues = dues[:0]
+		ids = ids[:0]
+		clear(feeds)
 		h.mu.RLock()
 		for id, f := range h.feeds {
-			dues = append(dues, due{id, f})
+			ids = append(ids, id)
+			feeds[id] = f
 		}
 		h.mu.RUnlock()
-		for _, d := range dues {
-			ctx, cancel := context.WithTimeout(context.Background(), streamPoll)
-			n, err := h.log.Changes(ctx, d.id)
-			cancel()
-			if err == nil {
-				d.f.advance(n)
+		ctx, cancel := context.WithTimeout(context.Background(), streamPoll)
+		counts, err := h.log.Changes(ctx, ids...)
+		cancel()
+		if err == nil {
+			for id, n := range counts {
+				feeds[id].advance(n)
 			}
 		}
 		// However fast changes come, rounds keep this far apart: a
@@ -276,14 +294,21 @@ func (s *Server) stream(rq *request) error {
 		}
 		return rc.Flush() == nil
 	}
+	seen, next := feed.wait()
+	// Each notice carries the count of changes as its id, which a browser
+	// reconnecting after a drop sends back: the changes made while it was
+	// away, here or in any other process, are announced at once. A count
+	// ahead of the log's, or none, counts from now.
+	if last, err := strconv.ParseInt(rq.r.Header.Get("Last-Event-ID"), 10, 64); err == nil && last >= 0 && last < seen {
+		seen, next = last, closedChan
+	}
 	// The retry field sets how soon the browser reconnects after a drop.
-	if !send("retry: 2000\n: attest change stream\n\n") {
+	if !send("retry: 2000\nid: %d\n: attest change stream\n\n", seen) {
 		return nil
 	}
 	ctx := rq.r.Context()
 	check := time.NewTicker(s.cfg.StreamCheck)
 	defer check.Stop()
-	seen, next := feed.wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -308,7 +333,7 @@ func (s *Server) stream(rq *request) error {
 				return nil
 			}
 			now := feed.count()
-			if !send("event: change\ndata: {\"changes\":%d}\n\n", now-seen) {
+			if !send("id: %d\nevent: change\ndata: {\"changes\":%d}\n\n", now, now-seen) {
 				return nil
 			}
 			// The changes counted are in this notice; any since wake the

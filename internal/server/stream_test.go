@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +18,21 @@ import (
 // lines as they come.
 func (ts *testServer) openStream(token string) (lines <-chan string, resp *http.Response) {
 	ts.t.Helper()
+	return ts.openStreamAfter(token, "")
+}
+
+// openStreamAfter is openStream as a browser reconnecting sends it, with
+// the id of the last notice it had, when lastID is not "".
+func (ts *testServer) openStreamAfter(token, lastID string) (lines <-chan string, resp *http.Response) {
+	ts.t.Helper()
 	req, err := http.NewRequest("GET", ts.url+"/api/v1/stream", nil)
 	if err != nil {
 		ts.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
 	resp, err = ts.client.Do(req)
 	if err != nil {
 		ts.t.Fatal(err)
@@ -56,6 +67,68 @@ func nextEvent(lines <-chan string, d time.Duration) (name, data string) {
 		case <-timeout:
 			return "", ""
 		}
+	}
+}
+
+// nextNotice waits up to d for the stream's next named event and returns
+// the id it carries, its name and data, or "" for each when none came.
+func nextNotice(lines <-chan string, d time.Duration) (id, name, data string) {
+	timeout := time.After(d)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return id, "closed", ""
+			}
+			if v, ok := strings.CutPrefix(l, "id: "); ok {
+				id = v
+			} else if v, ok := strings.CutPrefix(l, "event: "); ok {
+				name = v
+			} else if v, ok := strings.CutPrefix(l, "data: "); ok && name != "" {
+				return id, name, v
+			}
+		case <-timeout:
+			return id, "", ""
+		}
+	}
+}
+
+// TestChangeStreamReconnects drops a stream, makes a change while it is
+// gone, and reconnects as a browser does, naming the id of the last
+// notice it had: the change is announced at once. A reconnection that
+// missed nothing, or names an id that is no count of the log's, hears of
+// nothing.
+func TestChangeStreamReconnects(t *testing.T) {
+	_, opts := storetest.OpenSQLite(t)
+	c := newClock(time.Now())
+	ts := startClocked(t, opts, c, server.Config{ControlsInterval: -1})
+	hdr := map[string]string{"Attest-Tenant": tenant.Default}
+	p := ts.enrol(c, tenant.Default, "ana@example.com", "compliance_officer")
+
+	// The stream opens naming the count of changes as its id.
+	lines, resp := ts.openStream(p.session)
+	last, _, _ := nextNotice(lines, 500*time.Millisecond)
+	resp.Body.Close() // the connection drops
+	first, err := strconv.ParseInt(last, 10, 64)
+	if err != nil {
+		t.Fatalf("the stream opened with the id %q, want the count of changes", last)
+	}
+	ts.do("POST", "/api/v1/users", ts.operator, hdr, `{"email":"gap@example.com","name":"Gap"}`, http.StatusCreated, nil)
+
+	lines, resp = ts.openStreamAfter(p.session, last)
+	id, name, data := nextNotice(lines, 2*time.Second)
+	resp.Body.Close()
+	if name != "change" || data != `{"changes":1}` || id != strconv.FormatInt(first+1, 10) {
+		t.Fatalf("after the reconnection the stream sent %q %q %s, want the change made meanwhile", id, name, data)
+	}
+	// Reconnecting with that id, or with none, or with one that is no
+	// count of the log's, misses nothing: no notice comes.
+	for _, after := range []string{id, "", "abc", "-5", "99999999999"} {
+		lines, resp := ts.openStreamAfter(p.session, after)
+		if _, name, _ := nextNotice(lines, time.Second); name != "" {
+			t.Errorf("a reconnection after %q was sent %q with nothing changed since", after, name)
+		}
+		resp.Body.Close()
 	}
 }
 

@@ -79,14 +79,17 @@ function notice() {
 }
 
 // stream listens to the server's change notices and passes them to the
-// pages; EventSource reconnects by itself when the connection drops. An
-// auditor's grant is bounded to its period, and gets no stream of what
-// changes now.
+// pages; EventSource reconnects by itself when the connection drops,
+// naming the last notice's id, and the server then announces what changed
+// meanwhile. An auditor's grant is bounded to its period, and gets no
+// stream of what changes now. A stream opened again after a restart has
+// no last id to name: the page reads the API again once it opens.
 let source = null;
-function stream() {
+function stream(reopened) {
   if (source || typeof EventSource === "undefined" || !can("compliance.read") || auditPeriod()) return;
   source = new EventSource("/api/v1/stream", { withCredentials: true });
   source.addEventListener("change", () => notice());
+  if (reopened) source.addEventListener("open", () => notice(), { once: true });
   // The server ends the stream when the session ends: the page goes back
   // to the sign-in.
   source.addEventListener("end", (e) => {
@@ -98,7 +101,7 @@ function stream() {
     } catch (_) { /* no reason given */ }
     // A session or permission gone reloads the page, which signs in again
     // or shows what the person may still see.
-    if (reason === "shutting down") setTimeout(stream, 3000);
+    if (reason === "shutting down") setTimeout(() => stream(true), 3000);
     else location.reload();
   });
   source.addEventListener("open", () => { $("live").textContent = "live"; });

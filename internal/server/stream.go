@@ -52,10 +52,10 @@ const streamPollGap = 50 * time.Millisecond
 // transaction that appends them (auditlog.IsChange says what counts), so
 // a change committed by a host command or another replica reaches the
 // page as one committed here does. While streams are open the hub reads
-// the count of each of their tenants every streamPoll, and at once when
-// this process commits a change: one row's read, however many streams a
-// tenant has. What an event costs the log's writer does not grow with the
-// streams: while any is open, a test of the event and at most one
+// the counts of their tenants, in one query, every streamPoll and at once
+// when this process commits a change: one row a tenant, however many
+// streams it has. What an event costs the log's writer does not grow with
+// the streams: while any is open, a test of the event and at most one
 // channel send.
 type streamHub struct {
 	log  *auditlog.Log

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/attest/attest/internal/store"
@@ -121,7 +122,8 @@ func (s *Service) PrepareEnrolment(ctx context.Context, tok, email, name, passwo
 	if link.UserID == "" {
 		es.NewUser = true
 		if es.email, err = CanonicalEmail(email); err != nil {
-			return nil, &FieldError{"email", err.Error()}
+			// The field is named once, as a FieldError names it.
+			return nil, &FieldError{"email", strings.TrimPrefix(err.Error(), "email ")}
 		}
 		if err := checkName(name); err != nil {
 			return nil, err

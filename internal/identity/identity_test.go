@@ -36,13 +36,16 @@ func TestCanonicalEmail(t *testing.T) {
 }
 
 func TestCheckPassword(t *testing.T) {
-	for _, ok := range []string{"correct horse battery staple", "Tr0ub4dor&3 but longer", "ünïcödé pässwörd 42"} {
+	for _, ok := range []string{"correct horse battery staple", "Tr0ub4dor&3 but longer", "ünïcödé pässwörd 42",
+		"Lopez, then six of my own words", "acme staff garden 1999"} {
 		if err := CheckPassword(ok, "ana@example.com", "Ana Lopez", "acme"); err != nil {
 			t.Errorf("CheckPassword(%q) = %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"short", "password1234", "aaaaaaaaaaaaaa", "12345678901234",
-		"ana@example.com1", "acmeacme12", strings.Repeat("x", MaxPasswordLen+1), "attestattest1", "\xff\xfe invalid utf8"} {
+		"ana@example.com1", "acmeacme12", strings.Repeat("x", MaxPasswordLen+1), "attestattest1", "\xff\xfe invalid utf8",
+		// Built on the name or the address, whatever is around it.
+		"LopezAcme2026", "lopezlopezlopez", "lopez lopez lopez", "example.com2026", "Lopez!!Acme!!12"} {
 		if err := CheckPassword(bad, "ana@example.com", "Ana Lopez", "acme"); err == nil {
 			t.Errorf("CheckPassword(%q) accepted it", bad)
 		} else if strings.Contains(err.Error(), bad) {

@@ -368,6 +368,13 @@ func TestOneLinkOneAccount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A bad address is refused with its field named once.
+		var prob struct{ Field, Detail string }
+		ts.do("POST", "/api/v1/auth/enrol", "", nil, fmt.Sprintf(`{"token":%q,"email":"bad","name":"Again",`+
+			`"password":"a brand new passphrase"}`, tok), http.StatusBadRequest, &prob)
+		if prob.Field != "email" || strings.Count(prob.Detail, "email") != 1 {
+			t.Errorf("a bad address is refused with %+v", prob)
+		}
 		ts.do("POST", "/api/v1/auth/enrol", "", nil, fmt.Sprintf(`{"token":%q,"email":%q,"name":"Again",`+
 			`"password":"a brand new passphrase"}`, tok, owners[0]), http.StatusConflict, nil)
 		type item struct {
@@ -377,14 +384,14 @@ func TestOneLinkOneAccount(t *testing.T) {
 			}
 		}
 		var page struct{ Items []item }
-		// Of the two at once, one was refused too.
-		b := ts.waitTrail(tenant.Default, "&action=user.enrol.start", 3)
+		// Of the two at once, one was refused too, and so was the bad address.
+		b := ts.waitTrail(tenant.Default, "&action=user.enrol.start", 4)
 		if err := json.Unmarshal(b, &page); err != nil {
 			t.Fatal(err)
 		}
 		refused := slices.DeleteFunc(page.Items, func(it item) bool { return it.Event.Outcome.Result == "success" })
-		if len(refused) != 2 {
-			t.Fatalf("%d refused first steps in the trail, want 2: %s", len(refused), b)
+		if len(refused) != 3 {
+			t.Fatalf("%d refused first steps in the trail, want 3: %s", len(refused), b)
 		}
 		for _, it := range refused {
 			if it.Event.Target.ID != "" {

@@ -332,6 +332,14 @@ func (s *Server) stream(rq *request) error {
 			case <-ctx.Done():
 				return nil
 			}
+			// A notice goes only to a session and permission that still
+			// stand, not merely to those that stood at the last check.
+			if reason := s.streamStands(rq, tok); reason != "" {
+				if ctx.Err() == nil {
+					send("event: end\ndata: {\"reason\":%q}\n\n", reason)
+				}
+				return nil
+			}
 			now := feed.count()
 			if !send("id: %d\nevent: change\ndata: {\"changes\":%d}\n\n", now, now-seen) {
 				return nil

@@ -155,8 +155,16 @@ function renderDetail(d, id, opened) {
   if (opened) $("criterion-title").focus();
 }
 
+// wanted is the criterion the address names now ("" for the list), and
+// rendered counts the renderings begun: one begun later, for a click or a
+// change notice, wins over one still loading, whichever answers first.
+let wanted = "";
+let rendered = 0;
+
 async function render(id) {
+  const mine = ++rendered;
   const d = await load();
+  if (mine !== rendered) return;
   message($("criteria-error"), "", true);
   renderList(d);
   show("criteria-list", !id);
@@ -171,7 +179,7 @@ async function render(id) {
 // A change notice reloads the page when on show.
 live.addEventListener("change", () => {
   if (!built || $("criteria").hidden) return;
-  render(current).catch((err) => message($("criteria-error"), err.message, true));
+  render(wanted).catch((err) => message($("criteria-error"), err.message, true));
 });
 
 export default {
@@ -180,6 +188,7 @@ export default {
   needs: ["compliance.read"],
   async show(sec, rest) {
     if (!built) build(sec);
-    await render(rest ? decodeURIComponent(rest) : "");
+    wanted = rest ? decodeURIComponent(rest) : "";
+    await render(wanted);
   },
 };

@@ -333,16 +333,15 @@ func (s *Server) stream(rq *request) error {
 				return nil
 			}
 			// A notice goes only to a session and permission that still
-			// stand, not merely to those that stood at the last check.
-			if reason := s.streamStands(rq, tok); reason != "" {
-				if ctx.Err() == nil {
-					send("event: end\ndata: {\"reason\":%q}\n\n", reason)
-				}
-				return nil
-			}
+			// stand, not merely to those that stood at the last check; the
+			// stream itself ends at that check, so that a page showing why
+			// the session ended, such as a changed password, keeps it on
+			// show until then.
 			now := feed.count()
-			if !send("id: %d\nevent: change\ndata: {\"changes\":%d}\n\n", now, now-seen) {
-				return nil
+			if s.streamStands(rq, tok) == "" {
+				if !send("id: %d\nevent: change\ndata: {\"changes\":%d}\n\n", now, now-seen) {
+					return nil
+				}
 			}
 			// The changes counted are in this notice; any since wake the
 			// next one at once.
